@@ -1,0 +1,44 @@
+# Stockade: `make run` sets everything up and starts the service; `make test`
+# sets everything up and runs the whole suite. Both go through `make setup`,
+# which installs only what is missing and is quick when nothing is.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# System packages: the sandbox (bubblewrap, libseccomp), the venv, and the tools
+# the test-suite uses (iproute2 for `ip`, procps for `ps`).
+DEB_CORE := bubblewrap libseccomp2 python3-venv python3-dev iproute2 procps
+# Language toolchains for the runtime catalog (Debian packages only: /usr).
+DEB_RUNTIMES := gcc g++ openjdk-17-jdk-headless nodejs rustc golang-go ruby php-cli perl lua5.4
+
+.PHONY: setup system-packages runtimes venv run test lint bench clean
+
+setup: system-packages venv
+
+system-packages:
+	@bash scripts/apt-ensure.sh $(DEB_CORE)
+
+runtimes:
+	@bash scripts/apt-ensure.sh $(DEB_RUNTIMES)
+
+# The stamp depends on pyproject.toml, so the install runs only when it changed.
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[service,test]'
+	@touch $@
+
+run: setup runtimes
+	$(VENV)/bin/stockade serve
+
+test: setup runtimes
+	$(VENV)/bin/python -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: setup runtimes
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .stockade

@@ -1,0 +1,74 @@
+"""Values of the engine layer: a submission (what to compile and run, against
+which tests), and what came of it. Seconds as float, sizes as int bytes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from stockade.sandbox.model import Limits, RunResult, Status
+
+
+class Verdict(str, enum.Enum):
+    """The sandbox statuses plus what judging adds."""
+
+    accepted = "accepted"
+    wrong_answer = "wrong_answer"
+    compile_error = "compile_error"
+    ok = Status.ok.value  # ran fine, no expected output to compare with
+    runtime_error = Status.runtime_error.value
+    time_limit = Status.time_limit.value
+    wall_time_limit = Status.wall_time_limit.value
+    memory_limit = Status.memory_limit.value
+    output_limit = Status.output_limit.value
+    sandbox_error = Status.sandbox_error.value
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One stdin, and optionally the output the program must print for it."""
+
+    __test__ = False  # not a pytest class
+    stdin: bytes = b""
+    expected_output: bytes | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What to compile and run. `runtime` is a catalog key ("python3", "cpp")
+    or a Judge0 language id. `source` is written as the runtime's source file."""
+
+    runtime: str | int
+    source: bytes = b""
+    additional_files: bytes | None = None  # a zip, extracted into the box
+    compiler_options: str = ""
+    arguments: str = ""
+    compile_limits: Limits = field(default_factory=lambda: Limits(cpu_time=10, wall_time=20, memory=512 * 1024 * 1024, processes=64, file_size=64 * 1024 * 1024))
+    run_limits: Limits = field(default_factory=Limits)
+    tests: tuple[TestCase, ...] = (TestCase(),)
+    stop_at_first_failure: bool = True
+    exact: bool = False  # byte-exact comparison instead of Judge0's rule
+    number_of_runs: int = 1
+    redirect_stderr_to_stdout: bool = False
+
+
+@dataclass(frozen=True)
+class TestResult:
+    __test__ = False
+    verdict: Verdict
+    run: RunResult  # time and memory averaged over number_of_runs
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    """The overall verdict is the first failing test's (or accepted/ok)."""
+
+    verdict: Verdict
+    compile_output: bytes = b""
+    compile_run: RunResult | None = None
+    tests: tuple[TestResult, ...] = ()
+    message: str = ""

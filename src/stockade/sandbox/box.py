@@ -1,0 +1,527 @@
+"""Sandbox: run one command in one box and account for it exactly.
+
+One run: take a slot -> make /box -> make the cgroup -> spawn bwrap as the
+slot's uid with an empty environment -> handshake (pid into the cgroup,
+rlimits, then unblock) -> supervise on the event loop (stdin, bounded output,
+wall and CPU time) -> kill the whole cgroup -> account -> tear down.
+Every way out of `run` goes through the same `finally` blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from stockade.errors import LimitError, SandboxError, SandboxUnavailable
+from stockade.sandbox import bwrap, cgroup, seccomp
+from stockade.sandbox.model import GiB, Limits, MiB, Mount, RunResult, Status, decide
+from stockade.sandbox.slots import Slot, SlotPool
+from stockade.sandbox.workdir import File, check_relpath, collect, make_box_dir, remove_tree
+
+log = logging.getLogger("stockade.sandbox")
+
+__all__ = ["File", "Sandbox"]
+
+_READ_CHUNK = 1 << 16
+# After bwrap exits every box process is dead; its pipes reach EOF at once.
+# This only bounds the wait if something unexpected still holds one.
+_DRAIN_GRACE = 1.0
+# A CPU check never waits less than this (bounds the checks of a busy run).
+_MIN_CPU_CHECK = 0.01
+
+
+def _default_state_dir() -> str:
+    if os.geteuid() == 0:
+        return "/run/stockade"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(runtime, "stockade") if runtime else f"/tmp/stockade-{os.getuid()}"
+
+
+@dataclass
+class _Outcome:
+    """What the supervisor saw; turned into a RunResult at the end."""
+
+    events: set[Status] = field(default_factory=set)
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    message: str = ""
+
+
+class Sandbox:
+    """Runs commands in boxes. One Sandbox serves many concurrent runs.
+
+    >>> sandbox = Sandbox()
+    >>> result = sandbox.run_sync(["/usr/bin/python3", "-c", "print(input()[::-1])"],
+    ...                           stdin=b"stressed\\n", limits=Limits(cpu_time=1))
+    >>> result.status, result.stdout
+    (<Status.ok: 'ok'>, b'desserts\\n')
+
+    `slots` bounds the boxes alive at once (and the host uids used:
+    `first_uid` .. `first_uid + slots - 1`). `state_dir` holds the box
+    directories, the generated /etc and the slot locks (default /run/stockade
+    as root). `box_space` caps the tmpfs all box directories live on (root only).
+    """
+
+    def __init__(
+        self,
+        *,
+        slots: int = 32,
+        state_dir: str | None = None,
+        first_uid: int = 60000,
+        cgroup_root: str = "/sys/fs/cgroup",
+        box_space: int | None = None,
+    ):
+        if not 1 <= slots <= 4096:
+            raise LimitError("slots must be between 1 and 4096")
+        self._bwrap = bwrap.find_bwrap()
+        self.is_root = os.geteuid() == 0
+        self.state_dir = state_dir or _default_state_dir()
+        self._etc_dir = os.path.join(self.state_dir, "etc")
+        self.boxes_dir = os.path.join(self.state_dir, "boxes")
+        self._prepare_state(box_space)
+        self.cgroups = cgroup.detect(root=cgroup_root, parent="stockade")
+        self._slots = SlotPool(os.path.join(self.state_dir, "locks"), slots, first_uid, self.is_root)
+        self._ncpu = len(os.sched_getaffinity(0))
+
+    # -- setup -------------------------------------------------------------
+
+    def _prepare_state(self, box_space: int | None) -> None:
+        # state_dir and boxes/ are 0711: slot uids may traverse to their own box
+        # directory (bwrap binds it as that uid) but never list the others;
+        # each box directory is 0700 and owned by its slot's uid.
+        for path, mode in ((self.state_dir, 0o711), (self.boxes_dir, 0o711), (self._etc_dir, 0o755),
+                           (os.path.join(self.state_dir, "locks"), 0o700)):
+            os.makedirs(path, mode=mode, exist_ok=True)
+            st = os.lstat(path)
+            if st.st_uid != os.geteuid() or not os.path.isdir(path) or os.path.islink(path):
+                raise SandboxUnavailable(f"{path} is not a directory owned by us")
+            os.chmod(path, mode)
+        for name, text in bwrap.etc_files().items():
+            path = os.path.join(self._etc_dir, name)
+            tmp = path + ".new"
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        if self.is_root:
+            _mount_box_space(self.boxes_dir, box_space or _default_box_space())
+
+    # -- public ------------------------------------------------------------
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        files: Mapping[str, bytes | File] | None = None,
+        stdin: bytes = b"",
+        limits: Limits | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+        collect: Sequence[str] = (),
+        cwd: str = bwrap.BOX_DIR,
+        network: bool = False,
+    ) -> RunResult:
+        """Run `argv` (paths as seen inside the box) with `files` written to
+        /box and `stdin` fed to it, within `limits`. `collect` names files of
+        /box (fnmatch patterns) to return in `RunResult.files`.
+        Raises LimitError for malformed input; a failure of the box itself is
+        a RunResult with status sandbox_error."""
+        limits = limits or Limits()
+        files = files or {}
+        env = dict(env or {})
+        _check_input(argv, files, env, mounts, stdin)
+        slot = await self._slots.acquire()
+        try:
+            return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd, network)
+        finally:
+            self._slots.release(slot)
+
+    def run_sync(self, *args, **kwargs) -> RunResult:
+        """`run` for callers without an event loop."""
+        return asyncio.run(self.run(*args, **kwargs))
+
+    def close(self) -> None:
+        self._slots.close()
+
+    # -- one run -----------------------------------------------------------
+
+    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd, network):
+        workdir = os.path.join(self.boxes_dir, str(slot.index))
+        if os.path.lexists(workdir):  # left by a supervisor that was killed -9
+            remove_tree(workdir)
+        group = None
+        try:
+            make_box_dir(workdir, slot.uid, slot.gid, files)
+            group = self.cgroups.create(f"box-{slot.index}", memory=limits.memory, pids=limits.processes)
+            result = await self._supervise(slot, workdir, group, argv, stdin, limits, env, mounts, cwd, network)
+            if patterns and result.status is not Status.sandbox_error:
+                result = replace(result, files=collect(workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
+            return result
+        finally:
+            try:
+                if group is not None:
+                    group.remove()
+            finally:
+                remove_tree(workdir)
+
+    async def _supervise(self, slot: Slot, workdir, group, argv, stdin, limits: Limits, env, mounts, cwd, network) -> RunResult:
+        loop = asyncio.get_running_loop()
+        out = _Outcome()
+        fds: list[int] = []  # every fd we own, closed on every path out
+
+        def pipe() -> tuple[int, int]:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            fds.extend((r, w))
+            return r, w
+
+        def close(fd: int) -> None:
+            if fd in fds:
+                fds.remove(fd)
+                os.close(fd)
+
+        proc: subprocess.Popen | None = None
+        pidfd = box_pidfd = -1
+        watched: list[int] = []
+        timers: list[asyncio.TimerHandle] = []
+        try:
+            info_r, info_w = pipe()
+            block_r, block_w = pipe()
+            seccomp_r, seccomp_w = pipe()
+            _write_all(seccomp_w, seccomp.compile_filter(network=network))
+            close(seccomp_w)
+            in_r, in_w = pipe()
+            out_r, out_w = pipe()
+            err_r, err_w = pipe()
+            inner = [*rlimit_argv(limits, self.cgroups.kind == "none"), *argv]
+            command = bwrap.build_argv(
+                self._bwrap.path, inner, workdir=workdir, etc_dir=self._etc_dir, tmp_size=limits.tmp_size,
+                env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r, seccomp_fd=seccomp_r,
+                network=network,
+            )
+            identity = {"user": slot.uid, "group": slot.gid, "extra_groups": []} if self.is_root else {}
+            try:
+                # Empty environment: bwrap (pid 1's parent, visible in /proc) holds
+                # no secret of ours. close_fds: only the fds named here pass.
+                proc = subprocess.Popen(
+                    command, stdin=in_r, stdout=out_w, stderr=err_w, pass_fds=(info_w, block_r, seccomp_r),
+                    env={}, cwd="/", close_fds=True, **identity,
+                )
+            except OSError as exc:
+                return RunResult(Status.sandbox_error, message=f"cannot start bubblewrap: {exc}")
+            for fd in (in_r, out_w, err_w, info_w, block_r, seccomp_r):
+                close(fd)
+            pidfd = os.pidfd_open(proc.pid)
+            fds.append(pidfd)
+
+            box_pid = await _read_child_pid(loop, info_r, pidfd)
+            if box_pid is None:  # bwrap failed while building the box
+                os.set_blocking(err_r, True)
+                os.waitpid(proc.pid, 0)
+                proc.returncode = 0
+                detail = _read_available(err_r).decode("utf-8", "replace").strip()
+                return RunResult(Status.sandbox_error, message=f"bubblewrap failed: {detail or 'no detail'}")
+            box_pidfd = os.pidfd_open(box_pid)
+            fds.append(box_pidfd)
+
+            # Handshake: the box's pid 1 is in the cgroup before the program
+            # exists, so everything it will ever fork is limited and counted.
+            group.add(box_pid)
+            _write_all(block_w, b"1")
+            close(block_w)
+            started = time.monotonic()
+
+            def kill(reason: Status | None) -> None:
+                if reason is not None:
+                    out.events.add(reason)
+                with contextlib.suppress(OSError):
+                    group.kill()
+                # Killing the pid namespace's init kills every process in it.
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(box_pidfd, signal.SIGKILL)
+
+            exited = loop.create_future()
+            loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+            watched.append(pidfd)
+            eofs = [self._reader(loop, out_r, out, "stdout", limits.output, kill, watched),
+                    self._reader(loop, err_r, out, "stderr", limits.output, kill, watched)]
+            self._writer(loop, in_w, stdin, watched, close)
+
+            timers.append(loop.call_later(limits.wall_time, kill, Status.wall_time_limit))
+
+            def check_cpu() -> None:
+                used = group.cpu_time()
+                if used >= limits.cpu_time:
+                    kill(Status.time_limit)
+                    return
+                # CPU time grows at most ncpu seconds per second: no need to look
+                # again before the limit could possibly be reached.
+                delay = max(_MIN_CPU_CHECK, (limits.cpu_time - used) / self._ncpu)
+                timers.append(loop.call_later(delay, check_cpu))
+
+            if self.cgroups.kind != "none":
+                timers.append(loop.call_later(max(_MIN_CPU_CHECK, limits.cpu_time / self._ncpu), check_cpu))
+
+            await exited
+            wall = time.monotonic() - started
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            # Everything in the box is dead now: close in the cgroup to be sure.
+            kill(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*eofs), _DRAIN_GRACE)
+            return self._account(group, out, status, usage, wall, limits)
+        finally:
+            for timer in timers:
+                timer.cancel()
+            for fd in watched:
+                if fd in fds:  # not closed (and maybe reused) already
+                    loop.remove_reader(fd)
+                    loop.remove_writer(fd)
+            if proc is not None and proc.returncode is None:
+                # Cancelled or failed mid-run: kill the box and bwrap, then reap.
+                with contextlib.suppress(OSError):
+                    group.kill()
+                with contextlib.suppress(OSError):
+                    proc.kill()
+                os.waitpid(proc.pid, 0)
+                proc.returncode = -9
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _reader(self, loop, fd: int, out: _Outcome, name: str, cap: int, kill: Callable, watched: list[int]) -> asyncio.Future:
+        """Read `fd` into out.<name> until EOF; past `cap` bytes keep the first
+        `cap`, mark it truncated and kill the box (output_limit)."""
+        buffer: bytearray = getattr(out, name)
+        done = loop.create_future()
+        os.set_blocking(fd, False)
+
+        def on_readable() -> None:
+            try:
+                chunk = os.read(fd, _READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                loop.remove_reader(fd)
+                if not done.done():
+                    done.set_result(None)
+                return
+            if getattr(out, name + "_truncated"):
+                return  # already over the limit: drain and drop until EOF
+            room = cap - len(buffer)
+            buffer.extend(chunk[:room])
+            if len(chunk) > room:
+                setattr(out, name + "_truncated", True)
+                kill(Status.output_limit)
+
+        loop.add_reader(fd, on_readable)
+        watched.append(fd)
+        return done
+
+    def _writer(self, loop, fd: int, data: bytes, watched: list[int], close: Callable[[int], None]) -> None:
+        """Feed `data` to the box's stdin without ever blocking the loop; a
+        program that never reads just leaves it in the pipe until it ends."""
+        view = memoryview(data)
+        os.set_blocking(fd, False)
+
+        def finish() -> None:
+            loop.remove_writer(fd)
+            close(fd)  # EOF for the program
+
+        def on_writable() -> None:
+            nonlocal view
+            try:
+                view = view[os.write(fd, view[:1 << 20]):]
+            except BlockingIOError:
+                return
+            except OSError:  # EPIPE: the program closed stdin or ended
+                view = view[:0]
+            if not view:
+                finish()
+
+        if not view:
+            close(fd)
+            return
+        loop.add_writer(fd, on_writable)
+        watched.append(fd)
+
+    def _account(self, group, out: _Outcome, status: int, usage, wall: float, limits: Limits) -> RunResult:
+        exit_code, sig = _decode_status(status)
+        if self.cgroups.kind != "none":
+            cpu = group.cpu_time()
+            memory = group.memory_peak()
+            oom = group.oom_killed()
+        else:  # rusage of bwrap includes every box process it reaped
+            cpu = usage.ru_utime + usage.ru_stime
+            memory = usage.ru_maxrss * 1024
+            oom = False
+        events = set(out.events)
+        if oom:
+            events.add(Status.memory_limit)
+        if cpu > limits.cpu_time or sig == signal.SIGXCPU:
+            events.add(Status.time_limit)
+        if exit_code not in (0, None) or sig is not None:
+            events.add(Status.runtime_error)
+        verdict = decide(events)
+        return RunResult(
+            status=verdict,
+            exit_code=exit_code,
+            signal=sig,
+            stdout=bytes(out.stdout),
+            stderr=bytes(out.stderr),
+            stdout_truncated=out.stdout_truncated,
+            stderr_truncated=out.stderr_truncated,
+            time=cpu,
+            wall_time=wall,
+            memory=memory,
+            oom_killed=oom,
+            message=out.message,
+        )
+
+
+def _decode_status(status: int) -> tuple[int | None, int | None]:
+    """bwrap exits with the program's code, or 128 + N when signal N killed it
+    (like a shell). bwrap itself killed by a signal means we killed the box."""
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    code = os.WEXITSTATUS(status)
+    if 128 < code <= 128 + signal.NSIG:
+        return None, code - 128
+    return code, None
+
+
+def _check_input(argv, files, env, mounts, stdin) -> None:
+    if isinstance(argv, str | bytes) or not argv or not all(isinstance(a, str) for a in argv):
+        raise LimitError("argv must be a non-empty list of strings")
+    if any("\0" in a for a in argv):
+        raise LimitError("argv items must not contain NUL bytes")
+    for name in files:
+        check_relpath(name)
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key or "\0" in value:
+            raise LimitError(f"invalid environment variable {key!r}")
+    for mount in mounts:
+        if not os.path.isabs(mount.source) or not os.path.isabs(mount.target):
+            raise LimitError(f"mount paths must be absolute: {mount}")
+    if not isinstance(stdin, bytes | bytearray | memoryview):
+        raise LimitError("stdin must be bytes")
+
+
+PRLIMIT = "/usr/bin/prlimit"
+
+
+def rlimit_argv(limits: Limits, per_process_fallback: bool) -> list[str]:
+    """`prlimit` (util-linux) as the first program of the box: it lowers its own
+    limits and execs the real program, so every process the program ever makes
+    inherits them. (Setting them from outside with prlimit(2) needs
+    CAP_SYS_RESOURCE, which many container hosts, this one included, lack.)"""
+    cpu = math.ceil(limits.cpu_time) + 1
+    args = [
+        PRLIMIT,
+        # Backstop for the cgroup CPU watch (SIGXCPU, then SIGKILL one second later).
+        f"--cpu={cpu}:{cpu + 1}",
+        # No file bigger than this (SIGXFSZ): /box and /tmp stay small.
+        f"--fsize={limits.file_size}:{limits.file_size}",
+        # Descriptor exhaustion stays inside the box.
+        f"--nofile={limits.open_files}:{limits.open_files}",
+        f"--stack={limits.stack}:{limits.stack}",
+        # No core dumps: written where nobody looks, and slowly.
+        "--core=0:0",
+        # Locked memory cannot be reclaimed: none.
+        "--memlock=0:0",
+    ]
+    if per_process_fallback:
+        # Without a cgroup these are all we have (per process, per uid).
+        args += [f"--nproc={limits.processes}:{limits.processes}", f"--as={limits.memory}:{limits.memory}"]
+    return [*args, "--"]
+
+
+async def _read_child_pid(loop, info_fd: int, pidfd: int) -> int | None:
+    """bwrap writes {"child-pid": N} on --info-fd once the box's pid 1 exists;
+    None when bwrap exits before that (a setup error, on its stderr)."""
+    data = bytearray()
+    got = loop.create_future()
+    os.set_blocking(info_fd, False)
+
+    def on_info() -> None:
+        try:
+            chunk = os.read(info_fd, 4096)
+        except BlockingIOError:
+            return
+        data.extend(chunk)
+        if not chunk or data.rstrip().endswith(b"}"):
+            loop.remove_reader(info_fd)
+            if not got.done():
+                got.set_result(None)
+
+    def on_exit() -> None:
+        if not got.done():
+            got.set_result(None)
+
+    loop.add_reader(info_fd, on_info)
+    loop.add_reader(pidfd, on_exit)
+    try:
+        await got
+    finally:
+        loop.remove_reader(info_fd)
+        loop.remove_reader(pidfd)
+    with contextlib.suppress(OSError):
+        data.extend(os.read(info_fd, 4096))
+    try:
+        return int(json.loads(bytes(data))["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_available(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError, OSError):
+        while chunk := os.read(fd, _READ_CHUNK):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > 65536:
+                break
+    return b"".join(chunks)
+
+
+def _default_box_space() -> int:
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1 * GiB, total // 4)
+
+
+def _mount_box_space(path: str, size: int) -> None:
+    """Box directories live on their own size-capped tmpfs (root only): what a
+    program writes to /box is memory charged to its cgroup and can never fill
+    the host's disk."""
+    with open("/proc/self/mountinfo") as f:
+        if any(line.split()[4] == path for line in f):
+            return
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"size={size},mode=0711".encode()
+    flags = 0x2 | 0x4  # MS_NOSUID | MS_NODEV: nothing setuid or device-like there
+    if libc.mount(b"stockade-boxes", path.encode(), b"tmpfs", flags, options) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EPERM, errno.EACCES):
+            log.warning("cannot mount a tmpfs for box directories (%s): using %s as it is", os.strerror(err), path)
+            return
+        raise SandboxUnavailable(f"cannot mount tmpfs on {path}: {os.strerror(err)}")

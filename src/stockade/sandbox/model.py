@@ -1,0 +1,155 @@
+"""Values of the sandbox layer: what a run may use (Limits), what it did
+(RunResult) and the verdict (Status). Seconds are floats, sizes int bytes."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from stockade.errors import LimitError
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+class Status(str, enum.Enum):
+    """How a run ended, from the sandbox's point of view."""
+
+    ok = "ok"
+    runtime_error = "runtime_error"
+    time_limit = "time_limit"
+    wall_time_limit = "wall_time_limit"
+    memory_limit = "memory_limit"
+    output_limit = "output_limit"
+    sandbox_error = "sandbox_error"
+
+    def __str__(self) -> str:  # "time_limit", not "Status.time_limit"
+        return self.value
+
+
+# Verdict precedence when several things happened in one run (DESIGN.md):
+# the first matching one wins.
+PRECEDENCE = (
+    Status.sandbox_error,
+    Status.memory_limit,
+    Status.output_limit,
+    Status.time_limit,
+    Status.wall_time_limit,
+    Status.runtime_error,
+    Status.ok,
+)
+
+
+def decide(events: set[Status]) -> Status:
+    """The verdict among everything that happened during a run."""
+    for status in PRECEDENCE:
+        if status in events:
+            return status
+    return Status.ok
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one run may use. Every field has a safe default.
+
+    >>> Limits(cpu_time=1.0, memory=64 * MiB)
+    Limits(cpu_time=1.0, wall_time=10.0, memory=67108864, ...)
+
+    cpu_time    CPU seconds over all processes of the run (default 2 s)
+    wall_time   real seconds from start to end (default 10 s)
+    memory      bytes of RAM, page cache and tmpfs together; no swap (256 MiB)
+    processes   processes and threads alive at once (64)
+    output      bytes of stdout and of stderr, each (1 MiB); past it: killed
+    file_size   largest file the program may write (16 MiB)
+    open_files  file descriptors per process (64)
+    stack       stack size per process (64 MiB)
+    tmp_size    size of the box's /tmp tmpfs (16 MiB)
+    """
+
+    cpu_time: float = 2.0
+    wall_time: float = 10.0
+    memory: int = 256 * MiB
+    processes: int = 64
+    output: int = 1 * MiB
+    file_size: int = 16 * MiB
+    open_files: int = 64
+    stack: int = 64 * MiB
+    tmp_size: int = 16 * MiB
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_time", "wall_time"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 < value <= 24 * 3600:
+                raise LimitError(f"{name} must be a positive number of seconds, got {value!r}")
+        for name in ("memory", "processes", "output", "file_size", "open_files", "stack", "tmp_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise LimitError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.memory < 4 * MiB:
+            raise LimitError(f"memory must be at least 4 MiB, got {self.memory}")
+        if self.processes < 1:
+            raise LimitError("processes must be at least 1")
+        if self.open_files < 4:
+            raise LimitError("open_files must be at least 4 (stdin, stdout, stderr and one more)")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run did. `exit_code` is None when a signal ended the program,
+    `signal` None when it exited. Times in seconds, memory in bytes."""
+
+    status: Status
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    time: float = 0.0
+    wall_time: float = 0.0
+    memory: int = 0
+    oom_killed: bool = False
+    message: str = ""
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The CLI's --json object (stdout/stderr as UTF-8, invalid bytes replaced)."""
+        return {
+            "status": self.status.value,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "stdout": self.stdout.decode("utf-8", "replace"),
+            "stderr": self.stderr.decode("utf-8", "replace"),
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+            "time": round(self.time, 6),
+            "wall_time": round(self.wall_time, 6),
+            "memory": self.memory,
+        }
+
+
+@dataclass(frozen=True)
+class Mount:
+    """An extra host path made visible in the box (read-only unless writable)."""
+
+    source: str
+    target: str
+    writable: bool = False
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*$")
+_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB}
+
+
+def parse_size(text: str) -> int:
+    """'1048576', '512K', '64M', '1.5G' -> bytes (powers of 1024)."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise LimitError(f"invalid size {text!r}: use bytes or a number with K, M or G")
+    number, unit = match.groups()
+    value = float(number) * _UNITS[unit.lower()]
+    if unit == "" and "." in number:
+        raise LimitError(f"invalid size {text!r}: a byte count must be a whole number")
+    return int(value)

@@ -1,0 +1,94 @@
+"""The slot pool: each concurrent box owns one slot, and each slot one
+unprivileged host uid/gid (first_uid + index, like isolate's 60000 + box id).
+
+Slots are exclusive across processes too (an flock per slot), so two
+Stockade processes on one host never share a uid, a cgroup or a box directory.
+The pool is not tied to one event loop: `Sandbox.run_sync` may use a new one
+per call."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fcntl
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int
+    uid: int
+    gid: int
+
+
+class SlotPool:
+    def __init__(self, lock_dir: str, count: int, first_uid: int, switch_user: bool):
+        self._lock_dir = lock_dir
+        self._first_uid = first_uid
+        # Rootless: every box runs as ourselves (we cannot switch uid).
+        self._switch_user = switch_user
+        self._free: list[int] = list(range(count - 1, -1, -1))  # lowest index last
+        self._fds: dict[int, int] = {}
+        self._waiters: collections.deque[asyncio.Future] = collections.deque()
+
+    def _slot(self, index: int) -> Slot:
+        if self._switch_user:
+            return Slot(index, self._first_uid + index, self._first_uid + index)
+        return Slot(index, os.getuid(), os.getgid())
+
+    def _try_lock(self, index: int) -> bool:
+        fd = self._fds.get(index)
+        if fd is None:
+            path = os.path.join(self._lock_dir, f"slot-{index}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            self._fds[index] = fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _take(self) -> Slot | None:
+        for pos in range(len(self._free) - 1, -1, -1):
+            index = self._free[pos]
+            if self._try_lock(index):
+                del self._free[pos]
+                return self._slot(index)
+        return None
+
+    async def acquire(self) -> Slot:
+        while True:
+            slot = self._take()
+            if slot is not None:
+                return slot
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                # Woken by release(); when every free index is held by another
+                # process instead, look again shortly.
+                await asyncio.wait_for(waiter, None if not self._free else 0.05)
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def release(self, slot: Slot) -> None:
+        fcntl.flock(self._fds[slot.index], fcntl.LOCK_UN)
+        self._free.append(slot.index)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+                break
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

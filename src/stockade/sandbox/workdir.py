@@ -1,0 +1,159 @@
+"""The host side of /box: create it for a slot, write the files in, read chosen
+files back out, and delete it without ever following a link the program planted.
+
+Every write here happens *before* the program starts; after it ran, the
+directory is only read (no-follow) and deleted (Judge0's CVE-2024-28185/28189)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import stat
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from stockade.errors import LimitError, SandboxError
+
+
+@dataclass(frozen=True)
+class File:
+    """A file for the box with its mode: `File(elf_bytes, 0o755)` for an executable."""
+
+    content: bytes
+    mode: int = 0o644
+
+
+def check_relpath(name: str) -> list[str]:
+    """'src/main.c' -> ['src', 'main.c']; absolute paths, '..' and NULs refused."""
+    if not name or name.startswith("/") or "\0" in name:
+        raise LimitError(f"invalid file name {name!r}: must be a relative path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        raise LimitError(f"invalid file name {name!r}: no '..' allowed")
+    return parts
+
+
+def make_box_dir(path: str, uid: int, gid: int, files: Mapping[str, bytes | File]) -> None:
+    """Create `path` (0700, owned by the slot's uid) and write `files` into it.
+    The directory is new and no program has run there yet, so O_EXCL and
+    O_NOFOLLOW are belts on braces: nothing can be planted in it."""
+    os.mkdir(path, 0o700)
+    os.chown(path, uid, gid, follow_symlinks=False)
+    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for name, item in files.items():
+            content, mode = (item.content, item.mode) if isinstance(item, File) else (item, 0o644)
+            *dirs, leaf = check_relpath(name)
+            parent = _make_dirs(dir_fd, dirs, uid, gid)
+            try:
+                fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent)
+                try:
+                    view = memoryview(content)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fchown(fd, uid, gid)
+                    os.fchmod(fd, mode & 0o777)  # never setuid/setgid/sticky bits
+                finally:
+                    os.close(fd)
+            except FileExistsError:
+                raise LimitError(f"file {name!r} given twice") from None
+            finally:
+                if parent != dir_fd:
+                    os.close(parent)
+    finally:
+        os.close(dir_fd)
+
+
+def _make_dirs(dir_fd: int, parts: list[str], uid: int, gid: int) -> int:
+    fd = dir_fd
+    for part in parts:
+        try:
+            os.mkdir(part, 0o755, dir_fd=fd)
+            os.chown(part, uid, gid, dir_fd=fd, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        if fd != dir_fd:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def collect(path: str, patterns: Sequence[str], max_total: int) -> dict[str, bytes]:
+    """Read back the regular files of the box that match `patterns` (fnmatch on
+    the path relative to /box). Links, devices and fifos are skipped; opening is
+    O_NOFOLLOW and the type is checked on the open fd, so a file swapped for a
+    link cannot redirect the read. Raises SandboxError past `max_total` bytes."""
+    if not patterns:
+        return {}
+    out: dict[str, bytes] = {}
+    total = 0
+    for rel, dir_fd, name in _walk(path):
+        if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in patterns):
+            continue
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            total += st.st_size
+            if total > max_total:
+                raise SandboxError(f"collected files exceed {max_total} bytes")
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            out[rel] = b"".join(chunks)
+        finally:
+            os.close(fd)
+    return out
+
+
+def _walk(path: str) -> Iterator[tuple[str, int, str]]:
+    """(relative path, parent dir fd, name) of every non-directory entry,
+    descending only into real directories (fd-relative, never through links)."""
+    stack = [("", os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW))]
+    while stack:
+        prefix, fd = stack.pop()
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    rel = prefix + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        try:
+                            child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                        except OSError:
+                            continue
+                        stack.append((rel + "/", child))
+                    else:
+                        yield rel, fd, entry.name
+        finally:
+            os.close(fd)
+
+
+def remove_tree(path: str) -> None:
+    """Delete a box directory. shutil.rmtree works fd-relative on Linux
+    (`avoids_symlink_attacks`): a planted link is unlinked, never followed.
+    Only called once every process of the box is dead, so nothing moves."""
+    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux always has it
+        raise SandboxError("this platform cannot delete a box directory safely")
+    for _ in range(64):
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except PermissionError as exc:
+            # Rootless only (root ignores modes): the program made one of its own
+            # directories unreadable. Open that real directory (lstat: never a
+            # link) and its parent up, then try again.
+            failed = exc.filename
+            if not failed or not failed.startswith(path):
+                raise
+            for target in (os.path.dirname(failed), failed):
+                if stat.S_ISDIR(os.lstat(target).st_mode):
+                    os.chmod(target, 0o700)
+    raise SandboxError(f"could not delete {path}")
