@@ -1,0 +1,47 @@
+"""What the CLI commands share: usage errors and running a coroutine so that
+SIGTERM or Ctrl-C cancels it (and the sandbox cleans up) instead of killing us."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import Any, NoReturn
+
+import typer
+
+
+def usage_error(message: str) -> NoReturn:
+    typer.echo(f"stockade: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def sandbox_failure(message: str) -> NoReturn:
+    typer.echo(f"stockade: sandbox failure: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def run_cancellable(coro: Coroutine[Any, Any, Any]) -> Any:
+    """asyncio.run, with SIGTERM/SIGINT turned into cancellation so every
+    `finally` in the supervisor runs; exits 143/130 like a killed shell job."""
+
+    async def main() -> Any:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        received: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            task.cancel()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if received:
+                sys.exit(128 + received[0])
+            raise
+
+    return asyncio.run(main())

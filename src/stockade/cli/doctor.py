@@ -1,0 +1,118 @@
+"""`stockade doctor`: each isolation layer, active or missing, and why.
+
+Exits 1 when the box cannot be trusted (no bubblewrap, no user namespaces, no
+seccomp, or a probe inside a real box sees something it must not)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import typer
+
+from stockade.cli import app
+from stockade.cli.common import run_cancellable
+from stockade.errors import StockadeError
+from stockade.sandbox import Limits, Sandbox, Status, bwrap, seccomp
+from stockade.sandbox.box import PRLIMIT
+
+
+@dataclass
+class Layer:
+    name: str
+    active: bool
+    detail: str
+    required: bool = True
+
+
+# Runs inside a real box and reports what it can see of the host.
+PROBE = r"""
+import json, os
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+env1 = open("/proc/1/environ", "rb").read()
+print(json.dumps({
+    "uid": os.getuid(),
+    "cap_eff": status["CapEff"].strip(),
+    "seccomp": status["Seccomp"].strip(),
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "pid1_environ": env1.decode("utf-8", "replace"),
+    "interfaces": sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:]),
+    "fds": sorted(os.listdir("/proc/self/fd")),
+}))
+"""
+
+
+def check_layers() -> list[Layer]:
+    layers: list[Layer] = []
+    try:
+        info = bwrap.find_bwrap()
+        layers.append(Layer("bubblewrap", True, f"{info.path} {'.'.join(map(str, info.version))}, root-owned, not writable by others"))
+    except StockadeError as exc:
+        layers.append(Layer("bubblewrap", False, str(exc)))
+        return layers
+    try:
+        program = seccomp.compile_filter()
+        layers.append(Layer("seccomp", True, f"policy compiled with libseccomp ({len(program) // 8} BPF instructions)"))
+    except Exception as exc:  # noqa: BLE001 - any failure means no seccomp
+        layers.append(Layer("seccomp", False, f"cannot compile the policy: {exc}"))
+    layers.append(Layer("rlimits", os.access(PRLIMIT, os.X_OK), f"{PRLIMIT} sets CPU, FSIZE, NOFILE, STACK, CORE=0 before the program starts"))
+    try:
+        sandbox = Sandbox(slots=1)
+    except StockadeError as exc:
+        layers.append(Layer("sandbox state", False, str(exc)))
+        return layers
+    cg = sandbox.cgroups
+    layers.append(Layer(
+        "cgroups", cg.kind != "none",
+        f"{cg.kind}: {cg.reason}" if cg.kind != "none" else f"missing ({cg.reason}): memory and processes limited by rlimits only",
+        required=False,
+    ))
+    if sandbox.is_root:
+        layers.append(Layer("host uid", True, "each box runs as its slot's unprivileged uid (60000 + slot), never as root", required=False))
+    else:
+        layers.append(Layer("host uid", False, f"not root: boxes run as your own uid {os.getuid()} (no per-slot uids)", required=False))
+    result = run_cancellable(sandbox.run(["/usr/bin/python3", "-c", PROBE], limits=Limits(cpu_time=5, wall_time=10)))
+    if result.status is not Status.ok:
+        detail = result.message or result.stderr.decode("utf-8", "replace").strip()[-300:]
+        layers.append(Layer("user namespaces", False, f"a probe box failed ({result.status}): {detail}"))
+        return layers
+    layers.append(Layer("user namespaces", True, "bwrap builds a box unprivileged: user, pid, net, ipc, uts, mount, cgroup namespaces"))
+    seen = json.loads(result.stdout)
+    problems = []
+    if seen["uid"] == 0:
+        problems.append("uid 0 inside")
+    if int(seen["cap_eff"], 16) != 0:
+        problems.append(f"capabilities {seen['cap_eff']}")
+    if seen["seccomp"] != "2":
+        problems.append("no seccomp filter")
+    if seen["no_new_privs"] != "1":
+        problems.append("no_new_privs not set")
+    if seen["pid1_environ"]:
+        problems.append("pid 1 has an environment")
+    if set(seen["interfaces"]) - {"lo"}:
+        problems.append(f"network interfaces {seen['interfaces']}")
+    if seen["fds"] != ["0", "1", "2", "3"]:  # 3 is the probe's own listdir
+        problems.append(f"inherited descriptors {seen['fds']}")
+    layers.append(Layer(
+        "probe inside a box", not problems,
+        "; ".join(problems) if problems else
+        f"uid {seen['uid']}, no capabilities, seccomp filter on, no_new_privs, only loopback, fds 0-2, empty pid-1 environment",
+    ))
+    return layers
+
+
+@app.command("doctor")
+def doctor_command(as_json: bool = typer.Option(False, "--json", help="Print the layers as JSON.")) -> None:
+    """Check every isolation layer on this machine; exit 1 if the box cannot be trusted."""
+    layers = check_layers()
+    trusted = all(layer.active for layer in layers if layer.required)
+    if as_json:
+        typer.echo(json.dumps({"trusted": trusted, "layers": [layer.__dict__ for layer in layers]}))
+    else:
+        for layer in layers:
+            mark = "active " if layer.active else ("MISSING" if layer.required else "missing")
+            typer.echo(f"{mark}  {layer.name:<20} {layer.detail}")
+        typer.echo("the box can be trusted" if trusted else "the box CANNOT be trusted on this machine")
+    if not trusted:
+        raise typer.Exit(1)

@@ -1,0 +1,607 @@
+"""Cgroups v1 and v2 behind one interface: memory (+swap) and pids limits,
+CPU time, peak memory, OOM kills, kill-all, removal.
+
+Knows only the cgroup filesystem: no bwrap, no rlimits (the supervisor falls back
+to those when `detect()` answers "none"). Everything here is on the per-run hot
+path, so each step is a few open/write/close calls and no polling unless a kill
+has to wait for the kernel.
+
+INTERFACE CONTRACT (implemented by the cgroup helper; the supervisor relies on it):
+
+    backend = detect(root="/sys/fs/cgroup", parent="stockade")  # -> CgroupBackend
+    backend.kind            # "v1", "v2" or "none"
+    backend.reason          # str: why this backend (or why none), for `stockade doctor`
+    cg = backend.create(name, memory=bytes|None, pids=int|None)  # -> Cgroup; removes a stale one first
+    cg.add(pid)             # move pid into the group (every v1 hierarchy)
+    cg.cpu_time() -> float  # seconds of CPU used by the group
+    cg.memory_peak() -> int # bytes
+    cg.oom_killed() -> bool # an OOM kill happened in the group
+    cg.pids() -> list[int]
+    cg.kill()               # SIGKILL every process, even ones forking (v2 cgroup.kill; v1 freeze/kill/thaw)
+    cg.remove()             # kill, then rmdir (idempotent; never raises on "already gone")
+    backend.cleanup_stale() # remove groups a crashed supervisor left under `parent`
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+
+from stockade.errors import SandboxError
+
+__all__ = ["Cgroup", "CgroupBackend", "NoCgroup", "V1Backend", "V2Backend", "detect"]
+
+# Controllers we need in v2; cpu.stat (usage_usec) exists in every cgroup without "cpu".
+_V2_CONTROLLERS = ("memory", "pids")
+# v1 hierarchy -> a file only that controller creates in a child cgroup.
+_V1_HIERARCHIES = {
+    "memory": "memory.limit_in_bytes",
+    "pids": "pids.max",
+    "cpuacct": "cpuacct.usage",
+    "freezer": "freezer.state",
+}
+# Rootless v2: the leaf we move ourselves into, so our own delegated cgroup may
+# enable controllers for its children (v2 forbids processes in such a cgroup).
+_SUPERVISOR_LEAF = "supervisor"
+# Bound on waiting for the kernel after a kill (exit and memory release are async).
+_KILL_WAIT = 2.0
+# Bound on waiting for a v1/v2 freezer to report frozen before killing anyway.
+_FREEZE_WAIT = 0.5
+# Cgroup files are seq_files: a read shorter than the buffer means end of file.
+_READ_SIZE = 65536
+
+
+def _mkdir(path: str) -> None:
+    """Create one cgroup directory; the kernel fills it with its files.
+
+    Module-level so the v2 tests can replace it with a fake that writes those files.
+    """
+    os.mkdir(path, 0o755)
+
+
+def _rmdir(path: str) -> None:
+    """Remove one cgroup directory; the kernel allows it despite the files inside.
+
+    Replaced in the fake-tree tests, where the files are real and rmdir would fail.
+    """
+    os.rmdir(path)
+
+
+def _self_cgroup() -> str:
+    """Our own v2 cgroup path relative to the cgroup2 mount ("0::/path" line)."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    return ""
+
+
+def _read(path: str) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = chunk = os.read(fd, _READ_SIZE)
+        while len(chunk) == _READ_SIZE:
+            chunk = os.read(fd, _READ_SIZE)
+            data += chunk
+    finally:
+        os.close(fd)
+    return data.decode()
+
+
+def _write(path: str, value: str) -> None:
+    # No O_CREAT: a missing file means a missing controller, never a file to create.
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _keyed(text: str, key: str) -> int | None:
+    """Value of `key` in a flat-keyed file ("key value" per line), None if absent."""
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        if k == key:
+            return int(v)
+    return None
+
+
+def _procs(path: str) -> list[int]:
+    """Pids listed in a cgroup.procs file; [] when the group is already gone."""
+    try:
+        return [int(p) for p in _read(path).split()]
+    except FileNotFoundError:
+        return []
+
+
+def _sigkill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _kill_until_empty(procs_path: str, what: str) -> None:
+    """Wait (bounded) until the group is empty, SIGKILLing any survivor each round.
+
+    Survivors only exist when the freeze timed out or the kernel lacks cgroup.kill,
+    i.e. when a fork could race our signals; zombies do not count (they leave the
+    group at exit), so the supervisor may reap its own child afterwards.
+    """
+    deadline = time.monotonic() + _KILL_WAIT
+    delay = 0.0002
+    while pids := _procs(procs_path):
+        if time.monotonic() > deadline:
+            raise SandboxError(f"cgroup {what}: processes {pids[:8]} survived SIGKILL")
+        _sigkill(pids)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+def _rmdir_group(path: str) -> None:
+    """rmdir a killed group, retrying briefly on EBUSY; gone already is fine."""
+    deadline = time.monotonic() + _KILL_WAIT
+    delay = 0.0002
+    while True:
+        try:
+            _rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
+                raise SandboxError(f"cannot remove cgroup {path}: {e}") from e
+        # The sandbox cannot create subgroups (no cgroupfs inside), but a crash
+        # leftover could hold some: remove those first, then anything still inside.
+        with os.scandir(path) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    _rmdir_group(entry.path)
+        _sigkill(_procs(os.path.join(path, "cgroup.procs")))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+def _check_name(name: str) -> None:
+    # The name becomes a path component under our parent: never let it walk out.
+    if not name or "/" in name or name in (".", "..") or "\0" in name:
+        raise ValueError(f"bad cgroup name {name!r}")
+
+
+class Cgroup:
+    """One group. The base class is the "none" backend: it limits and counts nothing."""
+
+    name = ""
+
+    def add(self, pid: int) -> None:
+        pass
+
+    def cpu_time(self) -> float:
+        return 0.0
+
+    def memory_peak(self) -> int:
+        return 0
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def pids(self) -> list[int]:
+        return []
+
+    def kill(self) -> None:
+        pass
+
+    def remove(self) -> None:
+        pass
+
+
+class CgroupBackend:
+    kind = "none"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def create(self, name: str, memory: int | None = None, pids: int | None = None) -> Cgroup:
+        _check_name(name)
+        return Cgroup()
+
+    def cleanup_stale(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.kind}: {self.reason}>"
+
+
+class NoCgroup(CgroupBackend):
+    """No usable cgroups: the supervisor relies on rlimits and the pid namespace."""
+
+
+# ---------------------------------------------------------------- cgroup v2
+
+
+class V2Cgroup(Cgroup):
+    def __init__(self, backend: V2Backend, name: str) -> None:
+        self.name = name
+        self.path = os.path.join(backend.parent, name)
+        self._backend = backend
+
+    def _f(self, file: str) -> str:
+        return os.path.join(self.path, file)
+
+    def _stat(self, file: str) -> str:
+        try:
+            return _read(self._f(file))
+        except OSError as e:
+            raise SandboxError(f"cgroup {self.path}: cannot read {file}: {e}") from e
+
+    def add(self, pid: int) -> None:
+        try:
+            _write(self._f("cgroup.procs"), str(pid))
+        except OSError as e:
+            raise SandboxError(f"cannot move pid {pid} into cgroup {self.path}: {e}") from e
+
+    def cpu_time(self) -> float:
+        return (_keyed(self._stat("cpu.stat"), "usage_usec") or 0) / 1e6
+
+    def memory_peak(self) -> int:
+        if self._backend.has_peak:
+            return int(self._stat("memory.peak"))
+        # Kernel < 5.19 has no memory.peak: the current usage at read time is the
+        # best we have (reads after the program exited see only what is still charged).
+        return int(self._stat("memory.current"))
+
+    def oom_killed(self) -> bool:
+        return bool(_keyed(self._stat("memory.events"), "oom_kill"))
+
+    def pids(self) -> list[int]:
+        return _procs(self._f("cgroup.procs"))
+
+    def kill(self) -> None:
+        if self._backend.has_kill:
+            # cgroup.kill (5.14+) kills every task and blocks forks racing with it.
+            try:
+                _write(self._f("cgroup.kill"), "1")
+            except FileNotFoundError:
+                return  # the kernel has the file, so the group is gone
+        else:
+            self._freeze_and_kill()
+        _kill_until_empty(self._f("cgroup.procs"), self.path)
+
+    def _freeze_and_kill(self) -> None:
+        # Older kernels: freeze so nothing forks between reading the pids and
+        # signalling them; v2 lets SIGKILL through to frozen tasks.
+        pids = self.pids()
+        if not pids:
+            return
+        if not self._backend.has_freeze:
+            _sigkill(pids)  # kernel < 5.2: _kill_until_empty catches forks that raced
+            return
+        _write(self._f("cgroup.freeze"), "1")
+        try:
+            deadline = time.monotonic() + _FREEZE_WAIT
+            while _keyed(self._stat("cgroup.events"), "frozen") != 1:
+                if time.monotonic() > deadline:
+                    break  # kill anyway; _kill_until_empty catches stragglers
+                time.sleep(0.0005)
+            _sigkill(self.pids())
+        finally:
+            # Never leave a group frozen: its tasks could not even die.
+            _write(self._f("cgroup.freeze"), "0")
+
+    def remove(self) -> None:
+        self.kill()
+        _rmdir_group(self.path)
+
+
+class V2Backend(CgroupBackend):
+    kind = "v2"
+
+    def __init__(self, reason: str, parent: str) -> None:
+        super().__init__(reason)
+        self.parent = parent
+        # Per-kernel features: checked once on our (non-root) parent, whose files
+        # every child group has too, instead of probing on each run.
+        self.has_swap = os.path.exists(os.path.join(parent, "memory.swap.max"))
+        self.has_peak = os.path.exists(os.path.join(parent, "memory.peak"))
+        self.has_kill = os.path.exists(os.path.join(parent, "cgroup.kill"))
+        self.has_freeze = os.path.exists(os.path.join(parent, "cgroup.freeze"))
+
+    def create(self, name: str, memory: int | None = None, pids: int | None = None) -> V2Cgroup:
+        _check_name(name)
+        cg = V2Cgroup(self, name)
+        try:
+            try:
+                _mkdir(cg.path)
+            except FileExistsError:
+                # A supervisor crashed while this slot ran: its processes may live on.
+                cg.remove()
+                _mkdir(cg.path)
+        except OSError as e:
+            raise SandboxError(f"cannot create cgroup {cg.path}: {e}") from e
+        try:
+            if memory is not None:
+                _write(cg._f("memory.max"), str(memory))
+                if self.has_swap:
+                    # No swap: memory.max must be the whole story (and swap is slow).
+                    _write(cg._f("memory.swap.max"), "0")
+            if pids is not None:
+                _write(cg._f("pids.max"), str(pids))
+        except OSError as e:
+            cg.remove()
+            raise SandboxError(f"cannot set limits on cgroup {cg.path}: {e}") from e
+        return cg
+
+    def cleanup_stale(self) -> None:
+        with os.scandir(self.parent) as it:
+            names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
+        for name in names:
+            V2Cgroup(self, name).remove()
+
+
+# ---------------------------------------------------------------- cgroup v1
+
+
+class V1Cgroup(Cgroup):
+    def __init__(self, backend: V1Backend, name: str) -> None:
+        self.name = name
+        self._backend = backend
+        self.paths = {c: os.path.join(p, name) for c, p in backend.parents.items()}
+        # Distinct directories: co-mounted hierarchies (cpu,cpuacct) share one.
+        self._dirs = list(dict.fromkeys(self.paths.values()))
+
+    def _f(self, controller: str, file: str) -> str:
+        return os.path.join(self.paths[controller], file)
+
+    def _stat(self, controller: str, file: str) -> str:
+        try:
+            return _read(self._f(controller, file))
+        except OSError as e:
+            raise SandboxError(f"cgroup {self.paths[controller]}: cannot read {file}: {e}") from e
+
+    def add(self, pid: int) -> None:
+        # Freezer first: whatever joined any of our groups can then be killed.
+        for d in reversed(self._dirs):
+            try:
+                _write(os.path.join(d, "cgroup.procs"), str(pid))
+            except OSError as e:
+                raise SandboxError(f"cannot move pid {pid} into cgroup {d}: {e}") from e
+
+    def cpu_time(self) -> float:
+        return int(self._stat("cpuacct", "cpuacct.usage")) / 1e9
+
+    def memory_peak(self) -> int:
+        return int(self._stat("memory", "memory.max_usage_in_bytes"))
+
+    def oom_killed(self) -> bool:
+        kills = _keyed(self._stat("memory", "memory.oom_control"), "oom_kill")
+        if kills is not None:
+            return kills > 0
+        # Kernel < 4.13 has no oom_kill counter: hitting the limit is the closest sign
+        # (it may also count reclaim that succeeded without killing).
+        return int(self._stat("memory", "memory.failcnt")) > 0
+
+    def pids(self) -> list[int]:
+        return _procs(self._f("freezer", "cgroup.procs"))
+
+    def kill(self) -> None:
+        procs = self._f("freezer", "cgroup.procs")
+        if not _procs(procs):
+            return  # empty (or gone): nothing left that could fork
+        state = self._f("freezer", "freezer.state")
+        # Frozen tasks cannot fork, so the pid list we read is complete; the
+        # SIGKILLs stay pending and take effect at THAWED.
+        _write(state, "FROZEN")
+        try:
+            deadline = time.monotonic() + _FREEZE_WAIT
+            while _read(state).strip() != "FROZEN":
+                if time.monotonic() > deadline:
+                    break  # a task stuck in the kernel: kill anyway, stragglers below
+                time.sleep(0.0005)
+            _sigkill(_procs(procs))
+        finally:
+            # Never leave a group frozen: its tasks could not even die.
+            _write(state, "THAWED")
+        _kill_until_empty(procs, self.paths["freezer"])
+
+    def remove(self) -> None:
+        try:
+            self.kill()
+        except FileNotFoundError:
+            pass  # removed by someone else between our reads
+        for d in self._dirs:
+            _rmdir_group(d)
+
+
+class V1Backend(CgroupBackend):
+    kind = "v1"
+
+    def __init__(self, reason: str, parents: dict[str, str]) -> None:
+        super().__init__(reason)
+        self.parents = parents
+        # Needs swap accounting (swapaccount=1); checked once, not per run.
+        self.has_memsw = os.path.exists(
+            os.path.join(parents["memory"], "memory.memsw.limit_in_bytes")
+        )
+
+    def create(self, name: str, memory: int | None = None, pids: int | None = None) -> V1Cgroup:
+        _check_name(name)
+        cg = V1Cgroup(self, name)
+        try:
+            for d in cg._dirs:
+                try:
+                    _mkdir(d)
+                except FileExistsError:
+                    # A supervisor crashed while this slot ran: start from nothing.
+                    cg.remove()
+                    for d2 in cg._dirs:
+                        _mkdir(d2)
+                    break
+            if memory is not None:
+                # limit first: memsw must never be below it, and a fresh group has both
+                # unlimited. Equal values mean no swap at all.
+                _write(cg._f("memory", "memory.limit_in_bytes"), str(memory))
+                if self.has_memsw:
+                    _write(cg._f("memory", "memory.memsw.limit_in_bytes"), str(memory))
+            if pids is not None:
+                _write(cg._f("pids", "pids.max"), str(pids))
+        except OSError as e:
+            cg.remove()
+            raise SandboxError(f"cannot create cgroup {name} in v1 hierarchies: {e}") from e
+        return cg
+
+    def cleanup_stale(self) -> None:
+        names: set[str] = set()
+        for p in set(self.parents.values()):
+            with os.scandir(p) as it:
+                names.update(e.name for e in it if e.is_dir(follow_symlinks=False))
+        for name in sorted(names):
+            V1Cgroup(self, name).remove()
+
+
+# ---------------------------------------------------------------- detection
+
+
+class _Unusable(Exception):
+    """One backend cannot be used; the message goes into the reason."""
+
+
+def _ensure_dir(path: str) -> None:
+    try:
+        _mkdir(path)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise _Unusable(f"cannot create {path}: {e.strerror}") from e
+    if not os.access(path, os.W_OK):
+        raise _Unusable(f"{path} is not writable")
+
+
+def _detect_v1(root: str, parent: str) -> V1Backend:
+    parents: dict[str, str] = {}
+    for controller, marker in _V1_HIERARCHIES.items():
+        base = os.path.join(root, controller)
+        # `tasks` exists only in v1 hierarchies (never in cgroup2).
+        if not os.path.exists(os.path.join(base, "tasks")):
+            raise _Unusable(f"no {controller} hierarchy at {base}")
+        p = os.path.join(base, parent)
+        _ensure_dir(p)
+        if not os.path.exists(os.path.join(p, marker)):
+            raise _Unusable(f"{base} is not the {controller} controller (no {marker})")
+        # Resolved, so co-mounted hierarchies (cpu,cpuacct links) share one directory.
+        parents[controller] = os.path.realpath(p)
+    # memory.use_hierarchy: our limits sit on the leaf group itself, so they hold
+    # whatever the parents' setting (and kernels >= 5.17 always use the hierarchy).
+    memsw = os.path.exists(os.path.join(parents["memory"], "memory.memsw.limit_in_bytes"))
+    reason = f"cgroup v1: {', '.join(_V1_HIERARCHIES)} under {root}/*/{parent}" + (
+        "" if memsw else "; no swap accounting (boot with swapaccount=1): swap is not limited"
+    )
+    return V1Backend(reason, parents)
+
+
+def _enable(cgroup: str, check_procs: bool = True) -> None:
+    """Make memory and pids available to the children of `cgroup`."""
+    have = _read(os.path.join(cgroup, "cgroup.subtree_control")).split()
+    missing = [c for c in _V2_CONTROLLERS if c not in have]
+    if not missing:
+        return
+    # "No internal processes": a non-root cgroup (it has cgroup.type) holding
+    # processes cannot hand domain controllers to children; refuse, say why.
+    if (
+        check_procs
+        and os.path.exists(os.path.join(cgroup, "cgroup.type"))
+        and _procs(os.path.join(cgroup, "cgroup.procs"))
+    ):
+        raise _Unusable(
+            f"{cgroup} holds processes, so cgroup v2 cannot enable {'+'.join(missing)} "
+            "for its children (no internal processes rule); move them to a leaf cgroup"
+        )
+    try:
+        _write(os.path.join(cgroup, "cgroup.subtree_control"), " ".join(f"+{c}" for c in missing))
+    except OSError as e:
+        raise _Unusable(f"cannot enable {' '.join(missing)} in {cgroup}: {e.strerror}") from e
+
+
+def _delegated_base(mount: str, parent: str) -> tuple[str, str]:
+    """Rootless: where may we create our parent? Returns (base, note)."""
+    if os.access(os.path.join(mount, parent), os.W_OK):
+        return mount, f"delegated {os.path.join(mount, parent)}"
+    own = os.path.join(mount, _self_cgroup().lstrip("/"))
+    if os.path.basename(own) == _SUPERVISOR_LEAF and os.path.isdir(
+        os.path.join(os.path.dirname(own), parent)
+    ):
+        return os.path.dirname(own), "own delegated cgroup (already set up)"  # detect() ran before
+    if not os.access(own, os.W_OK) or not os.access(os.path.join(own, "cgroup.procs"), os.W_OK):
+        raise _Unusable(f"not root and our cgroup {own} is not delegated to us (not writable)")
+    others = set(_procs(os.path.join(own, "cgroup.procs"))) - {os.getpid()}
+    if others:
+        raise _Unusable(
+            f"not root and our cgroup {own} also holds pids {sorted(others)[:8]}; start stockade "
+            "alone in a delegated cgroup (systemd-run --user --scope -p Delegate=yes ...)"
+        )
+    # We are alone in our delegated cgroup: move into a leaf child so the cgroup
+    # itself becomes process-free and may enable controllers for our boxes.
+    leaf = os.path.join(own, _SUPERVISOR_LEAF)
+    _ensure_dir(leaf)
+    try:
+        _write(os.path.join(leaf, "cgroup.procs"), str(os.getpid()))
+    except OSError as e:
+        raise _Unusable(f"cannot move ourselves into {leaf}: {e.strerror}") from e
+    return own, f"own delegated cgroup (this process moved to {leaf})"
+
+
+def _detect_v2(root: str, parent: str) -> V2Backend:
+    # Pure v2 mounts cgroup2 at root; hybrid hosts mount it at root/unified.
+    for mount in (root, os.path.join(root, "unified")):
+        if os.path.exists(os.path.join(mount, "cgroup.controllers")):
+            break
+    else:
+        raise _Unusable(f"no cgroup2 mount at {root}")
+    available = _read(os.path.join(mount, "cgroup.controllers")).split()
+    missing = [c for c in _V2_CONTROLLERS if c not in available]
+    if missing:
+        raise _Unusable(
+            f"cgroup2 at {mount} lacks {', '.join(missing)} (controllers: "
+            f"{' '.join(available) or 'none'}; bound to v1 hierarchies?)"
+        )
+    if os.geteuid() == 0:
+        base, where = mount, mount
+        _enable(base)
+    else:
+        base, where = _delegated_base(mount, parent)
+        _enable(base, check_procs=False)  # we just left it; EBUSY would still say why
+    p = os.path.join(base, parent)
+    _ensure_dir(p)
+    _enable(p)
+    backend = V2Backend("", p)
+    features = [
+        "swap limit" if backend.has_swap else "NO swap limit (memory.swap.max missing)",
+        "memory.peak" if backend.has_peak else "no memory.peak (kernel < 5.19: peak is sampled)",
+        "cgroup.kill" if backend.has_kill else "no cgroup.kill (kernel < 5.14: freeze and kill)",
+    ]
+    backend.reason = f"cgroup v2 at {p} ({where}): memory, pids; {', '.join(features)}"
+    return backend
+
+
+def detect(root: str = "/sys/fs/cgroup", parent: str = "stockade") -> CgroupBackend:
+    """Pick the cgroup backend for this host, creating our `parent` group(s).
+
+    v1 first when its memory, pids, cpuacct and freezer hierarchies are usable
+    (hybrid hosts bind those controllers to v1), then v2, else "none" with the reasons.
+
+    >>> backend = detect()
+    >>> backend.kind, backend.reason  # doctest: +SKIP
+    ('v1', 'cgroup v1: memory, pids, cpuacct, freezer under /sys/fs/cgroup/*/stockade')
+    """
+    _check_name(parent)
+    notes = []
+    for version, probe in (("v1", _detect_v1), ("v2", _detect_v2)):
+        try:
+            return probe(root, parent)
+        except _Unusable as e:
+            notes.append(f"{version}: {e}")
+        except OSError as e:
+            notes.append(f"{version}: {e}")
+    return NoCgroup("no usable cgroups (" + "; ".join(notes) + "): rlimits only")
