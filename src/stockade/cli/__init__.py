@@ -17,6 +17,7 @@ app = typer.Typer(
 
 # Each module registers its command on `app`.
 from stockade.cli import doctor, run  # noqa: E402,F401
+from stockade.cli import serve  # noqa: E402,F401
 
 
 def main() -> None:

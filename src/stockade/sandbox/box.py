@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import select
 import signal
 import subprocess
 import time
@@ -94,6 +95,7 @@ class Sandbox:
         self.cgroups = cgroup.detect(root=cgroup_root, parent="stockade")
         self._slots = SlotPool(os.path.join(self.state_dir, "locks"), slots, first_uid, self.is_root)
         self._ncpu = len(os.sched_getaffinity(0))
+        _become_subreaper()
 
     # -- setup -------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class Sandbox:
             if st.st_uid != os.geteuid() or not os.path.isdir(path) or os.path.islink(path):
                 raise SandboxUnavailable(f"{path} is not a directory owned by us")
             os.chmod(path, mode)
+        self._etc_names = sorted(bwrap.etc_files())
         for name, text in bwrap.etc_files().items():
             path = os.path.join(self._etc_dir, name)
             tmp = path + ".new"
@@ -206,7 +209,7 @@ class Sandbox:
             err_r, err_w = pipe()
             inner = [*rlimit_argv(limits, self.cgroups.kind == "none"), *argv]
             command = bwrap.build_argv(
-                self._bwrap.path, inner, workdir=workdir, etc_dir=self._etc_dir, tmp_size=limits.tmp_size,
+                self._bwrap.path, inner, workdir=workdir, etc_dir=self._etc_dir, etc_names=self._etc_names, tmp_size=limits.tmp_size,
                 env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r, seccomp_fd=seccomp_r,
                 network=network,
             )
@@ -225,19 +228,32 @@ class Sandbox:
             pidfd = os.pidfd_open(proc.pid)
             fds.append(pidfd)
 
-            box_pid = await _read_child_pid(loop, info_r, pidfd)
-            if box_pid is None:  # bwrap failed while building the box
-                os.set_blocking(err_r, True)
+            async def setup_failed() -> RunResult:
+                # bwrap died building the box (a bad mount, no user namespaces...):
+                # the program never ran; bwrap's stderr says why.
+                await _readable(loop, pidfd)
                 os.waitpid(proc.pid, 0)
                 proc.returncode = 0
                 detail = _read_available(err_r).decode("utf-8", "replace").strip()
                 return RunResult(Status.sandbox_error, message=f"bubblewrap failed: {detail or 'no detail'}")
-            box_pidfd = os.pidfd_open(box_pid)
+
+            box_pid = await _read_child_pid(loop, info_r, pidfd)
+            if box_pid is None:
+                return await setup_failed()
+            try:
+                box_pidfd = os.pidfd_open(box_pid)
+            except ProcessLookupError:
+                return await setup_failed()
             fds.append(box_pidfd)
 
             # Handshake: the box's pid 1 is in the cgroup before the program
             # exists, so everything it will ever fork is limited and counted.
-            group.add(box_pid)
+            try:
+                group.add(box_pid)
+            except SandboxError:
+                if _exited(box_pidfd):
+                    return await setup_failed()
+                raise
             _write_all(block_w, b"1")
             close(block_w)
             started = time.monotonic()
@@ -280,8 +296,10 @@ class Sandbox:
             # Everything in the box is dead now: close in the cgroup to be sure.
             kill(None)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*eofs), _DRAIN_GRACE)
-            return self._account(group, out, status, usage, wall, limits)
+                await asyncio.wait_for(asyncio.gather(*eofs, _readable(loop, box_pidfd)), _DRAIN_GRACE)
+            result = self._account(group, out, status, usage, wall, limits)
+            _reap_orphan(box_pidfd)
+            return result
         finally:
             for timer in timers:
                 timer.cancel()
@@ -294,9 +312,14 @@ class Sandbox:
                 with contextlib.suppress(OSError):
                     group.kill()
                 with contextlib.suppress(OSError):
-                    proc.kill()
+                    # Not proc.kill(): Popen would reap bwrap behind our back.
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
                 os.waitpid(proc.pid, 0)
                 proc.returncode = -9
+                if box_pidfd != -1:
+                    _reap_orphan(box_pidfd, block=True)
+            elif box_pidfd != -1:
+                _reap_orphan(box_pidfd)
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -485,6 +508,41 @@ async def _read_child_pid(loop, info_fd: int, pidfd: int) -> int | None:
         return int(json.loads(bytes(data))["child-pid"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _readable(loop, fd: int) -> asyncio.Future:
+    """A future done when `fd` polls readable (a pidfd: when its process ended)."""
+    done = loop.create_future()
+
+    def ready() -> None:
+        loop.remove_reader(fd)
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, ready)
+    done.add_done_callback(lambda _: loop.remove_reader(fd))
+    return done
+
+
+def _exited(pidfd: int) -> bool:
+    return bool(select.select([pidfd], [], [], 0)[0])
+
+
+def _reap_orphan(pidfd: int, block: bool = False) -> None:
+    """bwrap's monitor exits as soon as it knows the exit code, sometimes before
+    reaping the box's pid 1; as child subreaper we inherit that zombie and reap
+    it here, by pidfd so that a recycled pid can never be reaped by mistake.
+    Not our child (the monitor reaped it): nothing to do."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitid(os.P_PIDFD, pidfd, os.WEXITED | (0 if block else os.WNOHANG))
+
+
+def _become_subreaper() -> None:
+    """Orphans of our boxes come to us, not to the host's pid 1 (which, in some
+    containers, never reaps them)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_CHILD_SUBREAPER = 36
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def _write_all(fd: int, data: bytes) -> None:

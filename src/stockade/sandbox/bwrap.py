@@ -103,6 +103,7 @@ def build_argv(
     *,
     workdir: str,
     etc_dir: str,
+    etc_names: Sequence[str],
     tmp_size: int,
     env: Mapping[str, str],
     mounts: Sequence[Mount] = (),
@@ -139,7 +140,7 @@ def build_argv(
         a += ["--ro-bind", path, path]
     # A generated /etc: passwd/group naming the box user, no shadow, no host secrets.
     a += ["--tmpfs", "/etc"]
-    for name in sorted(os.listdir(etc_dir)):
+    for name in etc_names:
         a += ["--ro-bind", os.path.join(etc_dir, name), "/etc/" + name]
     for name in HOST_ETC:
         a += ["--ro-bind-try", "/etc/" + name, "/etc/" + name]

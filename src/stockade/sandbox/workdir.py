@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -112,48 +111,90 @@ def collect(path: str, patterns: Sequence[str], max_total: int) -> dict[str, byt
     return out
 
 
+# What a box may make us walk when collecting (a program can nest directories
+# far deeper and wider than any compiler output).
+_MAX_ENTRIES = 20000
+_MAX_OPEN_DIRS = 256
+
+
 def _walk(path: str) -> Iterator[tuple[str, int, str]]:
     """(relative path, parent dir fd, name) of every non-directory entry,
     descending only into real directories (fd-relative, never through links)."""
     stack = [("", os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW))]
-    while stack:
-        prefix, fd = stack.pop()
-        try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    rel = prefix + entry.name
-                    if entry.is_dir(follow_symlinks=False):
-                        try:
-                            child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                        except OSError:
-                            continue
-                        stack.append((rel + "/", child))
-                    else:
-                        yield rel, fd, entry.name
-        finally:
+    seen = 0
+    try:
+        while stack:
+            prefix, fd = stack.pop()
+            try:
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        seen += 1
+                        if seen > _MAX_ENTRIES or len(stack) >= _MAX_OPEN_DIRS:
+                            raise SandboxError("too many files in the box to collect")
+                        rel = prefix + entry.name
+                        if entry.is_dir(follow_symlinks=False):
+                            try:
+                                child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                            except OSError:
+                                continue
+                            stack.append((rel + "/", child))
+                        else:
+                            yield rel, fd, entry.name
+            finally:
+                os.close(fd)
+    finally:
+        for _, fd in stack:
             os.close(fd)
 
 
 def remove_tree(path: str) -> None:
-    """Delete a box directory. shutil.rmtree works fd-relative on Linux
-    (`avoids_symlink_attacks`): a planted link is unlinked, never followed.
-    Only called once every process of the box is dead, so nothing moves."""
-    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux always has it
-        raise SandboxError("this platform cannot delete a box directory safely")
-    for _ in range(64):
+    """Delete a box directory, however deep the program nested it, without
+    ever following a link it planted. Only called once every process of the box
+    is dead, so nothing moves underneath.
+
+    Subdirectories are renamed up to the top level (fd-relative renameat) before
+    they are emptied, so the depth stays one: no recursion limit to hit, one
+    open directory at a time. unlink of a symlink removes the link only."""
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        queue = [entry for entry in os.listdir(top)]
+        counter = 0
+        while queue:
+            name = queue.pop()
+            st = os.lstat(name, dir_fd=top)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=top)
+                continue
+            if not os.geteuid() == 0 and st.st_mode & 0o700 != 0o700:
+                # Rootless: the program made its own directory unreadable.
+                os.chmod(name, 0o700, dir_fd=top, follow_symlinks=True)  # lstat said: a real directory
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+            try:
+                for child in os.listdir(sub):
+                    if stat.S_ISDIR(os.lstat(child, dir_fd=sub).st_mode):
+                        flat = _free_name(top, counter)
+                        counter += 1
+                        os.rename(child, flat, src_dir_fd=sub, dst_dir_fd=top)
+                        queue.append(flat)
+                    else:
+                        os.unlink(child, dir_fd=sub)
+            finally:
+                os.close(sub)
+            os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
+    os.rmdir(path)
+
+
+def _free_name(dir_fd: int, start: int) -> str:
+    """A name not yet used in dir_fd (the program may have made any name)."""
+    while True:
+        name = f".stockade-rm-{start}"
         try:
-            shutil.rmtree(path)
-            return
+            os.lstat(name, dir_fd=dir_fd)
         except FileNotFoundError:
-            return
-        except PermissionError as exc:
-            # Rootless only (root ignores modes): the program made one of its own
-            # directories unreadable. Open that real directory (lstat: never a
-            # link) and its parent up, then try again.
-            failed = exc.filename
-            if not failed or not failed.startswith(path):
-                raise
-            for target in (os.path.dirname(failed), failed):
-                if stat.S_ISDIR(os.lstat(target).st_mode):
-                    os.chmod(target, 0o700)
-    raise SandboxError(f"could not delete {path}")
+            return name
+        start += 1

@@ -1,0 +1,54 @@
+"""Shared fixtures: one Sandbox per test session (boxes are cheap; slots are
+shared with the other test modules through cross-process slot locks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stockade.sandbox import Sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Sandbox:
+    box = Sandbox(slots=8)
+    yield box
+    box.close()
+
+
+def leftovers(sandbox: Sandbox) -> list[str]:
+    """Everything a finished run must not leave: processes of slot uids, box
+    cgroups, box directories. A slot another process (another test run on this
+    machine) holds right now is not ours to judge: its lock tells."""
+    import fcntl
+    import glob
+    import os
+    import re
+
+    def idle(slot: int) -> bool:
+        path = os.path.join(sandbox.state_dir, "locks", f"slot-{slot}.lock")
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                uid = int(next(line for line in f if line.startswith("Uid:")).split()[1])
+        except (OSError, StopIteration):
+            continue
+        if 60000 <= uid < 60000 + 4096 and idle(uid - 60000):
+            found.append(f"process {pid} (uid {uid})")
+    for path in glob.glob("/sys/fs/cgroup/*/stockade/box-*") + glob.glob(os.path.join(sandbox.boxes_dir, "*")):
+        slot = int(re.search(r"(\d+)$", path).group(1))
+        if idle(slot):
+            found.append(path)
+    return found

@@ -1,0 +1,243 @@
+"""The real box: every status, exact accounting, I/O, files, concurrency and
+clean teardown on every way out (normal end, limits, cancellation, SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from stockade.errors import LimitError
+from stockade.sandbox import File, Limits, MiB, Mount, Status
+from tests.conftest import leftovers
+
+PY = "/usr/bin/python3"
+
+
+def py(sandbox, code, **kw):
+    return sandbox.run_sync([PY, "-c", code], **kw)
+
+
+@pytest.fixture(autouse=True)
+def clean_after(sandbox):
+    yield
+    assert leftovers(sandbox) == []
+
+
+def test_ok_with_stdin_and_output(sandbox):
+    result = py(sandbox, "import sys; print(sys.stdin.read()[::-1]); print('e', file=sys.stderr)", stdin=b"olleh")
+    assert result.status is Status.ok
+    assert (result.exit_code, result.signal) == (0, None)
+    assert result.stdout == b"hello\n" and result.stderr == b"e\n"
+    assert 0 < result.time < 1 and 0 < result.wall_time < 5 and result.memory > 0
+
+
+def test_runtime_error_keeps_exit_code(sandbox):
+    result = py(sandbox, "import sys; sys.exit(42)")
+    assert result.status is Status.runtime_error
+    assert (result.exit_code, result.signal) == (42, None)
+
+
+def test_runtime_error_by_signal(sandbox):
+    result = py(sandbox, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    assert result.status is Status.runtime_error
+    assert (result.exit_code, result.signal) == (None, signal.SIGSEGV)
+
+
+def test_time_limit_and_cpu_accounting(sandbox):
+    result = py(sandbox, "while True: pass", limits=Limits(cpu_time=0.5, wall_time=5))
+    assert result.status is Status.time_limit
+    assert result.signal == signal.SIGKILL
+    assert 0.5 <= result.time <= 0.65
+
+
+def test_cpu_time_of_a_half_second_loop(sandbox):
+    code = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+    result = py(sandbox, code, limits=Limits(cpu_time=3))
+    assert result.status is Status.ok
+    assert abs(result.time - 0.5) <= 0.15, result.time
+
+
+def test_cpu_of_all_processes_counts(sandbox):
+    # Two processes of 0.35 s each: 0.7 s over the 0.5 s limit, though neither alone is.
+    code = ("import os, time\nos.fork()\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.35: pass\n")
+    result = py(sandbox, code, limits=Limits(cpu_time=0.5, wall_time=5))
+    assert result.status is Status.time_limit
+    assert result.time >= 0.5
+
+
+def test_wall_time_limit(sandbox):
+    started = time.monotonic()
+    result = py(sandbox, "import time; time.sleep(30)", limits=Limits(wall_time=0.5))
+    assert result.status is Status.wall_time_limit
+    assert 0.5 <= result.wall_time < 1.5 and time.monotonic() - started < 5
+    assert result.time < 0.3
+
+
+def test_memory_limit(sandbox):
+    result = py(sandbox, "x = bytearray(200 * 1024 * 1024)", limits=Limits(memory=64 * MiB))
+    assert result.status is Status.memory_limit
+    assert result.oom_killed and result.memory >= 60 * MiB
+
+
+def test_peak_memory_of_100_mib(sandbox):
+    result = py(sandbox, "x = bytearray(100 * 1024 * 1024)", limits=Limits(memory=256 * MiB))
+    assert result.status is Status.ok
+    assert 100 * MiB <= result.memory <= 140 * MiB, result.memory / MiB
+
+
+def test_memory_of_a_child_counts(sandbox):
+    code = ("import os\npid = os.fork()\nif pid == 0:\n    x = bytearray(100 * 1024 * 1024)\n    os._exit(0)\n"
+            "os.waitpid(pid, 0)")
+    result = py(sandbox, code, limits=Limits(memory=256 * MiB))
+    assert result.status is Status.ok
+    assert 100 * MiB <= result.memory <= 140 * MiB
+    killed = py(sandbox, code, limits=Limits(memory=64 * MiB))
+    assert killed.status is Status.memory_limit
+
+
+def test_output_limit_keeps_first_bytes(sandbox):
+    result = py(sandbox, "import sys\nwhile True: sys.stdout.write('0123456789')", limits=Limits(output=1000))
+    assert result.status is Status.output_limit
+    assert result.stdout_truncated and not result.stderr_truncated
+    assert result.stdout == b"0123456789" * 100
+
+
+def test_stderr_output_limit(sandbox):
+    result = py(sandbox, "import sys\nwhile True: sys.stderr.write('e' * 4096)", limits=Limits(output=10_000))
+    assert result.status is Status.output_limit
+    assert result.stderr_truncated and len(result.stderr) == 10_000
+
+
+def test_output_at_the_limit_is_not_truncated(sandbox):
+    result = py(sandbox, "import sys; sys.stdout.write('x' * 1000)", limits=Limits(output=1000))
+    assert result.status is Status.ok and not result.stdout_truncated and len(result.stdout) == 1000
+
+
+def test_large_stdin_read_back(sandbox):
+    data = os.urandom(30 * MiB)
+    code = "import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())"
+    result = py(sandbox, code, stdin=data, limits=Limits(memory=256 * MiB))
+    assert result.status is Status.ok
+    assert result.stdout.decode().strip() == hashlib.sha256(data).hexdigest()
+
+
+def test_large_stdin_unread_does_not_deadlock(sandbox):
+    result = py(sandbox, "print('done')", stdin=b"y" * (40 * MiB))
+    assert result.status is Status.ok and result.stdout == b"done\n"
+
+
+def test_echo_large_stdin_to_stdout(sandbox):
+    # Both pipes full at once: a supervisor that writes before reading would deadlock.
+    data = b"z" * (8 * MiB)
+    code = "import shutil, sys; shutil.copyfileobj(sys.stdin.buffer, sys.stdout.buffer)"
+    result = py(sandbox, code, stdin=data, limits=Limits(output=16 * MiB))
+    assert result.status is Status.ok and result.stdout == data
+
+
+def test_files_and_collect(sandbox):
+    files = {"main.py": b"import os\nprint(open('data/in.txt').read())\nopen('out.bin','wb').write(b'OUT')\n"
+                        b"os.symlink('/etc/passwd', 'link')\n",
+             "data/in.txt": b"payload", "run.sh": File(b"#!/bin/sh\necho ran\n", 0o755)}
+    result = sandbox.run_sync([PY, "main.py"], files=files, collect=["*.bin", "link", "data/*"])
+    assert result.status is Status.ok and result.stdout == b"payload\n"
+    assert result.files == {"out.bin": b"OUT", "data/in.txt": b"payload"}  # the link is never followed
+    ran = sandbox.run_sync(["/box/run.sh"], files=files)
+    assert ran.stdout == b"ran\n"
+
+
+def test_box_layout(sandbox):
+    code = ("import os, json; print(json.dumps({'cwd': os.getcwd(), 'uid': os.getuid(), 'gid': os.getgid(),"
+            "'env': dict(os.environ), 'root': sorted(os.listdir('/')), 'fds': sorted(os.listdir('/proc/self/fd')),"
+            "'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit())}))")
+    result = py(sandbox, code, env={"EXTRA": "1"})
+    seen = json.loads(result.stdout)
+    assert seen["cwd"] == "/box" and seen["uid"] == 1000 and seen["gid"] == 1000
+    assert set(seen["env"]) == {"PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "EXTRA", "PWD"}  # PWD: bwrap --chdir
+    assert seen["root"] == ["bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"]
+    assert seen["fds"] == ["0", "1", "2", "3"]  # 3: the listdir itself
+    assert len(seen["pids"]) <= 3  # bwrap's init, prlimit->python, nothing of the host
+
+
+def test_mount_read_only(sandbox):
+    # The host directory must be reachable by the slot's uid (pytest's tmp_path is not).
+    with tempfile.TemporaryDirectory(dir="/tmp") as host_dir:
+        os.chmod(host_dir, 0o755)
+        with open(os.path.join(host_dir, "product"), "w") as f:
+            f.write("compiled")
+        os.chmod(os.path.join(host_dir, "product"), 0o644)
+        code = "import os; print(open('/opt/p/product').read()); print(os.access('/opt/p', os.W_OK))"
+        result = py(sandbox, code, mounts=[Mount(host_dir, "/opt/p")])
+    assert result.stdout == b"compiled\nFalse\n", result.stderr
+
+
+def test_sandbox_error_is_a_result_not_an_exception(sandbox):
+    result = py(sandbox, "print(1)", mounts=[Mount("/nonexistent/stockade", "/opt/x")])
+    assert result.status is Status.sandbox_error
+    assert "bubblewrap" in result.message
+
+
+def test_bad_input_is_refused(sandbox):
+    with pytest.raises(LimitError):
+        sandbox.run_sync([])
+    with pytest.raises(LimitError):
+        sandbox.run_sync([PY], files={"../escape": b""})
+    with pytest.raises(LimitError):
+        sandbox.run_sync([PY], env={"A=B": "c"})
+
+
+def test_many_boxes_at_once_see_only_their_own(sandbox):
+    code = ("import os, sys, time\nme = sys.argv[1]\nopen('/tmp/' + me, 'w').close()\ntime.sleep(0.3)\n"
+            "print(sorted(os.listdir('/tmp')), sorted(os.listdir('/box')), len([p for p in os.listdir('/proc') if p.isdigit()]))")
+
+    async def many():
+        return await asyncio.gather(*(
+            sandbox.run([PY, "-c", code, f"m{i}"], files={f"own{i}": b""}) for i in range(12)))
+
+    results = asyncio.run(many())
+    for i, result in enumerate(results):
+        assert result.status is Status.ok, result
+        assert result.stdout.decode() == f"['m{i}'] ['own{i}'] 2\n"
+
+
+def test_cancellation_cleans_up(sandbox):
+    async def cancelled():
+        task = asyncio.ensure_future(sandbox.run([PY, "-c", "import os, time\nos.fork()\ntime.sleep(30)"],
+                                                 limits=Limits(wall_time=30)))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    started = time.monotonic()
+    asyncio.run(cancelled())
+    assert time.monotonic() - started < 5
+    # the autouse fixture proves nothing is left
+
+
+def test_sigterm_to_the_supervisor_cleans_up(sandbox, tmp_path):
+    program = tmp_path / "sleeper.py"
+    program.write_text("import os, time\nos.fork()\nprint('up', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "stockade.cli.__main__", "run", str(program), "--wall-time", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+                p.startswith("box-") for p in os.listdir("/sys/fs/cgroup/pids/stockade")):
+            time.sleep(0.05)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+    # the autouse fixture proves nothing is left: no process, cgroup or directory

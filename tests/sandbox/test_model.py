@@ -1,0 +1,135 @@
+"""Pure parts of the sandbox layer: limits, sizes, verdict precedence, argv."""
+
+from __future__ import annotations
+
+import pytest
+
+from stockade.errors import LimitError
+from stockade.sandbox import Limits, MiB, Mount, Status, parse_size
+from stockade.sandbox import bwrap as bw
+from stockade.sandbox.box import _decode_status, rlimit_argv
+from stockade.sandbox.model import PRECEDENCE, decide
+from stockade.sandbox.workdir import check_relpath
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1048576", 1048576), ("512K", 512 * 1024), ("64M", 64 * MiB), ("1G", 1024 * MiB),
+    ("1.5G", int(1.5 * 1024 * MiB)), ("64m", 64 * MiB), ("64MiB", 64 * MiB), (" 7 ", 7),
+])
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "12X", "-5M", "M", "1.5", "1e6", "64 MB extra"])
+def test_parse_size_refuses(text):
+    with pytest.raises(LimitError):
+        parse_size(text)
+
+
+def test_limits_defaults_are_documented_values():
+    limits = Limits()
+    assert (limits.cpu_time, limits.wall_time, limits.memory, limits.processes) == (2.0, 10.0, 256 * MiB, 64)
+    assert (limits.output, limits.file_size, limits.open_files, limits.stack) == (MiB, 16 * MiB, 64, 64 * MiB)
+
+
+@pytest.mark.parametrize("bad", [
+    {"cpu_time": 0}, {"cpu_time": -1}, {"wall_time": "3"}, {"memory": 1024}, {"processes": 0},
+    {"output": -1}, {"open_files": 2}, {"memory": 1.5 * MiB}, {"processes": True},
+])
+def test_limits_refuse_nonsense(bad):
+    with pytest.raises(LimitError):
+        Limits(**bad)
+
+
+def test_precedence_order_is_the_design():
+    assert PRECEDENCE == (Status.sandbox_error, Status.memory_limit, Status.output_limit, Status.time_limit,
+                          Status.wall_time_limit, Status.runtime_error, Status.ok)
+
+
+@pytest.mark.parametrize(("events", "expected"), [
+    (set(), Status.ok),
+    ({Status.runtime_error}, Status.runtime_error),
+    ({Status.runtime_error, Status.wall_time_limit}, Status.wall_time_limit),
+    ({Status.wall_time_limit, Status.time_limit}, Status.time_limit),
+    ({Status.time_limit, Status.output_limit}, Status.output_limit),
+    ({Status.output_limit, Status.memory_limit, Status.runtime_error}, Status.memory_limit),
+    ({Status.memory_limit, Status.sandbox_error}, Status.sandbox_error),
+])
+def test_verdict_precedence(events, expected):
+    assert decide(events) is expected
+
+
+def test_decode_status():
+    assert _decode_status(0) == (0, None)
+    assert _decode_status(3 << 8) == (3, None)
+    assert _decode_status((128 + 9) << 8) == (None, 9)  # bwrap: the program died of SIGKILL
+    assert _decode_status(9) == (None, 9)  # bwrap itself was killed
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../x", "a/../../b", "", "a\0b", "./.."])
+def test_relpath_refuses_escapes(name):
+    with pytest.raises(LimitError):
+        check_relpath(name)
+
+
+def test_relpath_normalises():
+    assert check_relpath("src//./main.c") == ["src", "main.c"]
+
+
+def _argv(**kw):
+    defaults = dict(workdir="/run/stockade/boxes/3", etc_dir="/gen/etc", etc_names=["group", "passwd"], tmp_size=8 * MiB, env={},
+                    info_fd=5, block_fd=6, seccomp_fd=7)
+    defaults.update(kw)
+    return bw.build_argv("/usr/bin/bwrap", ["/usr/bin/python3", "-c", "pass"], **defaults)
+
+
+def test_bwrap_argv_has_every_layer():
+    argv = _argv()
+    joined = " ".join(argv)
+    for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+                 "--cap-drop ALL", "--clearenv", "--proc /proc", "--dev /dev", "--info-fd 5", "--block-fd 6",
+                 "--seccomp 7", "--ro-bind /usr /usr", "--remount-ro /etc", "--remount-ro /"):
+        assert flag in joined, flag
+    assert "--share-net" not in argv
+    assert argv[argv.index("--bind") + 1:argv.index("--bind") + 3] == ["/run/stockade/boxes/3", "/box"]
+    assert "--ro-bind /gen/etc/passwd /etc/passwd" in joined
+    i = argv.index("--tmpfs", argv.index("--dev"))
+    assert argv[i - 2:i + 2] == ["--size", str(8 * MiB), "--tmpfs", "/tmp"]
+    # The program comes last, after "--", untouched.
+    assert argv[-4:] == ["--", "/usr/bin/python3", "-c", "pass"]
+    # No host path beyond /usr, the /lib links, the generated /etc, and the box.
+    binds = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")]
+    assert all(b.startswith(("/usr", "/gen/etc/", "/run/stockade/boxes/3", "/etc/ld.so.cache",
+                             "/etc/alternatives", "/etc/localtime")) for b in binds), binds
+
+
+def test_bwrap_argv_environment_is_explicit():
+    argv = _argv(env={"JAVA_OPTS": "-Xmx64m"})
+    pairs = {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "--setenv"}
+    assert pairs["PATH"] == "/usr/bin:/bin" and pairs["HOME"] == "/box" and pairs["JAVA_OPTS"] == "-Xmx64m"
+    assert not any(k in pairs for k in ("PYTHONPATH", "LD_PRELOAD", "VIRTUAL_ENV"))
+
+
+def test_bwrap_argv_mounts():
+    argv = _argv(mounts=[Mount("/var/cache/x", "/box/bin"), Mount("/srv/rw", "/data", writable=True)])
+    joined = " ".join(argv)
+    assert "--ro-bind /var/cache/x /box/bin" in joined and "--bind /srv/rw /data" in joined
+
+
+def test_rlimit_argv():
+    args = rlimit_argv(Limits(cpu_time=1.2, file_size=1000, open_files=10, stack=8 * MiB), per_process_fallback=False)
+    assert args[0] == "/usr/bin/prlimit" and args[-1] == "--"
+    assert "--cpu=3:4" in args and "--fsize=1000:1000" in args and "--nofile=10:10" in args
+    assert "--core=0:0" in args and not any(a.startswith(("--nproc", "--as")) for a in args)
+    fallback = rlimit_argv(Limits(processes=5, memory=64 * MiB), per_process_fallback=True)
+    assert "--nproc=5:5" in fallback and f"--as={64 * MiB}:{64 * MiB}" in fallback
+
+
+def test_bwrap_version_parsing():
+    assert bw.parse_version("bubblewrap 0.8.0\n") == (0, 8, 0)
+    assert bw.parse_version("bubblewrap 0.11") == (0, 11, 0)
+
+
+def test_bwrap_is_vetted():
+    info = bw.find_bwrap()
+    assert info.version >= (0, 8, 0)
