@@ -224,17 +224,37 @@ def test_cancellation_cleans_up(sandbox):
     # the autouse fixture proves nothing is left
 
 
+def _descendants(root: int) -> list[tuple[int, str]]:
+    parents, names = {}, {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        names[int(pid)] = stat[stat.index("(") + 1:stat.rindex(")")]
+        parents[int(pid)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    found = []
+    for pid in parents:
+        p = pid
+        while p in parents and p != root and p > 1:
+            p = parents[p]
+        if p == root and pid != root:
+            found.append((pid, names[pid]))
+    return found
+
+
 def test_sigterm_to_the_supervisor_cleans_up(sandbox, tmp_path):
     program = tmp_path / "sleeper.py"
-    program.write_text("import os, time\nos.fork()\nprint('up', flush=True)\ntime.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-m", "stockade.cli.__main__", "run", str(program), "--wall-time", "60"],
+    program.write_text("import os, time\nos.fork()\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "stockade.cli", "run", str(program), "--wall-time", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(
-                p.startswith("box-") for p in os.listdir("/sys/fs/cgroup/pids/stockade")):
+        deadline = time.monotonic() + 30
+        # Wait until both of the program's processes run inside the box.
+        while time.monotonic() < deadline and sum(n.startswith("python3") for _, n in _descendants(proc.pid)) < 2:
             time.sleep(0.05)
-        time.sleep(0.3)
+        assert sum(n.startswith("python3") for _, n in _descendants(proc.pid)) == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 128 + signal.SIGTERM
     finally:

@@ -6,4 +6,4 @@ from stockade.sandbox import bwrap, seccomp
 from stockade.sandbox.box import File, Sandbox
 from stockade.sandbox.model import GiB, KiB, Limits, MiB, Mount, RunResult, Status, parse_size
 
-__all__ = ["File", "GiB", "KiB", "Limits", "MiB", "Mount", "RunResult", "Sandbox", "Status", "parse_size"]
+__all__ = ["File", "bwrap", "seccomp", "GiB", "KiB", "Limits", "MiB", "Mount", "RunResult", "Sandbox", "Status", "parse_size"]

@@ -14,7 +14,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """How a run ended, from the sandbox's point of view."""
 
     ok = "ok"
@@ -24,9 +24,6 @@ class Status(str, enum.Enum):
     memory_limit = "memory_limit"
     output_limit = "output_limit"
     sandbox_error = "sandbox_error"
-
-    def __str__(self) -> str:  # "time_limit", not "Status.time_limit"
-        return self.value
 
 
 # Verdict precedence when several things happened in one run (DESIGN.md):

@@ -1,0 +1,112 @@
+"""Overhead of a box: `python3 -c pass` in the sandbox vs spawned bare.
+
+Not a test (timings never go in the suite). Prints, measured in the same run:
+  sequential: median wall per run, sandboxed/bare ratio, added ms per run,
+              the supervisor's own CPU per run (our process only, not bwrap's);
+  parallel:   2 x cores runs at once, throughput (runs/s) sandboxed/bare;
+  reference:  bare bubblewrap with the same flags minus ours, for context.
+Usage: .venv/bin/python bench/overhead.py [N]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from stockade.sandbox import Limits, Sandbox
+
+ARGV = ["/usr/bin/python3", "-c", "pass"]
+
+
+def bare_once() -> float:
+    started = time.perf_counter()
+    subprocess.run(ARGV, env={}, check=True)
+    return time.perf_counter() - started
+
+
+def bwrap_once() -> float:
+    started = time.perf_counter()
+    subprocess.run(["/usr/bin/bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+                    "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/lib", "/lib", "--symlink", "usr/bin", "/bin",
+                    "--proc", "/proc", "--dev", "/dev", "--", *ARGV], env={}, check=True)
+    return time.perf_counter() - started
+
+
+async def boxed_sequential(sandbox: Sandbox, n: int) -> tuple[list[float], float]:
+    walls = []
+    cpu_before = time.process_time()
+    for _ in range(n):
+        started = time.perf_counter()
+        result = await sandbox.run(ARGV, limits=Limits(cpu_time=5))
+        walls.append(time.perf_counter() - started)
+        assert result.status.value == "ok", result
+    return walls, (time.process_time() - cpu_before) / n
+
+
+async def boxed_parallel(sandbox: Sandbox, n: int, width: int) -> float:
+    queue = list(range(n))
+
+    async def worker():
+        while queue:
+            queue.pop()
+            result = await sandbox.run(ARGV, limits=Limits(cpu_time=5))
+            assert result.status.value == "ok", result
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(width)))
+    return n / (time.perf_counter() - started)
+
+
+def bare_parallel(n: int, width: int) -> float:
+    started = time.perf_counter()
+    running: list[subprocess.Popen] = []
+    for _ in range(n):
+        if len(running) >= width:
+            running.pop(0).wait()
+        running.append(subprocess.Popen(ARGV, env={}))
+    for proc in running:
+        proc.wait()
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    cores = len(os.sched_getaffinity(0))
+    sandbox = Sandbox(slots=2 * cores)
+    for _ in range(10):  # warm caches (page cache, seccomp compile, imports)
+        bare_once()
+        sandbox.run_sync(ARGV)
+    # Interleave so that machine noise hits both sides alike.
+    bare, wrap = [], []
+    boxed: list[float] = []
+    supervisor_cpu = []
+    loop = asyncio.new_event_loop()
+    for _ in range(max(1, n // 20)):
+        bare += [bare_once() for _ in range(20)]
+        wrap += [bwrap_once() for _ in range(5)]
+        walls, cpu = loop.run_until_complete(boxed_sequential(sandbox, 20))
+        boxed += walls
+        supervisor_cpu.append(cpu)
+    bare_med, boxed_med, wrap_med = map(statistics.median, (bare, boxed, wrap))
+    print(f"sequential, {len(boxed)} runs each (median wall):")
+    print(f"  bare      {bare_med * 1000:7.2f} ms")
+    print(f"  bwrap     {wrap_med * 1000:7.2f} ms   bwrap alone / bare = {wrap_med / bare_med:.2f}")
+    print(f"  stockade  {boxed_med * 1000:7.2f} ms   sandboxed / bare = {boxed_med / bare_med:.2f}  "
+          f"(+{(boxed_med - bare_med) * 1000:.2f} ms per run; {(boxed_med - wrap_med) * 1000:+.2f} ms over bare bwrap)")
+    print(f"  supervisor CPU per run: {statistics.median(supervisor_cpu) * 1000:.2f} ms")
+    width = 2 * cores
+    bare_tp = bare_parallel(n, width)
+    boxed_tp = loop.run_until_complete(boxed_parallel(sandbox, n, width))
+    print(f"parallel, {width} at once, {n} runs:")
+    print(f"  bare      {bare_tp:7.1f} runs/s")
+    print(f"  stockade  {boxed_tp:7.1f} runs/s   throughput sandboxed / bare = {boxed_tp / bare_tp:.2f}")
+    loop.close()
+    sandbox.close()
+
+
+if __name__ == "__main__":
+    main()
