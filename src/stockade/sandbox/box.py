@@ -195,7 +195,7 @@ class Sandbox:
                 os.close(fd)
 
         proc: subprocess.Popen | None = None
-        pidfd = box_pidfd = -1
+        pidfd = box_pidfd = box_pid = -1
         watched: list[int] = []
         timers: list[asyncio.TimerHandle] = []
         try:
@@ -297,9 +297,8 @@ class Sandbox:
             kill(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*eofs, _readable(loop, box_pidfd)), _DRAIN_GRACE)
-            result = self._account(group, out, status, usage, wall, limits)
-            _reap_orphan(box_pidfd)
-            return result
+            usages = [usage, _reap_orphan(box_pid, box_pidfd)]
+            return self._account(group, out, status, [u for u in usages if u is not None], wall, limits)
         finally:
             for timer in timers:
                 timer.cancel()
@@ -317,9 +316,9 @@ class Sandbox:
                 os.waitpid(proc.pid, 0)
                 proc.returncode = -9
                 if box_pidfd != -1:
-                    _reap_orphan(box_pidfd, block=True)
+                    _reap_orphan(box_pid, box_pidfd, block=True)
             elif box_pidfd != -1:
-                _reap_orphan(box_pidfd)
+                _reap_orphan(box_pid, box_pidfd)
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -382,15 +381,15 @@ class Sandbox:
         loop.add_writer(fd, on_writable)
         watched.append(fd)
 
-    def _account(self, group, out: _Outcome, status: int, usage, wall: float, limits: Limits) -> RunResult:
+    def _account(self, group, out: _Outcome, status: int, usages: list, wall: float, limits: Limits) -> RunResult:
         exit_code, sig = _decode_status(status)
         if self.cgroups.kind != "none":
             cpu = group.cpu_time()
             memory = group.memory_peak()
             oom = group.oom_killed()
-        else:  # rusage of bwrap includes every box process it reaped
-            cpu = usage.ru_utime + usage.ru_stime
-            memory = usage.ru_maxrss * 1024
+        else:  # rusage of bwrap and of the box's pid 1: every process they reaped
+            cpu = sum(u.ru_utime + u.ru_stime for u in usages)
+            memory = max(u.ru_maxrss for u in usages) * 1024
             oom = False
         events = set(out.events)
         if oom:
@@ -528,13 +527,18 @@ def _exited(pidfd: int) -> bool:
     return bool(select.select([pidfd], [], [], 0)[0])
 
 
-def _reap_orphan(pidfd: int, block: bool = False) -> None:
+def _reap_orphan(pid: int, pidfd: int, block: bool = False):
     """bwrap's monitor exits as soon as it knows the exit code, sometimes before
     reaping the box's pid 1; as child subreaper we inherit that zombie and reap
-    it here, by pidfd so that a recycled pid can never be reaped by mistake.
-    Not our child (the monitor reaped it): nothing to do."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitid(os.P_PIDFD, pidfd, os.WEXITED | (0 if block else os.WNOHANG))
+    it here, returning its rusage (which covers every process it reaped).
+    WNOWAIT on the pidfd first proves it is our child: a zombie's pid cannot be
+    recycled, so wait4 by pid is then safe. Not our child: None."""
+    try:
+        if os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)) is None:
+            return None  # still alive (only without block): its parent will reap it
+    except ChildProcessError:
+        return None
+    return os.wait4(pid, 0)[2]
 
 
 def _become_subreaper() -> None:

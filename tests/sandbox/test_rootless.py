@@ -1,0 +1,75 @@
+"""Not root: the box still holds (unprivileged user namespaces, seccomp,
+rlimits), cgroups and per-slot uids are reported missing, and doctor says so.
+Run for real as `nobody` through setpriv."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+
+NOBODY = 65534
+
+
+HOME = tempfile.mkdtemp(prefix="stockade-nobody-")
+os.chown(HOME, NOBODY, NOBODY)
+
+
+def as_nobody(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "HOME": HOME}
+    return subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+         sys.executable, "-m", "stockade.cli", *args],
+        input=stdin, capture_output=True, env=env, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def program_dir():
+    with tempfile.TemporaryDirectory(dir="/tmp") as path:
+        os.chmod(path, 0o755)
+        yield path
+
+
+def write(directory: str, name: str, text: str) -> str:
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def test_doctor_reports_missing_layers_and_still_trusts_the_box():
+    done = as_nobody("doctor", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert report["trusted"] is True
+    assert layers["cgroups"]["active"] is False and "rlimits only" in layers["cgroups"]["detail"]
+    assert layers["host uid"]["active"] is False
+    assert layers["probe inside a box"]["active"] is True
+
+
+def test_run_rootless_ok_and_limits(program_dir):
+    hello = write(program_dir, "hello.py", "import os\nprint('uid', os.getuid(), input())\n")
+    done = as_nobody("run", hello, "--stdin", "-", "--json", stdin=b"hi\n")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "ok" and result["stdout"] == "uid 1000 hi\n"
+
+    loop = write(program_dir, "loop.py", "while True: pass\n")
+    result = json.loads(as_nobody("run", loop, "--cpu-time", "0.5", "--json").stdout)
+    assert result["status"] == "time_limit" and result["time"] >= 0.5
+
+    bomb = write(program_dir, "bomb.py", "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass\n")
+    result = json.loads(as_nobody("run", bomb, "--processes", "16", "--cpu-time", "1", "--wall-time", "3",
+                                  "--json").stdout)
+    assert result["status"] in ("time_limit", "wall_time_limit")
+    # The bomb is gone: no process of ours is left.
+    left = subprocess.run(["pgrep", "-u", str(NOBODY)], capture_output=True, text=True, check=False)
+    assert left.stdout == ""
