@@ -16,8 +16,7 @@ app = typer.Typer(
 )
 
 # Each module registers its command on `app`.
-from stockade.cli import doctor, run  # noqa: E402,F401
-from stockade.cli import serve  # noqa: E402,F401
+from stockade.cli import doctor, judge, languages, run, serve  # noqa: E402,F401
 
 
 def main() -> None:

@@ -16,26 +16,35 @@ import typer
 
 from stockade.cli import app
 from stockade.cli.common import run_cancellable, sandbox_failure, usage_error
-from stockade.errors import LimitError, SandboxError
-from stockade.sandbox import Limits, Sandbox, Status, parse_size
-
-# Until the runtime catalog exists: the two interpreters of the sandbox issue.
-LANGUAGES = {
-    "python": (".py", "main.py", ["/usr/bin/python3", "main.py"]),
-    "bash": (".sh", "main.sh", ["/bin/bash", "main.sh"]),
-}
+from stockade.errors import InvalidSubmission, LimitError, SandboxError, UnknownRuntime
+from stockade.sandbox import Limits, RunResult, Status, parse_size
 
 
-def _language_for(path: Path, name: str | None) -> tuple[str, list[str]]:
-    if name is not None:
-        if name.lower() not in LANGUAGES:
-            usage_error(f"unknown language {name!r} (known: {', '.join(sorted(LANGUAGES))})")
-        _, source, argv = LANGUAGES[name.lower()]
-        return source, argv
-    for _, (ext, source, argv) in LANGUAGES.items():
-        if path.suffix.lower() == ext:
-            return source, argv
-    usage_error(f"cannot tell the language of {path.name!r} from its extension: use --language")
+def resolve_runtime(catalog, path: Path, name: str | None):
+    """The runtime from --language (key, alias or Judge0 id), else from FILE's
+    extension; a usage error (exit 2) when unknown or not installed."""
+    try:
+        runtime = catalog.get(name) if name is not None else catalog.for_file(path.name)
+    except UnknownRuntime as exc:
+        usage_error(str(exc) if name is not None else
+                    f"cannot tell the language of {path.name!r} from its extension: use --language")
+    if not runtime.available:
+        usage_error(f"{runtime.name} is not available here: {runtime.reason}")
+    return runtime
+
+
+def make_engine(sandbox, catalog):
+    """The CLI's engine, with the compile cache of the settings
+    (STOCKADE_CACHE_DIR, STOCKADE_CACHE_SIZE; default /var/cache/stockade/compile as root)."""
+    from stockade.engine import Engine, default_cache_dir
+    from stockade.settings import Settings
+
+    try:
+        settings = Settings.load()
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        usage_error(f"invalid settings: {exc}")
+    return Engine(sandbox, catalog, cache_dir=settings.cache_dir or default_cache_dir(),
+                  cache_size=settings.cache_size)
 
 
 def _read_stdin(spec: str | None) -> bytes:
@@ -58,21 +67,32 @@ def summary_line(result) -> str:
 @app.command("run")
 def run_command(
     file: Path = typer.Argument(..., help="The program's source file."),
-    language: str = typer.Option(None, "--language", "-l", help="Language name (default: from the extension)."),
+    language: str = typer.Option(None, "--language", "-l", help="Runtime key, alias or Judge0 id (default: from the extension)."),
     stdin: str = typer.Option(None, "--stdin", help="File to feed on stdin, or - for our own stdin."),
     cpu_time: float = typer.Option(None, "--cpu-time", help="CPU seconds (default 2)."),
     wall_time: float = typer.Option(None, "--wall-time", help="Wall-clock seconds (default 10)."),
     memory: str = typer.Option(None, "--memory", help="Memory: bytes or a number with K, M, G (default 256M)."),
     processes: int = typer.Option(None, "--processes", help="Processes and threads at once (default 64)."),
     output: str = typer.Option(None, "--output", help="Bytes of stdout and of stderr each (default 1M)."),
+    compiler_options: str = typer.Option(None, "--compiler-options", help="Extra compiler options, split into words like a shell would (never run by one)."),
+    args: str = typer.Option(None, "--args", help="Program arguments, split into words like a shell would (never run by one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of passing output through."),
 ) -> None:
-    """Run FILE in a sandbox and report status, time, wall time and memory."""
+    """Run FILE in a sandbox (compiling it first if its language compiles) and
+    report status, time, wall time and memory. FILE's content becomes the
+    runtime's source file whatever FILE is called. A compile error has status
+    compile_error, the compiler's exit code, time and memory, and its messages
+    in compile_output."""
+    from stockade.engine import Submission, TestCase
+    from stockade.runtimes import Catalog
+    from stockade.sandbox import Sandbox
+
     try:
         source = file.read_bytes()
     except OSError as exc:
         usage_error(f"cannot read {str(file)!r}: {exc.strerror}")
-    source_name, argv = _language_for(file, language)
+    catalog = Catalog.load()
+    runtime = resolve_runtime(catalog, file, language)
     try:
         overrides = {
             "cpu_time": cpu_time,
@@ -85,24 +105,49 @@ def run_command(
     except LimitError as exc:
         usage_error(str(exc))
     data = _read_stdin(stdin)
+    submission = Submission(runtime.key, source, compiler_options=compiler_options or "",
+                            arguments=args or "", run_limits=limits, tests=(TestCase(stdin=data),))
     try:
-        sandbox = Sandbox()
-        result = run_cancellable(sandbox.run(argv, {source_name: source}, data, limits))
+        engine = make_engine(Sandbox(), catalog)
+        outcome = run_cancellable(engine.run(submission))
+    except (InvalidSubmission, UnknownRuntime) as exc:
+        usage_error(str(exc))
     except SandboxError as exc:
         sandbox_failure(str(exc))
-    emit(result, as_json)
+    if outcome.verdict.value == "compile_error":
+        compile_run = outcome.compile_run or RunResult(Status.runtime_error)
+        result = RunResult(Status.runtime_error, exit_code=compile_run.exit_code, signal=compile_run.signal,
+                           time=compile_run.time, wall_time=compile_run.wall_time,
+                           memory=compile_run.memory, message=outcome.message)
+        emit(result, as_json, compile_output=outcome.compile_output, status="compile_error")
+        return
+    if outcome.compile_run is not None and outcome.compile_run.status is Status.sandbox_error:
+        emit(outcome.compile_run, as_json, compile_output=outcome.compile_output)
+        return
+    emit(outcome.last_run, as_json, compile_output=outcome.compile_output)
 
 
-def emit(result, as_json: bool) -> None:
-    """Print a result per the CLI contract, then exit with its code."""
+def emit(result, as_json: bool, *, compile_output: bytes = b"", status: str | None = None) -> None:
+    """Print a result per the CLI contract, then exit with its code. `status`
+    overrides the run's (compile_error); compile_output is the compiler's text."""
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        obj = result.to_json()
+        if status is not None:
+            obj["status"] = status
+        obj["compile_output"] = compile_output.decode("utf-8", "replace")
+        sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()
     else:
         sys.stdout.flush()
-        os.write(sys.stdout.fileno(), result.stdout)
-        os.write(sys.stderr.fileno(), result.stderr)
-        typer.echo(summary_line(result) + (f" ({result.message})" if result.message else ""), err=True)
+        if status is not None:  # a compile error: the compiler's messages instead
+            os.write(sys.stderr.fileno(), compile_output)
+        else:
+            os.write(sys.stdout.fileno(), result.stdout)
+            os.write(sys.stderr.fileno(), result.stderr)
+        line = summary_line(result)
+        if status is not None:
+            line = line.replace(f"status={result.status}", f"status={status}")
+        typer.echo(line + (f" ({result.message})" if result.message else ""), err=True)
     if result.status is Status.sandbox_error:
         if not as_json:
             typer.echo(f"stockade: sandbox failure: {result.message}", err=True)

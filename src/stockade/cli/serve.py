@@ -9,6 +9,7 @@ import typer
 
 from stockade.cli import app
 from stockade.cli.common import usage_error
+from stockade.errors import StockadeError
 
 
 @app.command()
@@ -34,4 +35,8 @@ def serve(
         settings = Settings.load(config, **overrides)
     except (ValidationError, FileNotFoundError, ValueError) as exc:
         usage_error(f"invalid settings: {exc}")
-    run_service(settings)
+    try:
+        run_service(settings)
+    except StockadeError as exc:  # e.g. no usable sandbox: say why, no traceback
+        typer.echo(f"stockade: cannot serve: {exc}", err=True)
+        raise typer.Exit(1) from None

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from stockade.sandbox.model import Limits, RunResult, Status
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """The sandbox statuses plus what judging adds."""
 
     accepted = "accepted"
@@ -58,9 +58,14 @@ class Submission:
 
 @dataclass(frozen=True)
 class TestResult:
+    """One test's verdict and its run (time, wall time and memory averaged over
+    number_of_runs; status and output from the first failing run, else the last)."""
+
     __test__ = False
     verdict: Verdict
     run: RunResult  # time and memory averaged over number_of_runs
+    name: str = ""
+    runs: int = 1  # how many times it actually ran
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,17 @@ class SubmissionResult:
 
     verdict: Verdict
     compile_output: bytes = b""
-    compile_run: RunResult | None = None
+    compile_run: RunResult | None = None  # None when not compiled, or taken from the cache
     tests: tuple[TestResult, ...] = ()
     message: str = ""
+    runtime: str = ""  # the catalog key that ran it
+    compile_cached: bool = False  # the product came from the compile cache
+    tests_total: int = 0  # tests in the submission (more than len(tests) after a stop)
+
+    @property
+    def last_run(self) -> RunResult | None:
+        """The run a single-stdin caller wants: the failing test's, else the last."""
+        for test in self.tests:
+            if test.verdict.value not in ("ok", "accepted"):
+                return test.run
+        return self.tests[-1].run if self.tests else None

@@ -213,7 +213,13 @@ class Sandbox:
                 env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r, seccomp_fd=seccomp_r,
                 network=network,
             )
-            identity = {"user": slot.uid, "group": slot.gid, "extra_groups": []} if self.is_root else {}
+            identity = {}
+            if self.is_root:
+                identity = {"user": slot.uid, "group": slot.gid, "extra_groups": []}
+                # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
+                # does): its own pipes must belong to it, not to root with mode 0600.
+                for fd in (in_r, out_w, err_w):
+                    os.fchown(fd, slot.uid, slot.gid)
             try:
                 # Empty environment: bwrap (pid 1's parent, visible in /proc) holds
                 # no secret of ours. close_fds: only the fds named here pass.

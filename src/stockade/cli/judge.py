@@ -1,0 +1,158 @@
+"""`stockade judge FILE --tests DIR`: compile once, run every NAME.in of DIR
+and compare with NAME.out, print a table; exit 0 only if all are accepted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from stockade.cli import app
+from stockade.cli.common import run_cancellable, sandbox_failure, usage_error
+from stockade.cli.run import make_engine, resolve_runtime
+from stockade.errors import InvalidSubmission, LimitError, SandboxError, UnknownRuntime
+from stockade.sandbox import Limits, parse_size
+
+
+def load_tests(directory: Path):
+    """NAME.in / NAME.out pairs of DIR, in natural name order (2 before 10)."""
+    from stockade.engine import TestCase
+
+    if not directory.is_dir():
+        usage_error(f"{str(directory)!r} is not a directory")
+    inputs = {p.stem: p for p in directory.glob("*.in") if p.is_file()}
+    if not inputs:
+        usage_error(f"no NAME.in files in {str(directory)!r}")
+    missing = sorted(name for name in inputs if not (directory / f"{name}.out").is_file())
+    if missing:
+        usage_error(f"no expected output for {', '.join(m + '.in' for m in missing)} (need NAME.out)")
+
+    def natural(name: str):
+        import re
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+    return tuple(
+        TestCase(stdin=inputs[name].read_bytes(), expected_output=(directory / f"{name}.out").read_bytes(), name=name)
+        for name in sorted(inputs, key=natural)
+    )
+
+
+@app.command("judge")
+def judge_command(
+    file: Path = typer.Argument(..., help="The program's source file."),
+    tests: Path = typer.Option(..., "--tests", "-t", help="Directory of NAME.in / NAME.out pairs."),
+    language: str = typer.Option(None, "--language", "-l", help="Runtime key, alias or Judge0 id (default: from the extension)."),
+    cpu_time: float = typer.Option(None, "--cpu-time", help="CPU seconds per test (default 2)."),
+    wall_time: float = typer.Option(None, "--wall-time", help="Wall-clock seconds per test (default 10)."),
+    memory: str = typer.Option(None, "--memory", help="Memory per test: bytes or a number with K, M, G (default 256M)."),
+    compiler_options: str = typer.Option(None, "--compiler-options", help="Extra compiler options (split like shell words)."),
+    args: str = typer.Option(None, "--args", help="Program arguments (split like shell words)."),
+    exact: bool = typer.Option(False, "--exact", help="Compare byte for byte instead of Judge0's rule."),
+    stop: bool = typer.Option(False, "--stop", help="Stop at the first failing test."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
+) -> None:
+    """Compile FILE once, run it on every test of DIR and judge each."""
+    from stockade.engine import Submission
+    from stockade.runtimes import Catalog
+    from stockade.sandbox import Sandbox
+
+    try:
+        source = file.read_bytes()
+    except OSError as exc:
+        usage_error(f"cannot read {str(file)!r}: {exc.strerror}")
+    catalog = Catalog.load()
+    runtime = resolve_runtime(catalog, file, language)
+    cases = load_tests(tests)
+    try:
+        overrides = {"cpu_time": cpu_time, "wall_time": wall_time,
+                     "memory": parse_size(memory) if memory is not None else None}
+        limits = Limits(**{k: v for k, v in overrides.items() if v is not None})
+    except LimitError as exc:
+        usage_error(str(exc))
+    submission = Submission(runtime.key, source, compiler_options=compiler_options or "",
+                            arguments=args or "", run_limits=limits, tests=cases,
+                            stop_at_first_failure=stop, exact=exact)
+    try:
+        engine = make_engine(Sandbox(), catalog)
+        result = _run_with_progress(engine, submission, quiet=as_json or not sys.stderr.isatty())
+    except (InvalidSubmission, UnknownRuntime) as exc:
+        usage_error(str(exc))
+    except SandboxError as exc:
+        sandbox_failure(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(_as_json(result, cases)) + "\n")
+    else:
+        _print_table(result, cases, runtime.name)
+    if result.verdict.value == "sandbox_error":
+        raise typer.Exit(1)
+    all_accepted = len(result.tests) == len(cases) and all(t.verdict.value == "accepted" for t in result.tests)
+    raise typer.Exit(0 if all_accepted else 3)
+
+
+def _run_with_progress(engine, submission, quiet: bool):
+    if quiet:
+        return run_cancellable(engine.run(submission))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task("tests", total=len(submission.tests))
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return run_cancellable(engine.run(submission, progress=progress))
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _as_json(result, cases) -> dict:
+    ran = {t.name: t for t in result.tests}
+    return {
+        "verdict": result.verdict.value,
+        "message": result.message,
+        "compile_output": result.compile_output.decode("utf-8", "replace"),
+        "compile_cached": result.compile_cached,
+        "tests": [
+            {"name": case.name, "verdict": ran[case.name].verdict.value if case.name in ran else "skipped",
+             **({"time": round(ran[case.name].run.time, 6), "wall_time": round(ran[case.name].run.wall_time, 6),
+                 "memory": ran[case.name].run.memory, "exit_code": ran[case.name].run.exit_code}
+                if case.name in ran else {})}
+            for case in cases
+        ],
+    }
+
+
+def _print_table(result, cases, name: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console()
+    if result.compile_output:
+        _stderr_console().print(result.compile_output.decode("utf-8", "replace"), markup=False, highlight=False)
+    if result.verdict.value == "compile_error":
+        out.print(f"{name}: [red]compile_error[/red] {result.message}")
+        return
+    colours = {"accepted": "green", "ok": "green", "wrong_answer": "red"}
+    table = Table(title=f"{name}: {result.verdict.value}", box=None, pad_edge=False)
+    for column, justify in (("test", "left"), ("verdict", "left"), ("time", "right"),
+                            ("wall", "right"), ("memory", "right")):
+        table.add_column(column, justify=justify)
+    ran = {t.name: t for t in result.tests}
+    for case in cases:
+        test = ran.get(case.name)
+        if test is None:
+            table.add_row(case.name, "[dim]skipped[/dim]", "", "", "")
+            continue
+        colour = colours.get(test.verdict.value, "yellow")
+        table.add_row(case.name, f"[{colour}]{test.verdict.value}[/{colour}]", f"{test.run.time:.3f}s",
+                      f"{test.run.wall_time:.3f}s", f"{test.run.memory / (1024 * 1024):.1f}MiB")
+    out.print(table)
+    passed = sum(1 for t in result.tests if t.verdict.value == "accepted")
+    out.print(f"{passed}/{len(cases)} accepted")

@@ -1,0 +1,332 @@
+"""One submission: files -> compile (once, cached, in its own box) -> run each
+test in a fresh box with the product mounted read-only -> judge -> verdict.
+
+Knows the sandbox and the runtime catalog; never the service (DESIGN.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from stockade.engine.archive import ArchiveLimits, extract
+from stockade.engine.cache import DEFAULT_SIZE, CompileCache, Lease, Product, cache_key, digest
+from stockade.engine.judging import PASSING, overall_verdict, verdict_of
+from stockade.engine.model import Submission, SubmissionResult, TestCase, TestResult, Verdict
+from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
+from stockade.runtimes.catalog import BUILD_DIR, Catalog, Runtime, split_words
+from stockade.sandbox.model import KiB, Mount, RunResult, Status
+from stockade.sandbox.workdir import File
+
+log = logging.getLogger("stockade.engine")
+
+Progress = Callable[[int, int], None]
+
+MAX_NUMBER_OF_RUNS = 20
+COMPILE_OUTPUT_LIMIT = 64 * KiB
+
+
+def default_cache_dir() -> str:
+    """/var/cache/stockade/compile as root, else under the user's cache home."""
+    if os.geteuid() == 0:
+        return "/var/cache/stockade/compile"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "stockade", "compile")
+
+
+@dataclass
+class _Compiled:
+    """What the compile step gave: a product lease, or the failure."""
+
+    lease: Lease | None = None
+    run: RunResult | None = None
+    output: bytes = b""
+    failure: str = ""  # why there is no product (compile_error)
+    error: Verdict | None = None
+
+
+class Engine:
+    """Compiles and runs submissions against their tests.
+
+    >>> engine = Engine(Sandbox(), Catalog.load(), cache_dir="/var/cache/stockade/compile")
+    >>> result = await engine.run(Submission("cpp", source=b"int main(){}"))
+    >>> result.verdict
+    <Verdict.ok: 'ok'>
+
+    `cache_size` bounds the compile cache in bytes (least recently used products
+    go first). engine.run raises UnknownRuntime (no such runtime, or not
+    installed) and InvalidSubmission (malformed options, arguments or zip);
+    everything the program does is in the returned SubmissionResult.
+    """
+
+    def __init__(self, sandbox, catalog: Catalog, cache_dir: str | os.PathLike | None = None,
+                 cache_size: int = DEFAULT_SIZE, *, archive_limits: ArchiveLimits | None = None,
+                 compile_output_limit: int = COMPILE_OUTPUT_LIMIT):
+        self.sandbox = sandbox
+        self.catalog = catalog
+        cache_dir = os.fspath(cache_dir or default_cache_dir())
+        os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+        _check_traversable(cache_dir)
+        self.cache = CompileCache(cache_dir, cache_size)
+        self.archive_limits = archive_limits or ArchiveLimits()
+        self.compile_output_limit = compile_output_limit
+
+    async def run(self, submission: Submission, progress: Progress | None = None) -> SubmissionResult:
+        """Compile (if needed) and run every test; see SubmissionResult."""
+        runtime = self.runtime_for(submission)
+        options = split_words(submission.compiler_options, "compiler options")
+        args = split_words(submission.arguments, "program arguments")
+        if not 1 <= submission.number_of_runs <= MAX_NUMBER_OF_RUNS:
+            raise InvalidSubmission(f"number_of_runs must be between 1 and {MAX_NUMBER_OF_RUNS}")
+        if options and not runtime.is_compiled:
+            raise InvalidSubmission(f"{runtime.name} does not compile: compiler options are not allowed")
+        tests = tuple(submission.tests) or (TestCase(),)
+        files = await self._input_files(runtime, submission)
+
+        compiled = _Compiled()
+        compiles = runtime.is_compiled and (not runtime.compile_if_present or runtime.compile_if_present in files)
+        if compiles:
+            compiled = await self._compile(runtime, submission, files, options)
+            if compiled.lease is None:
+                verdict = compiled.error or Verdict.compile_error
+                result = SubmissionResult(verdict=verdict, compile_output=compiled.output,
+                                          compile_run=compiled.run, message=compiled.failure,
+                                          runtime=runtime.key, tests_total=len(tests))
+                self._log(result)
+                return result
+        try:
+            results = await self._run_tests(runtime, submission, files, compiled.lease, args, tests, progress)
+        finally:
+            if compiled.lease is not None:
+                compiled.lease.close()
+        verdict = overall_verdict(results)
+        failing = next((t for t in results if t.verdict not in PASSING), None)
+        result = SubmissionResult(
+            verdict=verdict,
+            compile_output=compiled.output,
+            compile_run=compiled.run,
+            tests=tuple(results),
+            message=_message(failing) if failing else "",
+            runtime=runtime.key,
+            compile_cached=bool(compiled.lease and compiled.lease.hit),
+            tests_total=len(tests),
+        )
+        self._log(result)
+        return result
+
+    def run_sync(self, submission: Submission, progress: Progress | None = None) -> SubmissionResult:
+        """`run` for callers without an event loop."""
+        return asyncio.run(self.run(submission, progress))
+
+    def runtime_for(self, submission: Submission) -> Runtime:
+        """The submission's runtime; UnknownRuntime if unknown or not installed."""
+        runtime = self.catalog.get(submission.runtime)
+        if not runtime.available:
+            raise UnknownRuntime(f"{runtime.name} is not available here: {runtime.reason}")
+        return runtime
+
+    # -- steps -----------------------------------------------------------------
+
+    async def _input_files(self, runtime: Runtime, submission: Submission) -> dict[str, File]:
+        files: dict[str, File] = {}
+        if submission.additional_files:
+            files.update(await extract(self.sandbox, submission.additional_files, self.archive_limits))
+        if runtime.source_file:
+            # The submitted source wins over a same-named file of the zip.
+            files[runtime.source_file] = File(bytes(submission.source), runtime.source_mode)
+        elif submission.source:
+            raise InvalidSubmission(f"{runtime.name} takes no source code, only additional files")
+        if runtime.key == "multifile" and "run" not in files:
+            raise InvalidSubmission("a multi-file program needs a `run` script in its additional files")
+        return files
+
+    async def _compile(self, runtime: Runtime, submission: Submission, files: Mapping[str, File],
+                       options: list[str]) -> _Compiled:
+        compiled = _Compiled()
+        limits = runtime.adjust_compile_limits(submission.compile_limits)
+        key = cache_key(
+            runtime=runtime.key, version=runtime.version, compile=list(runtime.compile_argv or ()),
+            products=list(runtime.products), options=options,
+            files=sorted((name, digest(f.content), f.mode) for name, f in files.items()),
+        )
+
+        async def build() -> Product | None:
+            argv = runtime.compile_command(options, limits)
+            try:
+                run = await self.sandbox.run(argv, files=files, limits=limits, env=runtime.environment(limits),
+                                             mounts=_mounts(runtime), collect=runtime.products or ())
+            except SandboxError as exc:  # e.g. products bigger than the collect cap
+                compiled.failure = f"compilation failed: {exc}"
+                return None
+            compiled.run = replace(run, files={})
+            compiled.output = _bounded(run.stdout + run.stderr, self.compile_output_limit)
+            if run.status is Status.sandbox_error:
+                compiled.error = Verdict.sandbox_error
+                compiled.failure = run.message or "the compile box failed"
+                return None
+            if run.status is not Status.ok:
+                compiled.failure = _compile_failure(run)
+                return None
+            products = {name: (content, _product_mode(runtime, name, files))
+                        for name, content in run.files.items() if runtime.is_product(name)}
+            if not products and not runtime.products_copied:
+                compiled.failure = "the compiler produced no program"
+                return None
+            return Product(products, compiled.output)
+
+        lease = await self.cache.get_or_build(key, build)
+        if lease is not None:
+            compiled.lease = lease
+            compiled.output = lease.compile_output
+        return compiled
+
+    async def _run_tests(self, runtime: Runtime, submission: Submission, files: Mapping[str, File],
+                         lease: Lease | None, args: list[str], tests: tuple[TestCase, ...],
+                         progress: Progress | None) -> list[TestResult]:
+        limits = runtime.adjust_run_limits(submission.run_limits)
+        argv = runtime.run_command(args, limits)
+        env = runtime.environment(limits)
+        mounts = _mounts(runtime)
+        run_files: dict[str, File] = dict(files)
+        if lease is not None:
+            if runtime.products_copied:
+                # Judge0 runs a multi-file program where its compile script left it:
+                # the product is copied into each fresh box, writable like the rest.
+                run_files = _read_tree(lease.path)
+            else:
+                # Read-only: a program cannot change what the next run (or the next
+                # submission with the same hash) executes.
+                mounts.append(Mount(lease.path, BUILD_DIR, writable=False))
+        results: list[TestResult] = []
+        if progress:
+            progress(0, len(tests))
+        for index, test in enumerate(tests):
+            runs: list[RunResult] = []
+            for _ in range(submission.number_of_runs):
+                run = await self.sandbox.run(argv, files=run_files, stdin=test.stdin, limits=limits,
+                                             env=env, mounts=mounts)
+                run = _classify(runtime, run, submission.redirect_stderr_to_stdout)
+                runs.append(run)
+                if run.status is not Status.ok:
+                    break
+            run = _average(runs)
+            verdict = verdict_of(run, test.expected_output, exact=submission.exact)
+            results.append(TestResult(verdict, run, name=test.name or str(index + 1), runs=len(runs)))
+            if progress:
+                progress(index + 1, len(tests))
+            if verdict not in PASSING and submission.stop_at_first_failure:
+                break
+        return results
+
+    def _log(self, result: SubmissionResult) -> None:
+        last = result.last_run
+        log.info("submission runtime=%s verdict=%s tests=%d/%d cached=%s cpu=%.3f wall=%.3f memory=%d",
+                 result.runtime, result.verdict.value, len(result.tests), result.tests_total,
+                 result.compile_cached, last.time if last else 0.0, last.wall_time if last else 0.0,
+                 last.memory if last else 0)
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def _mounts(runtime: Runtime) -> list[Mount]:
+    return [Mount(path, path, writable=False) for path in runtime.mounts]
+
+
+def _product_mode(runtime: Runtime, name: str, inputs: Mapping[str, File]) -> int:
+    if name in inputs:
+        return inputs[name].mode
+    return 0o755 if runtime.is_executable_product(name) else 0o644
+
+
+def _read_tree(root: str) -> dict[str, File]:
+    """The files of a cache entry (ours, root-owned, never touched by a box)."""
+    out: dict[str, File] = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            with open(path, "rb") as fh:
+                content = fh.read()
+            out[os.path.relpath(path, root)] = File(content, 0o755 if st.st_mode & 0o111 else 0o644)
+    return out
+
+
+def _bounded(data: bytes, limit: int) -> bytes:
+    if len(data) <= limit:
+        return data
+    return data[:limit] + b"\n[compile output truncated]\n"
+
+
+def _compile_failure(run: RunResult) -> str:
+    if run.status is Status.ok or run.status is Status.runtime_error:
+        if run.signal is not None:
+            return f"the compiler was killed by signal {run.signal}"
+        return f"compilation failed (exit code {run.exit_code})"
+    return {
+        Status.time_limit: "compilation time limit exceeded",
+        Status.wall_time_limit: "compilation wall time limit exceeded",
+        Status.memory_limit: "compilation memory limit exceeded",
+        Status.output_limit: "compilation output limit exceeded",
+    }.get(run.status, f"compilation failed ({run.status.value})")
+
+
+def _classify(runtime: Runtime, run: RunResult, merge_stderr: bool) -> RunResult:
+    """Runtime-specific reading of a run: a managed heap that refused to grow
+    (Java's OutOfMemoryError, Node's heap limit) is a memory_limit."""
+    if run.status is Status.runtime_error and runtime.is_memory_error(run.stderr, run.stdout):
+        run = replace(run, status=Status.memory_limit, message=run.message or "memory limit exceeded (heap)")
+    if merge_stderr:
+        run = replace(run, stdout=run.stdout + run.stderr, stderr=b"",
+                      stdout_truncated=run.stdout_truncated or run.stderr_truncated)
+    return run
+
+
+def _average(runs: list[RunResult]) -> RunResult:
+    """The reported run: the failing one (else the last), with time, wall time
+    and memory averaged over every run made (Judge0's number_of_runs)."""
+    base = runs[-1]
+    if len(runs) == 1:
+        return base
+    n = len(runs)
+    return replace(base, time=sum(r.time for r in runs) / n, wall_time=sum(r.wall_time for r in runs) / n,
+                   memory=sum(r.memory for r in runs) // n)
+
+
+def _message(test: TestResult) -> str:
+    run = test.run
+    if run.message:
+        return run.message
+    if test.verdict is Verdict.runtime_error:
+        if run.signal is not None:
+            return f"killed by signal {run.signal}"
+        return f"exited with error status {run.exit_code}"
+    return {
+        Verdict.time_limit: "time limit exceeded",
+        Verdict.wall_time_limit: "wall time limit exceeded",
+        Verdict.memory_limit: "memory limit exceeded",
+        Verdict.output_limit: "output limit exceeded",
+        Verdict.wrong_answer: "wrong answer",
+    }.get(test.verdict, "")
+
+
+def _check_traversable(path: str) -> None:
+    """Boxes bind cache entries as the slot's uid: every parent directory must
+    let others through (x), or bwrap cannot reach the entry."""
+    if os.geteuid() != 0:
+        return  # rootless: bwrap runs as us
+    current = os.path.abspath(path)
+    while True:
+        mode = os.stat(current).st_mode
+        if not mode & stat.S_IXOTH:
+            raise SandboxError(f"compile cache {path}: {current} is not traversable by the box users "
+                               "(mode o+x needed); choose another cache directory")
+        parent = os.path.dirname(current)
+        if parent == current:
+            return
+        current = parent

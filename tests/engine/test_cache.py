@@ -1,0 +1,179 @@
+"""The compile cache on its own (no box): hits, failures not cached, LRU
+bounds, entries in use never evicted, and one build for concurrent requests,
+inside one process and across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from stockade.engine.cache import CompileCache, Product, cache_key
+
+
+def key(n: int | str) -> str:
+    return cache_key(test=n)
+
+
+def product(size: int = 100, tag: bytes = b"x") -> Product:
+    return Product({"main": (tag * size, 0o755), "lib/data.txt": (b"d", 0o644)}, b"warning: tag\n")
+
+
+def builder(counter: list, result: Product | None, delay: float = 0.0):
+    async def build():
+        counter.append(1)
+        await asyncio.sleep(delay)
+        return result
+    return build
+
+
+def test_miss_then_hit(tmp_path):
+    cache = CompileCache(tmp_path / "c", 10_000)
+    builds: list = []
+
+    async def go():
+        first = await cache.get_or_build(key(1), builder(builds, product()))
+        second = await cache.get_or_build(key(1), builder(builds, product()))
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert len(builds) == 1 and (first.hit, second.hit) == (False, True)
+    assert first.path == second.path and second.compile_output == b"warning: tag\n"
+    with open(os.path.join(second.path, "main"), "rb") as fh:
+        assert fh.read() == b"x" * 100
+    first.close()
+    second.close()
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_products_have_no_write_bits(tmp_path):
+    cache = CompileCache(tmp_path / "c", 10_000)
+    lease = asyncio.run(cache.get_or_build(key(1), builder([], product())))
+    main = os.stat(os.path.join(lease.path, "main"))
+    data = os.stat(os.path.join(lease.path, "lib", "data.txt"))
+    assert stat.S_IMODE(main.st_mode) == 0o555 and stat.S_IMODE(data.st_mode) == 0o444
+    assert stat.S_IMODE(os.stat(lease.path).st_mode) == 0o755
+    lease.close()
+
+
+def test_a_failed_build_is_not_cached(tmp_path):
+    cache = CompileCache(tmp_path / "c", 10_000)
+    builds: list = []
+    assert asyncio.run(cache.get_or_build(key(1), builder(builds, None))) is None
+    assert asyncio.run(cache.get_or_build(key(1), builder(builds, None))) is None
+    assert len(builds) == 2 and not cache.contains(key(1))
+
+
+def test_product_names_from_a_box_are_checked(tmp_path):
+    cache = CompileCache(tmp_path / "c", 10_000)
+    for bad in ("../escape", "/etc/passwd", "a/../../b"):
+        evil = Product({bad: (b"x", 0o644)})
+        with pytest.raises(ValueError):
+            asyncio.run(cache.get_or_build(key(bad), builder([], evil)))
+        assert not cache.contains(key(bad))
+    assert not (tmp_path / "escape").exists()
+    assert os.listdir(tmp_path / "c" / "tmp") == []
+
+
+def test_least_recently_used_entries_go_first(tmp_path):
+    cache = CompileCache(tmp_path / "c", 2500)  # room for two 1000-byte products
+
+    async def go():
+        for n in (1, 2):
+            (await cache.get_or_build(key(n), builder([], product(1000)))).close()
+            await asyncio.sleep(0.02)
+        (await cache.get_or_build(key(1), builder([], product(1000)))).close()  # 1 is now the newest
+        await asyncio.sleep(0.02)
+        (await cache.get_or_build(key(3), builder([], product(1000)))).close()
+
+    asyncio.run(go())
+    assert cache.contains(key(1)) and cache.contains(key(3)) and not cache.contains(key(2))
+    assert cache.total_size() <= 2500
+
+
+def test_an_entry_in_use_is_never_evicted(tmp_path):
+    cache = CompileCache(tmp_path / "c", 1500)
+
+    async def go():
+        held = await cache.get_or_build(key(1), builder([], product(1000)))
+        await asyncio.sleep(0.02)
+        (await cache.get_or_build(key(2), builder([], product(1000)))).close()
+        return held
+
+    held = asyncio.run(go())
+    # Over the bound, and 1 is the least recently used, but it is in use: it stays.
+    assert cache.contains(key(1)) and os.path.exists(os.path.join(held.path, "main"))
+    assert cache.evict() == 1  # the free one went instead
+    assert cache.contains(key(1)) and not cache.contains(key(2))
+    held.close()
+    assert cache.total_size() <= 1500
+
+
+def test_a_product_bigger_than_the_cache_is_used_once(tmp_path):
+    cache = CompileCache(tmp_path / "c", 500)
+    lease = asyncio.run(cache.get_or_build(key(1), builder([], product(1000))))
+    assert os.path.exists(os.path.join(lease.path, "main")) and not cache.contains(key(1))
+    path = lease.path
+    lease.close()
+    assert not os.path.exists(path)
+
+
+def test_concurrent_identical_requests_build_once(tmp_path):
+    cache = CompileCache(tmp_path / "c", 100_000)
+    builds: list = []
+
+    async def go():
+        return await asyncio.gather(*(cache.get_or_build(key(7), builder(builds, product(), delay=0.2))
+                                      for _ in range(5)))
+
+    leases = asyncio.run(go())
+    assert len(builds) == 1
+    assert sorted(lease.hit for lease in leases) == [False, True, True, True, True]
+    for lease in leases:
+        lease.close()
+
+
+def _build_in_child(root: str, marker_dir: str, n: int) -> None:
+    async def build():
+        # Count builds across processes with files (one per build).
+        open(os.path.join(marker_dir, f"build-{os.getpid()}"), "x").close()
+        await asyncio.sleep(0.5)
+        return product()
+
+    cache = CompileCache(root, 100_000)
+    lease = asyncio.run(cache.get_or_build(key("shared"), build))
+    assert lease is not None and os.path.exists(os.path.join(lease.path, "main"))
+    lease.close()
+
+
+def test_two_processes_compile_once(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=_build_in_child, args=(str(tmp_path / "c"), str(markers), n)) for n in range(3)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(30)
+        assert child.exitcode == 0
+    assert len(os.listdir(markers)) == 1
+
+
+def test_keys_are_checked_and_stable(tmp_path):
+    cache = CompileCache(tmp_path / "c", 1000)
+    with pytest.raises(ValueError):
+        asyncio.run(cache.get_or_build("../../etc", builder([], product())))
+    assert cache_key(a=1, b=[1, 2]) == cache_key(b=[1, 2], a=1)
+    assert cache_key(a=1) != cache_key(a=2)
+
+
+def test_stale_staging_directories_are_cleaned(tmp_path):
+    CompileCache(tmp_path / "c", 1000)
+    stale = tmp_path / "c" / "tmp" / "leftover"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    CompileCache(tmp_path / "c", 1000)
+    assert not stale.exists()

@@ -1,0 +1,104 @@
+"""The CLI commands of the engine: `stockade languages`, `stockade run` for a
+compiled language (--compiler-options, --args, compile_output) and
+`stockade judge`. Run as real processes, as other tools drive them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.engine import support
+
+STOCKADE = str(Path(sys.executable).with_name("stockade"))
+
+
+@pytest.fixture(scope="module")
+def env():
+    path = support.cache_dir("stockade-cli-cache-")
+    yield {**os.environ, "STOCKADE_CACHE_DIR": path}
+    support.remove(path)
+
+
+def stockade(env, *args, stdin: bytes = b""):
+    return subprocess.run([STOCKADE, *args], input=stdin, capture_output=True, env=env, timeout=120)
+
+
+def test_languages_json(env):
+    proc = stockade(env, "languages", "--json")
+    assert proc.returncode == 0
+    listing = json.loads(proc.stdout)
+    by_key = {item["key"]: item for item in listing}
+    assert {"python3", "c", "cpp", "java", "javascript", "bash", "rust", "go", "ruby", "php", "perl",
+            "lua"} <= set(by_key)
+    for item in listing:
+        assert {"id", "name", "extensions", "available", "reason"} <= set(item)
+        assert isinstance(item["available"], bool)
+    assert by_key["cpp"]["id"] == 54 and 52 in by_key["cpp"]["judge0_ids"]
+    table = stockade(env, "languages")
+    assert table.returncode == 0 and b"C++ (GCC" in table.stdout
+
+
+def test_run_a_java_file_with_any_name(env, tmp_path):
+    source = tmp_path / "solution.java"
+    source.write_text("public class Main { public static void main(String[] a) {"
+                      " System.out.println(new java.util.Scanner(System.in).nextInt() * 2 + \" \""
+                      " + String.join(\",\", a)); } }")
+    proc = stockade(env, "run", str(source), "--stdin", "-", "--args", "x 'y z'", "--json", stdin=b"21\n")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "ok" and result["stdout"] == "42 x,y z\n"
+    assert set(result) == {"status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated",
+                           "stderr_truncated", "time", "wall_time", "memory", "compile_output"}
+
+
+def test_run_with_compiler_options_and_a_compile_error(env, tmp_path):
+    source = tmp_path / "prog.cpp"
+    source.write_text('#include <cstdio>\nint main(){ std::printf("%s\\n", MSG); }\n')
+    ok = stockade(env, "run", str(source), "--compiler-options", "-DMSG='\"hi; rm -rf /\"'", "--json")
+    assert json.loads(ok.stdout)["stdout"] == "hi; rm -rf /\n"
+    broken = stockade(env, "run", str(source), "--json")
+    result = json.loads(broken.stdout)
+    assert broken.returncode == 0
+    assert result["status"] == "compile_error" and "MSG" in result["compile_output"]
+    assert result["stdout"] == "" and result["exit_code"] not in (0, None)
+    plain = stockade(env, "run", str(source))
+    assert plain.returncode == 0 and b"status=compile_error" in plain.stderr and b"MSG" in plain.stderr
+
+
+def test_run_keeps_the_sandbox_contract(env, tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)\n")
+    proc = stockade(env, "run", str(source))
+    assert proc.returncode == 0 and proc.stdout == b"out\n"
+    assert proc.stderr.startswith(b"err\n") and b"status=runtime_error" in proc.stderr
+    for bad in (["run", str(source), "--language", "cobol"], ["run", str(tmp_path / "missing.c")],
+                ["run", str(source), "--args", "'unbalanced"], ["run", str(source), "--memory", "lots"]):
+        proc = stockade(env, *bad)
+        assert proc.returncode == 2 and proc.stderr.startswith(b"stockade: "), bad
+
+
+def test_judge_a_directory_of_tests(env, tmp_path):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for name, stdin, out in (("1", "1 2\n", "3\n"), ("2", "2 2\n", "4\n"), ("10", "7 1\n", "8  \n\n")):
+        (tests / f"{name}.in").write_text(stdin)
+        (tests / f"{name}.out").write_text(out)
+    good = tmp_path / "add.c"
+    good.write_text('#include <stdio.h>\nint main(void){long a,b;scanf("%ld %ld",&a,&b);printf("%ld\\n",a+b);}\n')
+    proc = stockade(env, "judge", str(good), "--tests", str(tests))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(b"accepted") >= 3 and b"3/3 accepted" in proc.stdout
+    bad = tmp_path / "mul.c"
+    bad.write_text('#include <stdio.h>\nint main(void){long a,b;scanf("%ld %ld",&a,&b);printf("%ld\\n",a*b);}\n')
+    proc = stockade(env, "judge", str(bad), "--tests", str(tests), "--json")
+    assert proc.returncode != 0
+    report = json.loads(proc.stdout)
+    assert [t["name"] for t in report["tests"]] == ["1", "2", "10"]  # natural order
+    assert [t["verdict"] for t in report["tests"]] == ["wrong_answer", "accepted", "wrong_answer"]
+    assert report["verdict"] == "wrong_answer"
+    assert stockade(env, "judge", str(good), "--tests", str(tmp_path / "nope")).returncode == 2

@@ -1,0 +1,154 @@
+"""Hostile programs in compiled languages, through the whole engine: contained,
+judged, and leaving nothing behind (no process, cgroup or box directory; the
+compile cache unchanged; the next run fine). Programs are data in hostile/."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stockade.engine import Submission, Verdict
+from stockade.sandbox import Limits, MiB
+from tests.conftest import leftovers
+from tests.engine import support
+
+HOSTILE = Path(__file__).with_name("hostile")
+
+
+def program(name: str) -> bytes:
+    return (HOSTILE / name).read_bytes()
+
+
+def tree_digest(root: str) -> dict[str, str]:
+    """Every entry under root: kind, mode and content hash (lstat: links are seen as links)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            entry = f"{stat.S_IFMT(st.st_mode):o}:{stat.S_IMODE(st.st_mode):o}"
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as fh:
+                    entry += ":" + hashlib.sha256(fh.read()).hexdigest()
+            out[os.path.relpath(path, root)] = entry
+    return out
+
+
+@pytest.fixture
+def fresh_engine(sandbox):
+    engine, path = support.make_engine(sandbox, prefix="stockade-hostile-")
+    yield engine
+    support.remove(path)
+
+
+@pytest.fixture(autouse=True)
+def contained(sandbox, engine):
+    yield
+    assert leftovers(sandbox) == []
+    # The engine still works after every hostile program.
+    after = engine.run_sync(Submission("python3", b"print('still fine')"))
+    assert after.tests[0].run.stdout == b"still fine\n"
+
+
+def test_c_fork_bomb_is_contained(engine):
+    limits = Limits(cpu_time=1, wall_time=4, processes=32)
+    result = engine.run_sync(Submission("c", program("fork_bomb.c"), run_limits=limits))
+    assert result.verdict in (Verdict.time_limit, Verdict.wall_time_limit), result
+
+
+def test_c_memory_bomb_is_contained(engine):
+    limits = Limits(cpu_time=5, wall_time=10, memory=64 * MiB)
+    result = engine.run_sync(Submission("c", program("memory_bomb.c"), run_limits=limits))
+    assert result.verdict is Verdict.memory_limit, result
+    assert result.tests[0].run.memory <= 64 * MiB + 4 * MiB
+
+
+def test_c_blocked_syscalls_all_fail(engine):
+    result = engine.run_sync(Submission("c", program("blocked_syscalls.c")))
+    assert result.verdict is Verdict.ok, (result.compile_output, result.tests)
+    out = result.tests[0].run.stdout.decode()
+    assert out.endswith("done\n") and "ALLOWED" not in out, out
+    assert out.count("denied") == 18
+
+
+def test_a_program_cannot_write_into_the_compile_cache(fresh_engine):
+    engine = fresh_engine
+    source = program("write_into_cache.c")
+    first = engine.run_sync(Submission("c", source))
+    assert first.verdict is Verdict.ok, first
+    out = first.tests[0].run.stdout.decode()
+    assert "CHANGED" not in out and out.endswith("done\n"), out
+    objects = os.path.join(engine.cache.root, "objects")
+    (entry,) = os.listdir(objects)
+    before = tree_digest(os.path.join(objects, entry))
+    # Run it again from the cache: same product, still refused, nothing changed on the host.
+    second = engine.run_sync(Submission("c", source))
+    assert second.compile_cached and "CHANGED" not in second.tests[0].run.stdout.decode()
+    assert tree_digest(os.path.join(objects, entry)) == before
+    assert set(before) == {"meta.json", "product", "product/main"}
+    # The cache root is ours and closed to writes by anyone else.
+    for path in (engine.cache.root, objects, os.path.join(objects, entry)):
+        st = os.lstat(path)
+        assert st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def zip_of(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_links_planted_by_a_compile_step_are_never_followed(fresh_engine, tmp_path):
+    engine = fresh_engine
+    secret = tmp_path / "host-secret"
+    secret.write_text("HOST SECRET")
+    # The multi-file compile script is user code run in the compile box: it plants
+    # every kind of link for the engine to follow when it collects the product.
+    compile_script = f"""
+        ln -s /etc/shadow shadow-link
+        ln -s {secret} secret-link
+        ln -s / root-link
+        ln -s .. up-link
+        mkdir -p deep && ln -s /etc deep/etc-link
+        mkfifo fifo
+        ln run hard-run || true
+        echo built > real-product
+    """.encode()
+    run_script = b"ls -A; cat real-product"
+    result = engine.run_sync(Submission(89, b"", additional_files=zip_of(
+        {"compile": compile_script, "run": run_script})))
+    assert result.verdict is Verdict.ok, (result.compile_output, result.tests)
+    listing = result.tests[0].run.stdout.decode().split()
+    assert "real-product" in listing and "built" in listing
+    for planted in ("shadow-link", "secret-link", "root-link", "up-link", "fifo"):
+        assert planted not in listing
+    # The cached product holds regular files and directories only, and no host content.
+    (entry,) = os.listdir(os.path.join(engine.cache.root, "objects"))
+    for dirpath, dirnames, filenames in os.walk(os.path.join(engine.cache.root, "objects", entry)):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            assert stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode), name
+            if stat.S_ISREG(st.st_mode):
+                with open(os.path.join(dirpath, name), "rb") as fh:
+                    assert b"HOST SECRET" not in fh.read()
+
+
+def test_a_product_that_is_a_link_is_no_product(fresh_engine, tmp_path):
+    # gcc's -wrapper runs a command of the user's choice instead of each compiler
+    # stage (in the compile box): it leaves `main` as a link to a host file.
+    secret = tmp_path / "secret"
+    secret.write_text("HOST SECRET")
+    options = f"-wrapper /usr/bin/bash,-c,ln\\ -sf\\ {secret}\\ main"
+    result = fresh_engine.run_sync(Submission("c", b"int main(void){return 0;}", compiler_options=options))
+    assert result.verdict is Verdict.compile_error
+    assert result.message == "the compiler produced no program"
+    assert b"HOST SECRET" not in result.compile_output
+    assert os.listdir(os.path.join(fresh_engine.cache.root, "objects")) == []

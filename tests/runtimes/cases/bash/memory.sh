@@ -1,0 +1,2 @@
+x=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+while :; do x="$x$x"; done

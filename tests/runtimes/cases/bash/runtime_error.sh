@@ -1,0 +1,2 @@
+echo "failing on purpose" >&2
+exit 3

@@ -1,0 +1,1 @@
+int main() { std::vector<int> v; return missing(v); }

@@ -1,0 +1,2 @@
+console.error("failing on purpose");
+process.exit(3);

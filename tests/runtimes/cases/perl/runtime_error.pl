@@ -1,0 +1,2 @@
+print STDERR "failing on purpose\n";
+exit 3;

@@ -1,0 +1,2 @@
+<?php
+while (($line = fgets(STDIN)) !== false) echo $line;

@@ -1,0 +1,2 @@
+hoard = []
+loop { hoard << ("x" * (1 << 20)) }

@@ -1,0 +1,2 @@
+STDERR.puts "failing on purpose"
+exit 3

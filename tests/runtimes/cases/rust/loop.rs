@@ -1,0 +1,6 @@
+fn main() {
+    let mut n: u64 = 0;
+    loop {
+        unsafe { std::ptr::write_volatile(&mut n, std::ptr::read_volatile(&n) + 1) };
+    }
+}
