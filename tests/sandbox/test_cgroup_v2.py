@@ -303,3 +303,17 @@ def test_rootless_refuses_a_shared_cgroup(fake, monkeypatch, sleeper):
     b = cgroup.detect(fake.root)
     assert b.kind == "none"
     assert "also holds" in b.reason and "Delegate=yes" in b.reason
+
+
+def test_favordynmods_plan_keeps_the_mounts_own_options():
+    from stockade.sandbox.cgroup import favordynmods_plan
+
+    v2_host = ("30 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 "
+               "rw,nsdelegate,memory_recursiveprot\n"
+               "31 24 0:27 / /proc rw - proc proc rw\n")
+    assert favordynmods_plan(v2_host) == ("/sys/fs/cgroup", "nsdelegate,memory_recursiveprot,favordynmods")
+    hybrid = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n" \
+             "42 31 0:39 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+    assert favordynmods_plan(hybrid) == ("/sys/fs/cgroup/unified", "favordynmods")
+    assert favordynmods_plan(hybrid.replace("cgroup2 rw\n", "cgroup2 rw,favordynmods\n")) is None
+    assert favordynmods_plan("42 31 0:39 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n") is None

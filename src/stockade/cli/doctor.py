@@ -68,6 +68,9 @@ def check_layers() -> list[Layer]:
         f"{cg.kind}: {cg.reason}" if cg.kind != "none" else f"missing ({cg.reason}): memory and processes limited by rlimits only",
         required=False,
     ))
+    if cg.kind != "none":
+        layers.append(Layer("cgroup migration", "favordynmods on" in sandbox.cgroup_tuning or "switched on" in sandbox.cgroup_tuning,
+                            sandbox.cgroup_tuning, required=False))
     if sandbox.is_root:
         layers.append(Layer("host uid", True, "each box runs as its slot's unprivileged uid (60000 + slot), never as root", required=False))
     else:

@@ -73,6 +73,9 @@ class Sandbox:
     `first_uid` .. `first_uid + slots - 1`). `state_dir` holds the box
     directories, the generated /etc and the slot locks (default /run/stockade
     as root). `box_space` caps the tmpfs all box directories live on (root only).
+    `tune_cgroups` lets a root Sandbox switch on the kernel's `favordynmods`
+    (see cgroup.favordynmods_plan): without it every run on an idle host waits
+    several milliseconds for the kernel to move the box into its cgroup.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class Sandbox:
         first_uid: int = 60000,
         cgroup_root: str = "/sys/fs/cgroup",
         box_space: int | None = None,
+        tune_cgroups: bool = True,
     ):
         if not 1 <= slots <= 4096:
             raise LimitError("slots must be between 1 and 4096")
@@ -93,6 +97,9 @@ class Sandbox:
         self.boxes_dir = os.path.join(self.state_dir, "boxes")
         self._prepare_state(box_space)
         self.cgroups = cgroup.detect(root=cgroup_root, parent="stockade")
+        self.cgroup_tuning = "not tuned"
+        if self.is_root and self.cgroups.kind != "none" and tune_cgroups:
+            self.cgroup_tuning = cgroup.favor_dynamic_migrations()
         self._slots = SlotPool(os.path.join(self.state_dir, "locks"), slots, first_uid, self.is_root)
         self._ncpu = len(os.sched_getaffinity(0))
         _become_subreaper()
