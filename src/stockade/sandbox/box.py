@@ -92,6 +92,9 @@ class Sandbox:
             raise LimitError("slots must be between 1 and 4096")
         self._bwrap = bwrap.find_bwrap()
         self.is_root = os.geteuid() == 0
+        for tool in (PRLIMIT, SETPRIV) if self.is_root else (PRLIMIT,):
+            if not os.access(tool, os.X_OK):
+                raise SandboxUnavailable(f"{tool} not found: install Debian's util-linux")
         self.state_dir = state_dir or _default_state_dir()
         self._etc_dir = os.path.join(self.state_dir, "etc")
         self.boxes_dir = os.path.join(self.state_dir, "boxes")
@@ -220,9 +223,12 @@ class Sandbox:
                 env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r, seccomp_fd=seccomp_r,
                 network=network,
             )
-            identity = {}
             if self.is_root:
-                identity = {"user": slot.uid, "group": slot.gid, "extra_groups": []}
+                # bwrap starts as the slot's uid, never as root: a user namespace made by
+                # root maps the box's user to host uid 0. setpriv switches identity and
+                # execs bwrap, so that Popen can vfork: Popen(user=) must fork, copying
+                # the whole supervisor (milliseconds in a large server process).
+                command = [SETPRIV, f"--reuid={slot.uid}", f"--regid={slot.gid}", "--clear-groups", "--", *command]
                 # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
                 # does): its own pipes must belong to it, not to root with mode 0600.
                 for fd in (in_r, out_w, err_w):
@@ -232,11 +238,13 @@ class Sandbox:
                 # no secret of ours. close_fds: only the fds named here pass.
                 proc = subprocess.Popen(
                     command, stdin=in_r, stdout=out_w, stderr=err_w, pass_fds=(info_w, block_r, seccomp_r),
-                    env={}, cwd="/", close_fds=True, **identity,
+                    env={}, cwd="/", close_fds=True,
                 )
             except OSError as exc:
                 return RunResult(Status.sandbox_error, message=f"cannot start bubblewrap: {exc}")
-            for fd in (in_r, out_w, err_w, info_w, block_r, seccomp_r):
+            # block_r stays open here: after the run, a byte still in it means bwrap
+            # failed building the box before it ever read it (the program never ran).
+            for fd in (in_r, out_w, err_w, info_w, seccomp_r):
                 close(fd)
             pidfd = os.pidfd_open(proc.pid)
             fds.append(pidfd)
@@ -247,8 +255,7 @@ class Sandbox:
                 await _readable(loop, pidfd)
                 os.waitpid(proc.pid, 0)
                 proc.returncode = 0
-                detail = _read_available(err_r).decode("utf-8", "replace").strip()
-                return RunResult(Status.sandbox_error, message=f"bubblewrap failed: {detail or 'no detail'}")
+                return _setup_failure(_read_available(err_r))
 
             box_pid = await _read_child_pid(loop, info_r, pidfd)
             if box_pid is None:
@@ -310,6 +317,8 @@ class Sandbox:
             kill(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*eofs, _readable(loop, box_pidfd)), _DRAIN_GRACE)
+            if _unread(block_r):
+                return _setup_failure(bytes(out.stderr))
             usages = [usage, _reap_orphan(box_pid, box_pidfd)]
             return self._account(group, out, status, [u for u in usages if u is not None], wall, limits)
         finally:
@@ -428,6 +437,20 @@ class Sandbox:
         )
 
 
+def _setup_failure(stderr: bytes) -> RunResult:
+    detail = stderr.decode("utf-8", "replace").strip()
+    return RunResult(Status.sandbox_error, message=f"bubblewrap failed: {detail or 'no detail'}")
+
+
+def _unread(fd: int) -> bool:
+    """Whether a byte is still waiting in the pipe `fd`."""
+    os.set_blocking(fd, False)
+    try:
+        return bool(os.read(fd, 1))
+    except BlockingIOError:
+        return False
+
+
 def _decode_status(status: int) -> tuple[int | None, int | None]:
     """bwrap exits with the program's code, or 128 + N when signal N killed it
     (like a shell). bwrap itself killed by a signal means we killed the box."""
@@ -457,6 +480,7 @@ def _check_input(argv, files, env, mounts, stdin) -> None:
 
 
 PRLIMIT = "/usr/bin/prlimit"
+SETPRIV = "/usr/bin/setpriv"
 
 
 def rlimit_argv(limits: Limits, per_process_fallback: bool) -> list[str]:
