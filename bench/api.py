@@ -1,0 +1,155 @@
+"""Throughput and latency of the HTTP service against the bare program.
+
+Not a test (timings never go in the suite). In one run, against a fresh server
+(`python -m stockade.service` on a free port, temporary data directory):
+  concurrent: N Python hello-world submissions with wait=true from C clients,
+              and N bare spawns of the same program with the same concurrency;
+              throughput (runs/s) of both and their ratio, p50/p99 latency;
+  single:     one client, one request at a time: p50 latency of a hello world
+              through the API vs one bare spawn, and (for attribution) the same
+              submission through the engine alone, in this process, no HTTP.
+Usage: .venv/bin/python bench/api.py [N] [CLIENTS]     (defaults 500 16)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+
+SOURCE = 'print("hello, world")\n'
+PYTHON = "/usr/bin/python3"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def api_once(client: httpx.AsyncClient) -> float:
+    started = time.perf_counter()
+    response = await client.post("/submissions", params={"wait": "true"},
+                                 json={"source_code": SOURCE, "language_id": 71})
+    elapsed = time.perf_counter() - started
+    body = response.json()
+    if response.status_code != 201 or body.get("status", {}).get("id") != 3:
+        raise RuntimeError(f"unexpected answer: {response.status_code} {body}")
+    return elapsed
+
+
+async def bare_once(script: str) -> float:
+    started = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        PYTHON, script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={})
+    out, _ = await process.communicate()
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0 or out != b"hello, world\n":
+        raise RuntimeError("bare run failed")
+    return elapsed
+
+
+async def concurrently(make, count: int, clients: int) -> tuple[float, list[float]]:
+    """Run `count` calls with `clients` at a time; total seconds and latencies."""
+    latencies: list[float] = []
+    remaining = iter(range(count))
+
+    async def client_loop() -> None:
+        for _ in remaining:
+            latencies.append(await make())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    return time.perf_counter() - started, latencies
+
+
+async def measure(url: str, script: str, count: int, clients: int) -> None:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        for _ in range(20):  # warm up: code paths, page cache, connections
+            await api_once(client)
+            await bare_once(script)
+
+        api_total, api_lat = await concurrently(lambda: api_once(client), count, clients)
+        bare_total, bare_lat = await concurrently(lambda: bare_once(script), count, clients)
+        single_api = [await api_once(client) for _ in range(50)]
+        single_bare = [await bare_once(script) for _ in range(50)]
+
+    api_rate, bare_rate = count / api_total, count / bare_total
+    ms = 1000
+    print(f"concurrent: {count} hello worlds, {clients} clients, {os.cpu_count()} cores")
+    print(f"  API (wait=true): {api_rate:7.1f} runs/s   p50 {statistics.median(api_lat) * ms:6.1f} ms   "
+          f"p99 {percentile(api_lat, 99) * ms:6.1f} ms")
+    print(f"  bare spawn:      {bare_rate:7.1f} runs/s   p50 {statistics.median(bare_lat) * ms:6.1f} ms   "
+          f"p99 {percentile(bare_lat, 99) * ms:6.1f} ms")
+    print(f"  throughput ratio API/bare: {api_rate / bare_rate:.2f}  (target >= 0.6)")
+    p50_api, p50_bare = statistics.median(single_api), statistics.median(single_bare)
+    print("single client, one at a time (50 each):")
+    print(f"  API p50 {p50_api * ms:.1f} ms   p99 {percentile(single_api, 99) * ms:.1f} ms   "
+          f"bare p50 {p50_bare * ms:.1f} ms   ratio {p50_api / p50_bare:.2f}  (target <= 2)")
+
+
+async def engine_alone(count: int) -> list[float]:
+    """The same submission through Engine.run in this process: the API's share is
+    the difference. This process is smaller than the server, which matters:
+    spawning a box forks the caller, and a fork costs more the bigger it is."""
+    from stockade.engine import Engine, Submission
+    from stockade.runtimes import Catalog
+    from stockade.sandbox import Sandbox
+
+    engine = Engine(Sandbox(), Catalog.load())
+    submission = Submission("python3", source=SOURCE.encode())
+    latencies = []
+    for i in range(count + 10):
+        started = time.perf_counter()
+        await engine.run(submission)
+        if i >= 10:
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    clients = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="stockade-bench-") as data_dir:
+        script = os.path.join(data_dir, "script.py")
+        with open(script, "w") as fh:
+            fh.write(SOURCE)
+        env = {**os.environ, "STOCKADE_DATA_DIR": data_dir, "STOCKADE_LOG_LEVEL": "warning",
+               "STOCKADE_MAX_QUEUE_SIZE": str(max(100, clients * 2))}
+        server = subprocess.Popen([sys.executable, "-m", "stockade.service", "--port", str(port)], env=env)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/version", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start")
+                time.sleep(0.05)
+            asyncio.run(measure(url, script, count, clients))
+            alone = asyncio.run(engine_alone(50))
+            print(f"  engine alone (no HTTP, no store) p50 {statistics.median(alone) * 1000:.1f} ms")
+        finally:
+            server.terminate()
+            server.wait(15)
+
+
+if __name__ == "__main__":
+    main()

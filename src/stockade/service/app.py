@@ -1,0 +1,178 @@
+"""The HTTP service: `create_app(settings)` wires store, dispatcher, engine and
+the Judge0 routes into one FastAPI app; uvicorn serves it (see cli/serve.py).
+
+    >>> from stockade.settings import Settings
+    >>> app = create_app(Settings.load(data_dir="/tmp/stockade"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.exceptions import HTTPException
+
+from stockade.runtimes import Runtime
+from stockade.service.callbacks import Callbacks
+from stockade.service.dispatch import Dispatcher
+from stockade.service.gate import Gate
+from stockade.service.judge0 import adapter
+from stockade.service.judge0.format import DEFAULT_FIELDS, serialize
+from stockade.service.judge0.info import JUDGE0_VERSION
+from stockade.service.judge0.languages import Languages
+from stockade.service.judge0.request import SubmissionParser
+from stockade.service.judge0.routes import build_router
+from stockade.service.store import Row, Store
+from stockade.settings import Settings
+
+log = logging.getLogger("stockade.service")
+
+
+@dataclass
+class Service:
+    """Everything one running service owns."""
+
+    settings: Settings
+    store: Store
+    dispatcher: Dispatcher
+    languages: Languages
+    parser: SubmissionParser
+    callbacks: Callbacks
+    engine: Any
+
+
+def _default_engine(settings: Settings, catalog: Iterable[Runtime]) -> Any:
+    from stockade.engine import ArchiveLimits, Engine
+    from stockade.sandbox import Sandbox
+
+    sandbox = Sandbox(slots=settings.box_slots)
+    return Engine(
+        sandbox,
+        catalog,
+        cache_dir=settings.cache_dir,
+        cache_size=settings.cache_size,
+        # Judge0's max_extract_size (KB) bounds what additional_files may unpack to.
+        archive_limits=ArchiveLimits(max_unpacked=settings.max_extract_size * 1024),
+    )
+
+
+def create_app(settings: Settings, *, engine: Any = None, catalog: Iterable[Runtime] | None = None) -> FastAPI:
+    """The FastAPI app for these settings. `engine` and `catalog` default to the
+    real ones (a sandbox with settings.box_slots boxes, the installed runtimes)."""
+    if catalog is None:
+        from stockade.runtimes import Catalog
+
+        catalog = Catalog.load()
+    if engine is None:
+        engine = _default_engine(settings, catalog)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    languages = Languages(catalog)
+    store = Store(settings.sqlalchemy_url)
+
+    def render_callback(row: Row) -> dict[str, Any]:
+        # Judge0 PUTs the default fields, base64-encoded (so any bytes go through).
+        return serialize(row, DEFAULT_FIELDS, encoded=True, language_name=languages.name)
+
+    callbacks = Callbacks(
+        store,
+        render_callback,
+        tries=settings.callbacks_max_tries,
+        timeout=settings.callbacks_timeout,
+        allowed=settings.callback_networks,
+    )
+
+    async def execute(row: Row) -> Row:
+        refused = adapter.exec_format_error(row)
+        if refused is not None:
+            return refused
+        started = time.perf_counter()
+        submission = adapter.to_engine(row, languages, settings)
+        result = await engine.run(submission)
+        values = adapter.result_columns(row, result)
+        log.info(
+            "run token=%s language=%s verdict=%s status=%s time=%s wall=%s memory_kb=%s engine_ms=%.1f",
+            row["token"], row["language_id"], result.verdict, values["status_id"],
+            values.get("time"), values.get("wall_time"), values.get("memory"),
+            (time.perf_counter() - started) * 1000,
+        )
+        return values
+
+    dispatcher = Dispatcher(
+        store,
+        execute,
+        adapter.error_columns,
+        workers=settings.workers,
+        max_queue_size=settings.max_queue_size,
+        on_finished=callbacks.schedule,
+    )
+    service = Service(
+        settings=settings,
+        store=store,
+        dispatcher=dispatcher,
+        languages=languages,
+        parser=SubmissionParser(settings, languages),
+        callbacks=callbacks,
+        engine=engine,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.migrate()
+        recovered = await dispatcher.start()
+        await callbacks.resume()
+        log.info("stockade service ready: %d workers, %d recovered submissions", settings.workers, recovered)
+        try:
+            yield
+        finally:
+            await dispatcher.stop()
+            await callbacks.close()
+            closer = getattr(engine, "aclose", None) or getattr(engine, "close", None)
+            if closer is not None:
+                result = closer()
+                if hasattr(result, "__await__"):
+                    await result
+            store.close()
+
+    app = FastAPI(
+        title="Stockade (Judge0 CE compatible)",
+        version=JUDGE0_VERSION,
+        description="Runs untrusted code. Speaks the Judge0 CE 1.13.1 API.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.include_router(build_router(service))
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Any:
+        if settings.use_docs_as_homepage:
+            return RedirectResponse("/docs")
+        return JSONResponse({"name": "Stockade", "api": "Judge0 CE", "version": JUDGE0_VERSION})
+
+    # Errors outside the routes' own answers keep Judge0's {"error": "..."} shape.
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail).lower()}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid request"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse({"error": "internal error"}, status_code=500)
+
+    app.add_middleware(
+        Gate,
+        max_body=settings.max_request_size,
+        authn_header=settings.authn_header,
+        authn_tokens=settings.authn_tokens,
+    )
+    return app

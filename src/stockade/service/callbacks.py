@@ -1,0 +1,172 @@
+"""Callbacks: PUT the finished submission to its `callback_url`, off the
+workers, a few tries, a timeout per try.
+
+Judge0's CVE-2024-29021 was a server reaching its own internal network on a
+user's behalf. A callback target is therefore resolved, every address checked
+(loopback, private, link-local, cloud metadata, multicast, reserved: refused
+unless an operator allowed that network), and the request then goes to the
+checked address itself, so a DNS answer that changes between check and connect
+(rebinding) cannot redirect it. Redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from stockade.service.store import Row, Store
+
+log = logging.getLogger("stockade.callbacks")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Metadata services that hide in ranges Python does not call private.
+_METADATA = {
+    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack (also link-local)
+    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud (carrier-grade NAT range)
+    ipaddress.ip_address("192.0.0.192"),  # Oracle Cloud
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+}
+RESOLVE_TIMEOUT = 3.0
+
+
+class RefusedTarget(ValueError):
+    """The callback URL may not be called (bad URL, unresolvable, or internal)."""
+
+
+def is_internal(address: IPAddress) -> bool:
+    """Whether an address belongs to the host or its private networks."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address in _METADATA
+        or address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or not address.is_global
+        or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)
+    )
+
+
+async def resolve_target(url: str, allowed: Sequence[IPNetwork]) -> list[IPAddress]:
+    """Every address the URL's host resolves to, if all of them may be called.
+    Raises RefusedTarget naming the reason."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise RefusedTarget("is not a valid URL") from None
+    host = parts.hostname
+    if parts.scheme not in ("http", "https") or not host:
+        raise RefusedTarget("is not a valid URL")
+    try:
+        addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+    except ValueError:
+        addresses = await _resolve(host, port)
+    for address in addresses:
+        if is_internal(address) and not any(address in network for network in allowed):
+            raise RefusedTarget(f"points to an internal address ({address}), which is not allowed")
+    return addresses
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+            RESOLVE_TIMEOUT,
+        )
+    except (OSError, TimeoutError, UnicodeError):
+        raise RefusedTarget(f"host {host} cannot be resolved") from None
+    addresses: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise RefusedTarget(f"host {host} cannot be resolved")
+    return addresses
+
+
+def _pinned(url: str, address: IPAddress) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL rewritten to the checked address, the Host header and TLS name to keep."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), headers, extensions
+
+
+class Callbacks:
+    """Delivers callbacks in background tasks it owns (cancelled on close; the
+    store's callback_pending flag makes a restart deliver what was cut short)."""
+
+    def __init__(
+        self,
+        store: Store,
+        render: Callable[[Row], dict[str, Any]],
+        *,
+        tries: int,
+        timeout: float,
+        allowed: Sequence[IPNetwork],
+    ):
+        self.store = store
+        self.render = render
+        self.tries = tries
+        self.timeout = timeout
+        self.allowed = list(allowed)
+        self._tasks: set[asyncio.Task] = set()
+        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout)
+
+    def schedule(self, row: Row) -> None:
+        """Start delivering one finished submission (returns at once)."""
+        if not row.get("callback_url"):
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver(row))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def resume(self) -> None:
+        """Deliver the callbacks a previous run of the service did not finish."""
+        for row in await self.store.pending_callbacks():
+            self.schedule(row)
+
+    async def _deliver(self, row: Row) -> None:
+        url = row["callback_url"]
+        body = json.dumps(self.render(row)).encode()
+        for attempt in range(1, self.tries + 1):
+            try:
+                addresses = await resolve_target(url, self.allowed)
+            except RefusedTarget as exc:
+                log.warning("callback for %s refused: %s %s", row["token"], url, exc)
+                break
+            target, headers, extensions = _pinned(url, addresses[0])
+            headers["Content-Type"] = "application/json"
+            try:
+                response = await self._client.put(target, content=body, headers=headers, extensions=extensions)
+                if response.status_code < 500:
+                    break
+                log.info("callback for %s: HTTP %s (try %d)", row["token"], response.status_code, attempt)
+            except httpx.HTTPError as exc:
+                log.info("callback for %s failed (try %d): %s", row["token"], attempt, exc)
+            if attempt < self.tries:
+                await asyncio.sleep(0.2 * attempt)
+        await self.store.callback_done(row["token"])
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._client.aclose()

@@ -1,0 +1,172 @@
+"""Judge0 <-> engine: a stored Judge0 submission becomes an engine Submission
+(KB -> bytes, cpu_time_limit + cpu_extra_time -> the CPU limit the box
+enforces), and the engine's SubmissionResult becomes Judge0's result columns
+(status id, message, time as seconds, memory in KB)."""
+
+from __future__ import annotations
+
+import signal as signals
+from typing import Any
+
+from stockade.engine.model import Submission, SubmissionResult, TestCase, Verdict
+from stockade.errors import StockadeError
+from stockade.sandbox.model import KiB, Limits, RunResult
+from stockade.service.judge0.languages import Languages
+from stockade.service.store import Row, utcnow
+from stockade.settings import Settings
+
+ACCEPTED, WRONG_ANSWER, TIME_LIMIT, COMPILATION_ERROR = 3, 4, 5, 6
+SIGSEGV_, SIGXFSZ_, SIGFPE_, SIGABRT_, NZEC, OTHER = 7, 8, 9, 10, 11, 12
+INTERNAL_ERROR, EXEC_FORMAT_ERROR = 13, 14
+
+_BY_SIGNAL = {
+    signals.SIGSEGV: SIGSEGV_,
+    signals.SIGXFSZ: SIGXFSZ_,
+    signals.SIGFPE: SIGFPE_,
+    signals.SIGABRT: SIGABRT_,
+}
+
+
+def limits_of(row: Row, settings: Settings) -> Limits:
+    """Judge0's limits (seconds, KB) as the box's Limits (seconds, bytes).
+    In isolate, Judge0's sandbox, 0 means "no limit" for CPU time, stack and file
+    size; here it means the server's maximum, since a box always has limits."""
+    cpu = row["cpu_time_limit"] + row["cpu_extra_time"]
+    if row["cpu_time_limit"] <= 0:
+        cpu = settings.max_cpu_time_limit + settings.max_cpu_extra_time
+    memory = max(row["memory_limit"] * KiB, 4 * 1024 * KiB)  # the box's floor is 4 MiB
+    stack = row["stack_limit"] * KiB if row["stack_limit"] > 0 else memory
+    file_size = (row["max_file_size"] or settings.max_max_file_size) * KiB
+    return Limits(
+        cpu_time=cpu,
+        wall_time=row["wall_time_limit"],
+        memory=memory,
+        processes=row["max_processes_and_or_threads"],
+        stack=min(stack, memory),
+        file_size=file_size,
+        # Judge0 writes stdout and stderr to files under its file size limit.
+        output=file_size,
+    )
+
+
+def to_engine(row: Row, languages: Languages, settings: Settings) -> Submission:
+    """The engine's view of a stored Judge0 submission."""
+    runtime = languages.get(row["language_id"])
+    if runtime is None:
+        raise LookupError(f"language with id {row['language_id']} doesn't exist")
+    return Submission(
+        runtime=runtime.key,
+        source=row["source_code"] or b"",
+        additional_files=row["additional_files"],
+        compiler_options=row["compiler_options"] or "",
+        arguments=row["command_line_arguments"] or "",
+        run_limits=limits_of(row, settings),
+        tests=(TestCase(stdin=row["stdin"] or b"", expected_output=row["expected_output"]),),
+        number_of_runs=row["number_of_runs"],
+        redirect_stderr_to_stdout=row["redirect_stderr_to_stdout"],
+    )
+
+
+def _status_of_run(run: RunResult) -> tuple[int, str]:
+    """Status id and Judge0-style message of a run that failed at run time."""
+    if run.signal is not None:
+        name = signals.Signals(run.signal).name if run.signal in signals.Signals._value2member_map_ else str(run.signal)
+        return _BY_SIGNAL.get(run.signal, OTHER), f"Caught fatal signal {run.signal} ({name})"
+    if run.exit_code:
+        return NZEC, f"Exited with error status {run.exit_code}"
+    return OTHER, run.message or "Runtime error"
+
+
+# Every result column, for a submission that never ran (compile or engine error).
+_NO_RUN: dict[str, Any] = dict.fromkeys(
+    ("stdout", "stderr", "compile_output", "message", "time", "wall_time", "memory", "exit_code", "exit_signal")
+)
+
+
+def _none_if_empty(data: bytes | None) -> bytes | None:
+    return data if data else None
+
+
+def result_columns(row: Row, result: SubmissionResult) -> Row:
+    """The columns to store for an engine result (Judge0's verdict rules)."""
+    values: dict[str, Any] = {
+        **_NO_RUN,
+        "compile_output": _none_if_empty(result.compile_output),
+        "finished_at": utcnow(),
+        "callback_pending": bool(row.get("callback_url")),
+    }
+    verdict = result.verdict
+    run = result.tests[0].run if result.tests else None
+    if run is not None:
+        values.update(
+            stdout=_none_if_empty(run.stdout),
+            stderr=_none_if_empty(run.stderr),
+            time=round(run.time, 3),
+            wall_time=round(run.wall_time, 3),
+            memory=run.memory // KiB,
+            exit_code=run.exit_code,
+            exit_signal=run.signal,
+        )
+    message = result.message or (run.message if run else "")
+
+    if verdict is Verdict.compile_error:
+        status, message = COMPILATION_ERROR, message or ""
+    elif verdict is Verdict.sandbox_error:
+        text = (message or "").lower()
+        status = EXEC_FORMAT_ERROR if "exec format" in text else INTERNAL_ERROR
+        message = message or "Internal Error"
+    elif verdict in (Verdict.time_limit, Verdict.wall_time_limit):
+        status = TIME_LIMIT
+        message = "Time limit exceeded" if verdict is Verdict.time_limit else "Time limit exceeded (wall clock)"
+    elif run is not None and row["cpu_time_limit"] > 0 and run.time > row["cpu_time_limit"]:
+        # The box allows cpu_time_limit + cpu_extra_time; a run that finished in the
+        # extra time is still over the limit the client asked for (isolate's rule).
+        status, message = TIME_LIMIT, "Time limit exceeded"
+    elif verdict is Verdict.memory_limit:
+        # Judge0 has no memory verdict: an OOM kill is a runtime error. Say why.
+        status = NZEC if run is not None and run.exit_code else (
+            _BY_SIGNAL.get(run.signal, OTHER) if run is not None and run.signal else OTHER)
+        message = "Memory limit exceeded"
+    elif verdict is Verdict.output_limit:
+        # Judge0's output is a file under max_file_size: too much is SIGXFSZ.
+        status, message = SIGXFSZ_, "Output limit exceeded"
+    elif verdict is Verdict.runtime_error:
+        status, message = _status_of_run(run) if run is not None else (OTHER, message)
+    elif verdict is Verdict.wrong_answer:
+        status = WRONG_ANSWER
+    else:  # ok, accepted
+        status = ACCEPTED
+    values["status_id"] = status
+    values["message"] = message.encode("utf-8") if message else None
+    return values
+
+
+EXECUTABLE = 44
+_EXECUTABLE_MAGIC = (b"\x7fELF", b"#!")
+
+
+def exec_format_error(row: Row) -> Row | None:
+    """Judge0's status 14 for an "Executable" (44) that the kernel cannot exec.
+    Checked before running: inside the box, a failed exec would fall back to
+    running the file as a shell script, which is not what Judge0 does."""
+    if row["language_id"] != EXECUTABLE or (row["source_code"] or b"").startswith(_EXECUTABLE_MAGIC):
+        return None
+    return {
+        **_NO_RUN,
+        "status_id": EXEC_FORMAT_ERROR,
+        "message": b"Exec format error",
+        "finished_at": utcnow(),
+        "callback_pending": bool(row.get("callback_url")),
+    }
+
+
+def error_columns(row: Row, exc: BaseException) -> Row:
+    """Internal Error, when the engine itself failed."""
+    return {
+        **_NO_RUN,
+        "status_id": INTERNAL_ERROR,
+        # Our own errors explain themselves; anything else names its type.
+        "message": (str(exc) if isinstance(exc, StockadeError) else f"{type(exc).__name__}: {exc}").encode()[:4096],
+        "finished_at": utcnow(),
+        "callback_pending": bool(row.get("callback_url")),
+    }

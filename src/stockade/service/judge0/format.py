@@ -1,0 +1,155 @@
+"""How Judge0 writes a submission: which fields exist, Ruby-style base64,
+decimals as strings, memory in KB, timestamps with milliseconds and `Z`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+# `fields=*` gives exactly these, in Judge0's order; the SDK rejects any other.
+ALL_FIELDS: tuple[str, ...] = (
+    "source_code", "language_id", "stdin", "expected_output", "stdout", "status_id",
+    "created_at", "finished_at", "time", "memory", "stderr", "token", "number_of_runs",
+    "cpu_time_limit", "cpu_extra_time", "wall_time_limit", "memory_limit", "stack_limit",
+    "max_processes_and_or_threads", "enable_per_process_and_thread_time_limit",
+    "enable_per_process_and_thread_memory_limit", "max_file_size", "compile_output",
+    "exit_code", "exit_signal", "message", "wall_time", "compiler_options",
+    "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
+    "additional_files", "enable_network", "status", "language",
+)
+DEFAULT_FIELDS: tuple[str, ...] = (
+    "token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status",
+)
+# Text fields that follow `base64_encoded` on the way out.
+TEXT_FIELDS = frozenset({"source_code", "stdin", "expected_output", "stdout", "stderr", "compile_output", "message"})
+DECIMAL_FIELDS = frozenset({"time", "wall_time", "cpu_time_limit", "cpu_extra_time", "wall_time_limit"})
+TIME_FIELDS = frozenset({"created_at", "finished_at"})
+
+STATUSES: dict[int, str] = {
+    1: "In Queue",
+    2: "Processing",
+    3: "Accepted",
+    4: "Wrong Answer",
+    5: "Time Limit Exceeded",
+    6: "Compilation Error",
+    7: "Runtime Error (SIGSEGV)",
+    8: "Runtime Error (SIGXFSZ)",
+    9: "Runtime Error (SIGFPE)",
+    10: "Runtime Error (SIGABRT)",
+    11: "Runtime Error (NZEC)",
+    12: "Runtime Error (Other)",
+    13: "Internal Error",
+    14: "Exec Format Error",
+}
+
+UTF8_ERROR = (
+    "some attributes for this submission cannot be converted to UTF-8, "
+    "use base64_encoded=true query parameter"
+)
+
+
+class InvalidFields(ValueError):
+    """`fields` named something that is not a submission field."""
+
+    def __init__(self, names: list[str]):
+        super().__init__(f"invalid fields: [{', '.join(names)}]")
+
+
+class NotUtf8(ValueError):
+    """An output is not valid UTF-8 and base64 was not asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(UTF8_ERROR)
+
+
+def parse_fields(text: str | None) -> tuple[str, ...]:
+    """The `fields` query parameter: a comma list, `*`, or absent (the default set)."""
+    if text is None or not text.strip():
+        return DEFAULT_FIELDS
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if "*" in names:
+        return ALL_FIELDS
+    invalid = [name for name in names if name not in ALL_FIELDS]
+    if invalid:
+        raise InvalidFields(invalid)
+    return tuple(dict.fromkeys(names))  # keep the order asked, drop repeats
+
+
+def ruby_base64(data: bytes) -> str:
+    """Ruby's Base64.encode64: a newline after every 60 characters and at the end."""
+    if not data:
+        return ""
+    # binascii.b2a_base64 on 45-byte chunks gives exactly 60 characters + "\n".
+    return "".join(binascii.b2a_base64(data[i:i + 45]).decode("ascii") for i in range(0, len(data), 45))
+
+
+def decode_base64(text: str) -> bytes:
+    """Judge0's input base64: line breaks and missing padding are tolerated, any
+    other stray character is an error (ValueError)."""
+    compact = "".join(text.split())
+    compact += "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not valid base64") from None
+
+
+def decimal(value: float | None) -> str | None:
+    """A decimal as Judge0 (Ruby BigDecimal) writes it: "0.001", "5.0"."""
+    if value is None:
+        return None
+    text = f"{round(float(value), 3):.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    """2024-04-08T11:42:51.856Z (stored naive, in UTC)."""
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _text(value: bytes | None, encoded: bool) -> str | None:
+    if value is None:
+        return None
+    if encoded:
+        return ruby_base64(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotUtf8() from None
+
+
+def serialize(
+    row: Mapping[str, Any],
+    fields: tuple[str, ...],
+    *,
+    encoded: bool,
+    language_name: Callable[[int], str | None],
+    status_id: int | None = None,
+) -> dict[str, Any]:
+    """One submission as Judge0 shows it. `status_id` overrides the stored one
+    (a queued row that a worker is running shows as Processing)."""
+    status = status_id if status_id is not None else row["status_id"]
+    out: dict[str, Any] = {}
+    for name in fields:
+        if name in TEXT_FIELDS:
+            out[name] = _text(row[name], encoded)
+        elif name == "additional_files":
+            out[name] = ruby_base64(row[name]) if row[name] is not None else None
+        elif name in DECIMAL_FIELDS:
+            out[name] = decimal(row[name])
+        elif name in TIME_FIELDS:
+            out[name] = timestamp(row[name])
+        elif name == "status":
+            out[name] = {"id": status, "description": STATUSES.get(status, "Unknown")}
+        elif name == "status_id":
+            out[name] = status
+        elif name == "language":
+            out[name] = {"id": row["language_id"], "name": language_name(row["language_id"])}
+        else:
+            out[name] = row[name]
+    return out

@@ -1,0 +1,363 @@
+"""The Judge0 CE 1.13.1 routes. Every answer, error body and status code here
+is Judge0's; query parameters are read raw (`base64_encoded` and `wait` switch
+on only for the word `true`), bodies are validated by request.SubmissionParser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from stockade.service.callbacks import RefusedTarget, resolve_target
+from stockade.service.dispatch import QueueFull
+from stockade.service.judge0 import info
+from stockade.service.judge0.format import (
+    STATUSES,
+    UTF8_ERROR,
+    InvalidFields,
+    NotUtf8,
+    parse_fields,
+    serialize,
+)
+from stockade.service.judge0.schema import BATCH_BODY, SUBMISSION_BODY
+from stockade.service.store import IN_QUEUE, PROCESSING, Row
+
+if TYPE_CHECKING:
+    from stockade.service.app import Service
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _flag(value: str | None) -> bool:
+    return value == "true"
+
+
+def _ruby_to_i(value: str | None, default: int) -> int:
+    """Rails' String#to_i: leading integer, else 0 (so "abc" is page 0)."""
+    if value is None:
+        return default
+    match = re.match(r"\s*([+-]?\d+)", value)
+    return int(match.group(1)) if match else 0
+
+
+def _authorized(request: Request, service: Service) -> bool:
+    tokens = service.settings.authz_tokens
+    if not tokens:
+        return False  # Judge0: no authorization token configured, nobody is authorized
+    header = service.settings.authz_header
+    given = request.headers.get(header) or request.query_params.get(header)
+    return given in tokens
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _BadBody() from None
+
+
+class _BadBody(Exception):
+    pass
+
+
+def build_router(service: Service) -> APIRouter:
+    """All Judge0 routes, bound to one running service."""
+    router = APIRouter()
+    settings = service.settings
+    store = service.store
+    dispatcher = service.dispatcher
+    languages = service.languages
+    parser = service.parser
+
+    def shown_status(row: Row) -> int:
+        if row["status_id"] == IN_QUEUE and dispatcher.is_processing(row["token"]):
+            return PROCESSING
+        return row["status_id"]
+
+    def render(row: Row, fields: tuple[str, ...], encoded: bool) -> dict[str, Any]:
+        return serialize(row, fields, encoded=encoded, language_name=languages.name, status_id=shown_status(row))
+
+    async def check_callback(row: Row) -> dict[str, list[str]]:
+        if not row.get("callback_url"):
+            return {}
+        try:
+            await resolve_target(row["callback_url"], settings.callback_networks)
+        except RefusedTarget as exc:
+            return {"callback_url": [str(exc)]}
+        return {}
+
+    # ------------------------------------------------------------- submissions
+    @router.post("/submissions", status_code=201, tags=["submissions"], openapi_extra=SUBMISSION_BODY)
+    async def create_submission(
+        request: Request,
+        base64_encoded: str | None = Query(None),
+        wait: str | None = Query(None),
+        fields: str | None = Query(None),
+    ) -> Response:
+        """Create a submission; with wait=true, answer with its result."""
+        if settings.maintenance_mode:
+            return error(503, settings.maintenance_message)
+        encoded, waiting = _flag(base64_encoded), _flag(wait)
+        try:
+            requested = parse_fields(fields)
+        except InvalidFields as exc:
+            return error(400, str(exc))
+        if waiting and not settings.enable_wait_result:
+            return error(400, "wait not allowed")
+        try:
+            body = await _json_body(request)
+        except _BadBody:
+            return error(400, "request body is not valid JSON")
+        row, errors = parser.parse(body, encoded=encoded)
+        if row is not None:
+            errors = await check_callback(row)
+        if row is None or errors:
+            return JSONResponse(errors, status_code=422)
+        try:
+            futures = await dispatcher.submit([row], wait=waiting)
+        except QueueFull:
+            return error(503, "queue is full")
+        if not waiting:
+            return JSONResponse({"token": row["token"]}, status_code=201)
+        # The run belongs to a worker, not to this request: if the client goes
+        # away, only this future is cancelled and the submission still finishes.
+        try:
+            final = await futures[0]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return error(500, "the submission could not be completed; get it later by its token")
+        try:
+            return JSONResponse(render(final, requested, encoded), status_code=201)
+        except NotUtf8:
+            return JSONResponse({"token": row["token"], "error": UTF8_ERROR}, status_code=201)
+
+    @router.get("/submissions/batch", tags=["submissions"])
+    async def get_batch(
+        tokens: str | None = Query(None),
+        base64_encoded: str | None = Query(None),
+        fields: str | None = Query(None),
+    ) -> Response:
+        """Several submissions by token, in the order asked (null for unknown ones)."""
+        try:
+            requested = parse_fields(fields)
+        except InvalidFields as exc:
+            return error(400, str(exc))
+        wanted = [token.strip() for token in (tokens or "").split(",") if token.strip()]
+        if not wanted:
+            return error(400, "there should be at least one submission in a batch")
+        if len(wanted) > settings.max_submission_batch_size:
+            return error(400, f"number of submissions in a batch should be less than or equal to {settings.max_submission_batch_size}")
+        rows = await store.get_many(wanted)
+        try:
+            items = [render(rows[t], requested, _flag(base64_encoded)) if t in rows else None for t in wanted]
+        except NotUtf8 as exc:
+            return error(400, str(exc))
+        return JSONResponse({"submissions": items})
+
+    @router.post("/submissions/batch", status_code=201, tags=["submissions"], openapi_extra=BATCH_BODY)
+    async def create_batch(
+        request: Request,
+        base64_encoded: str | None = Query(None),
+        wait: str | None = Query(None),
+    ) -> Response:
+        """Create up to max_submission_batch_size submissions; per item a token or its errors."""
+        if settings.maintenance_mode:
+            return error(503, settings.maintenance_message)
+        if not settings.enable_batched_submissions:
+            return error(400, "batched submissions are not allowed")
+        if _flag(wait):
+            return error(400, "wait not allowed")
+        try:
+            body = await _json_body(request)
+        except _BadBody:
+            return error(400, "request body is not valid JSON")
+        items = body.get("submissions") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            return error(400, "submissions must be an array")
+        if not items:
+            return error(400, "there should be at least one submission in a batch")
+        if len(items) > settings.max_submission_batch_size:
+            return error(400, f"number of submissions in a batch should be less than or equal to {settings.max_submission_batch_size}")
+        answers: list[dict[str, Any]] = []
+        rows: list[Row] = []
+        for item in items:
+            row, errors = parser.parse(item, encoded=_flag(base64_encoded))
+            if row is not None:
+                errors = await check_callback(row)
+            if row is None or errors:
+                answers.append(errors)
+            else:
+                rows.append(row)
+                answers.append({"token": row["token"]})
+        if not rows:
+            return JSONResponse(answers, status_code=422)
+        try:
+            await dispatcher.submit(rows)
+        except QueueFull:
+            return error(503, "queue is full")
+        return JSONResponse(answers, status_code=201)
+
+    @router.get("/submissions/{token}", tags=["submissions"])
+    async def get_submission(
+        token: str,
+        base64_encoded: str | None = Query(None),
+        fields: str | None = Query(None),
+    ) -> Response:
+        """One submission."""
+        try:
+            requested = parse_fields(fields)
+        except InvalidFields as exc:
+            return error(400, str(exc))
+        row = await store.get(token)
+        if row is None:
+            return error(404, "not found")
+        try:
+            return JSONResponse(render(row, requested, _flag(base64_encoded)))
+        except NotUtf8 as exc:
+            return error(400, str(exc))
+
+    @router.get("/submissions", tags=["submissions"])
+    async def list_submissions(
+        request: Request,
+        page: str | None = Query(None),
+        per_page: str | None = Query(None),
+        base64_encoded: str | None = Query(None),
+        fields: str | None = Query(None),
+    ) -> Response:
+        """Every submission, newest first, a page at a time (needs authorization)."""
+        if not _authorized(request, service):
+            return Response(status_code=403)
+        try:
+            requested = parse_fields(fields)
+        except InvalidFields as exc:
+            return error(400, str(exc))
+        number = _ruby_to_i(page, 1)
+        size = _ruby_to_i(per_page, 20)
+        if number <= 0:
+            return error(400, f"invalid page: {number}")
+        if size < 0:
+            return error(400, f"invalid per_page: {size}")
+        size = min(size or 20, 100)
+        rows, total = await store.page(number, size)
+        try:
+            items = [render(row, requested, _flag(base64_encoded)) for row in rows]
+        except NotUtf8 as exc:
+            return error(400, str(exc))
+        pages = -(-total // size)
+        return JSONResponse({
+            "submissions": items,
+            "meta": {
+                "current_page": number,
+                "next_page": number + 1 if number < pages else None,
+                "prev_page": number - 1 if 1 < number <= pages + 1 else None,
+                "total_pages": pages,
+                "total_count": total,
+            },
+        })
+
+    @router.delete("/submissions/{token}", tags=["submissions"])
+    async def delete_submission(request: Request, token: str, fields: str | None = Query(None)) -> Response:
+        """Delete a finished submission (needs authorization and deletion enabled);
+        answers with what was deleted, always in base64."""
+        if not _authorized(request, service):
+            return Response(status_code=403)
+        if not settings.enable_submission_delete:
+            return error(400, "delete not allowed")
+        try:
+            requested = parse_fields(fields)
+        except InvalidFields as exc:
+            return error(400, str(exc))
+        row = await store.get(token)
+        if row is None:
+            return error(404, "not found")
+        status = shown_status(row)
+        if status in (IN_QUEUE, PROCESSING):
+            return error(400, f"submission cannot be deleted because its status is {status} ({STATUSES[status]})")
+        await store.delete(token)
+        return JSONResponse(render(row, requested, True))
+
+    # ------------------------------------------------------------- languages, statuses
+    @router.get("/languages", tags=["languages"])
+    async def get_languages() -> Response:
+        return JSONResponse(languages.active())
+
+    @router.get("/languages/all", tags=["languages"])
+    async def get_all_languages() -> Response:
+        return JSONResponse(languages.all())
+
+    @router.get("/languages/{language_id}", tags=["languages"])
+    async def get_language(language_id: str) -> Response:
+        detail = languages.detail(int(language_id)) if re.fullmatch(r"\d{1,9}", language_id) else None
+        if detail is None:
+            return error(404, "not found")
+        return JSONResponse(detail)
+
+    @router.get("/statuses", tags=["statuses"])
+    async def get_statuses() -> Response:
+        return JSONResponse([{"id": sid, "description": text} for sid, text in STATUSES.items()])
+
+    # ------------------------------------------------------------- information
+    @router.get("/about", tags=["information"])
+    async def about() -> Response:
+        return JSONResponse(info.about())
+
+    @router.get("/config_info", tags=["information"])
+    async def config_info() -> Response:
+        return JSONResponse(info.config_info(settings))
+
+    @router.get("/system_info", tags=["information"])
+    async def system_info() -> Response:
+        return JSONResponse(info.system_info())
+
+    @router.get("/workers", tags=["information"])
+    async def workers() -> Response:
+        busy = dispatcher.busy
+        return JSONResponse([{
+            "queue": info.JUDGE0_VERSION,
+            "size": max(dispatcher.pending - busy, 0),
+            "available": dispatcher.workers,
+            "idle": dispatcher.workers - busy,
+            "working": busy,
+            "paused": 0,
+            "failed": 0,
+        }])
+
+    @router.get("/statistics", tags=["information"])
+    async def statistics() -> Response:
+        raw = await store.statistics()
+        return JSONResponse(info.statistics(raw, languages.name, store.database_size()))
+
+    @router.get("/version", tags=["information"], response_class=PlainTextResponse)
+    async def version() -> Response:
+        return PlainTextResponse(info.JUDGE0_VERSION)
+
+    @router.get("/license", tags=["information"], response_class=PlainTextResponse)
+    async def license_text() -> Response:
+        return PlainTextResponse(info.LICENSE)
+
+    @router.get("/isolate", tags=["information"], response_class=PlainTextResponse)
+    async def isolate() -> Response:
+        return PlainTextResponse(info.sandbox_version())
+
+    # ------------------------------------------------------------- authentication
+    @router.post("/authenticate", tags=["authentication"])
+    async def authenticate() -> Response:
+        """200 when X-Auth-Token is right (checked for every route by the gate)."""
+        return Response(status_code=200)
+
+    @router.post("/authorize", tags=["authentication"])
+    async def authorize(request: Request) -> Response:
+        """200 when X-Auth-User is right, else 403."""
+        return Response(status_code=200 if _authorized(request, service) else 403)
+
+    return router

@@ -1,0 +1,511 @@
+"""Raw HTTP against a real server: every Judge0 CE 1.13.1 endpoint, field,
+format and error of the spec (../shared/specs/judge0-ce-1.13.1.md)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import socket
+import subprocess
+import time
+import uuid
+import zipfile
+
+import httpx
+import pytest
+from stockade_server import ADMIN, MAX_BODY, wait_done
+
+ALL_FIELDS = [
+    "source_code", "language_id", "stdin", "expected_output", "stdout", "status_id",
+    "created_at", "finished_at", "time", "memory", "stderr", "token", "number_of_runs",
+    "cpu_time_limit", "cpu_extra_time", "wall_time_limit", "memory_limit", "stack_limit",
+    "max_processes_and_or_threads", "enable_per_process_and_thread_time_limit",
+    "enable_per_process_and_thread_memory_limit", "max_file_size", "compile_output",
+    "exit_code", "exit_signal", "message", "wall_time", "compiler_options",
+    "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
+    "additional_files", "enable_network", "status", "language",
+]
+DEFAULT_FIELDS = ["token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"]
+CONFIG_KEYS = {
+    "enable_wait_result", "enable_compiler_options", "allowed_languages_for_compile_options",
+    "enable_command_line_arguments", "enable_submission_delete", "enable_callbacks",
+    "callbacks_max_tries", "callbacks_timeout", "enable_additional_files", "max_queue_size",
+    "cpu_time_limit", "max_cpu_time_limit", "cpu_extra_time", "max_cpu_extra_time",
+    "wall_time_limit", "max_wall_time_limit", "memory_limit", "max_memory_limit", "stack_limit",
+    "max_stack_limit", "max_processes_and_or_threads", "max_max_processes_and_or_threads",
+    "enable_per_process_and_thread_time_limit", "allow_enable_per_process_and_thread_time_limit",
+    "enable_per_process_and_thread_memory_limit", "allow_enable_per_process_and_thread_memory_limit",
+    "max_file_size", "max_max_file_size", "number_of_runs", "max_number_of_runs",
+    "redirect_stderr_to_stdout", "max_extract_size", "enable_batched_submissions",
+    "max_submission_batch_size", "submission_cache_duration", "use_docs_as_homepage",
+    "allow_enable_network", "enable_network", "maintenance_mode",
+}
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+DECIMAL = re.compile(r"^\d+\.\d+$")
+PY = 71
+C = 50
+ADMIN_HEADERS = {"X-Auth-User": ADMIN}
+
+
+def b64(text: str | bytes) -> str:
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+def run(http: httpx.Client, body: dict, **params) -> dict:
+    """POST with wait=true and fields=*; the finished submission."""
+    response = http.post("/submissions", params={"wait": "true", "fields": "*", **params}, json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+# ---------------------------------------------------------------- information
+
+
+def test_about_version_license_isolate(http):
+    about = http.get("/about").json()
+    assert about["version"] == "1.13.1"
+    assert set(about) == {"version", "homepage", "source_code", "maintainer"}
+    assert http.get("/version").text == "1.13.1"
+    assert "MIT" in http.get("/license").text
+    assert "bubblewrap" in http.get("/isolate").text
+
+
+def test_config_info_has_exactly_the_39_keys(http):
+    config = http.get("/config_info").json()
+    assert set(config) == CONFIG_KEYS and len(config) == 39
+    assert config["cpu_time_limit"] == 5.0 and config["max_cpu_time_limit"] == 15.0
+    assert config["memory_limit"] == 128000 and config["max_memory_limit"] == 512000
+    assert config["max_submission_batch_size"] == 20
+    assert config["enable_submission_delete"] is True  # this server enables it
+    # The box cannot offer a safe network yet: said plainly.
+    assert config["allow_enable_network"] is False and config["enable_network"] is False
+
+
+def test_statuses(http):
+    statuses = http.get("/statuses").json()
+    assert [s["id"] for s in statuses] == list(range(1, 15))
+    assert statuses[2] == {"id": 3, "description": "Accepted"}
+    assert statuses[10] == {"id": 11, "description": "Runtime Error (NZEC)"}
+
+
+def test_languages(http):
+    languages = http.get("/languages").json()
+    ids = {lang["id"] for lang in languages}
+    assert {71, 50, 52, 62, 63} <= ids
+    assert all(set(lang) == {"id", "name"} for lang in languages)
+    names = [lang["name"] for lang in languages]
+    assert names == sorted(names)
+    everything = http.get("/languages/all").json()
+    assert all(set(lang) == {"id", "name", "is_archived"} for lang in everything)
+    assert ids <= {lang["id"] for lang in everything}
+    python = http.get("/languages/71").json()
+    assert python["name"].startswith("Python (3.")
+    assert python["source_file"] == "script.py" and python["compile_cmd"] is None
+    assert "python3" in python["run_cmd"]
+    assert "gcc" in http.get("/languages/50").json()["compile_cmd"]
+    for missing in ("9999", "abc", "-1"):
+        response = http.get(f"/languages/{missing}")
+        assert response.status_code == 404 and "error" in response.json()
+
+
+def test_system_info_workers_statistics(http):
+    assert "CPU(s)" in http.get("/system_info").json()
+    workers = http.get("/workers").json()
+    assert len(workers) == 1
+    assert set(workers[0]) == {"queue", "size", "available", "idle", "working", "paused", "failed"}
+    stats = http.get("/statistics").json()
+    assert {"submissions", "languages", "statuses", "database"} <= set(stats)
+    assert isinstance(stats["submissions"]["total"], int)
+
+
+def test_authenticate_and_authorize(http):
+    assert http.post("/authenticate").status_code == 200  # no authn tokens configured here
+    response = http.post("/authorize")
+    assert response.status_code == 403 and response.content == b""
+    assert http.post("/authorize", headers={"X-Auth-User": "wrong"}).status_code == 403
+    assert http.post("/authorize", headers=ADMIN_HEADERS).status_code == 200
+    assert http.post("/authorize", params={"X-Auth-User": "other-admin"}).status_code == 200
+
+
+# ---------------------------------------------------------------- create and get
+
+
+def test_create_then_get_with_default_and_all_fields(http):
+    response = http.post("/submissions", json={"source_code": "print('hi')", "language_id": PY})
+    assert response.status_code == 201
+    token = response.json()["token"]
+    assert list(response.json()) == ["token"]
+    assert uuid.UUID(token).version == 4
+    body = wait_done(http, token)
+    assert list(body) == ALL_FIELDS and len(body) == 35
+    assert body["status"] == {"id": 3, "description": "Accepted"} and body["status_id"] == 3
+    assert body["stdout"] == "hi\n" and body["stderr"] is None
+    assert DECIMAL.match(body["time"]) and DECIMAL.match(body["wall_time"])
+    assert body["cpu_time_limit"] == "5.0" and body["cpu_extra_time"] == "1.0" and body["wall_time_limit"] == "10.0"
+    assert isinstance(body["memory"], int) and body["memory"] > 0
+    assert body["memory_limit"] == 128000 and body["stack_limit"] == 64000
+    assert body["max_processes_and_or_threads"] == 60 and body["max_file_size"] == 1024
+    assert body["number_of_runs"] == 1 and body["exit_code"] == 0 and body["exit_signal"] is None
+    assert TIMESTAMP.match(body["created_at"]) and TIMESTAMP.match(body["finished_at"])
+    assert body["language"]["id"] == PY and body["language"]["name"].startswith("Python")
+    assert body["enable_network"] is False and body["redirect_stderr_to_stdout"] is False
+    default = http.get(f"/submissions/{token}").json()
+    assert list(default) == DEFAULT_FIELDS
+    some = http.get(f"/submissions/{token}", params={"fields": "stdout,status_id"}).json()
+    assert some == {"stdout": "hi\n", "status_id": 3}
+
+
+def test_numeric_string_language_id_and_loose_casts(http):
+    body = run(http, {"source_code": "print(1)", "language_id": "71", "cpu_time_limit": "2",
+                      "memory_limit": "256000", "redirect_stderr_to_stdout": "true"})
+    assert body["status"]["id"] == 3
+    assert body["cpu_time_limit"] == "2.0" and body["memory_limit"] == 256000
+    assert body["redirect_stderr_to_stdout"] is True
+
+
+def test_base64_both_ways_ruby_style(http):
+    long_line = "x" * 100
+    body = run(http, {"source_code": b64(f"import sys\nprint('{long_line}')\nsys.exit(4)"),
+                      "language_id": PY, "stdin": b64("in")}, base64_encoded="true")
+    # Ruby's Base64.encode64: a newline after every 60 characters and at the end.
+    expected = base64.b64encode((long_line + "\n").encode()).decode()
+    assert body["stdout"] == "\n".join(expected[i:i + 60] for i in range(0, len(expected), 60)) + "\n"
+    assert all(len(line) <= 60 for line in body["stdout"].splitlines())
+    assert base64.b64decode(body["stdin"]) == b"in"
+    assert body["status"]["id"] == 11
+    # message is encoded too.
+    assert base64.b64decode(body["message"]) == b"Exited with error status 4"
+    assert "sys.exit" in base64.b64decode(body["source_code"]).decode()
+
+
+def test_non_utf8_output_without_base64(http):
+    source = "import sys; sys.stdout.buffer.write(bytes([0xff, 0xfe]))"
+    response = http.post("/submissions", params={"wait": "true"}, json={"source_code": source, "language_id": PY})
+    assert response.status_code == 201
+    answer = response.json()
+    assert set(answer) == {"token", "error"}
+    assert answer["error"] == ("some attributes for this submission cannot be converted to UTF-8, "
+                               "use base64_encoded=true query parameter")
+    response = http.get(f"/submissions/{answer['token']}")
+    assert response.status_code == 400 and response.json() == {"error": answer["error"]}
+    encoded = http.get(f"/submissions/{answer['token']}", params={"base64_encoded": "true"}).json()
+    assert base64.b64decode(encoded["stdout"]) == b"\xff\xfe"
+
+
+def test_base64_only_for_the_word_true(http):
+    body = run(http, {"source_code": "print('plain')", "language_id": PY}, base64_encoded="1")
+    assert body["stdout"] == "plain\n"
+
+
+def test_unknown_token_is_404(http):
+    response = http.get(f"/submissions/{uuid.uuid4()}")
+    assert response.status_code == 404 and set(response.json()) == {"error"}
+
+
+def test_invalid_fields_is_400_on_get_and_create(http):
+    token = http.post("/submissions", json={"source_code": "print(1)", "language_id": PY}).json()["token"]
+    response = http.get(f"/submissions/{token}", params={"fields": "stdout,bogus"})
+    assert response.status_code == 400 and response.json() == {"error": "invalid fields: [bogus]"}
+    response = http.post("/submissions", params={"fields": "x,y"}, json={"source_code": "print(1)", "language_id": PY})
+    assert response.status_code == 400 and response.json() == {"error": "invalid fields: [x, y]"}
+
+
+# ---------------------------------------------------------------- validation (422)
+
+
+@pytest.mark.parametrize(("changes", "errors"), [
+    ({"wall_time_limit": 21}, {"wall_time_limit": ["must be less than or equal to 20.0"]}),
+    ({"wall_time_limit": 0.5}, {"wall_time_limit": ["must be greater than or equal to 1"]}),
+    ({"cpu_time_limit": 16}, {"cpu_time_limit": ["must be less than or equal to 15.0"]}),
+    ({"cpu_time_limit": -1}, {"cpu_time_limit": ["must be greater than or equal to 0"]}),
+    ({"cpu_extra_time": 6}, {"cpu_extra_time": ["must be less than or equal to 5.0"]}),
+    ({"memory_limit": 1000}, {"memory_limit": ["must be greater than or equal to 2048"]}),
+    ({"memory_limit": 512001}, {"memory_limit": ["must be less than or equal to 512000"]}),
+    ({"stack_limit": 128001}, {"stack_limit": ["must be less than or equal to 128000"]}),
+    ({"max_processes_and_or_threads": 0}, {"max_processes_and_or_threads": ["must be greater than or equal to 1"]}),
+    ({"max_processes_and_or_threads": 121}, {"max_processes_and_or_threads": ["must be less than or equal to 120"]}),
+    ({"max_file_size": 4097}, {"max_file_size": ["must be less than or equal to 4096"]}),
+    ({"number_of_runs": 21}, {"number_of_runs": ["must be less than or equal to 20"]}),
+    ({"cpu_time_limit": "abc"}, {"cpu_time_limit": ["is not a number"]}),
+    ({"memory_limit": [1]}, {"memory_limit": ["is not a number"]}),
+    ({"language_id": 9999}, {"language_id": ["language with id 9999 doesn't exist"]}),
+    ({"language_id": None}, {"language_id": ["can't be blank"]}),
+    ({"source_code": ""}, {"source_code": ["can't be blank"]}),
+    ({"enable_network": True}, {"enable_network": ["this option cannot be enabled"]}),
+    ({"compiler_options": "-O2"}, {"compiler_options": ["setting compiler options is only allowed for compiled languages"]}),
+    ({"command_line_arguments": "a" * 513}, {"command_line_arguments": ["is too long (maximum is 512 characters)"]}),
+    ({"command_line_arguments": "a\nrm -rf /"}, {"command_line_arguments": ["must not contain line breaks or null bytes"]}),
+    ({"callback_url": "ftp://example.com/x"}, {"callback_url": ["is not a valid URL"]}),
+    ({"additional_files": b64("not a zip")}, {"additional_files": ["is not a valid zip archive"]}),
+    ({"redirect_stderr_to_stdout": "maybe"}, {"redirect_stderr_to_stdout": ["is not included in the list"]}),
+])
+def test_out_of_range_and_invalid_values_are_422(http, changes, errors):
+    body = {"source_code": "print(1)", "language_id": PY, **changes}
+    response = http.post("/submissions", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json() == errors
+
+
+def test_several_errors_at_once_and_missing_everything(http):
+    response = http.post("/submissions", json={})
+    assert response.status_code == 422
+    assert response.json() == {"language_id": ["can't be blank"], "source_code": ["can't be blank"]}
+    response = http.post("/submissions", json={"source_code": "x", "language_id": PY, "cpu_time_limit": 99, "memory_limit": 1})
+    assert set(response.json()) == {"cpu_time_limit", "memory_limit"}
+
+
+def test_bad_base64_is_422(http):
+    response = http.post("/submissions", params={"base64_encoded": "true"},
+                         json={"source_code": "%%% not base64 %%%", "language_id": PY, "stdin": "***"})
+    assert response.status_code == 422
+    assert response.json() == {"source_code": ["is not valid base64"], "stdin": ["is not valid base64"]}
+
+
+def test_malformed_json_is_400(http):
+    response = http.post("/submissions", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and "error" in response.json()
+    response = http.post("/submissions", json=[1, 2])
+    assert response.status_code == 422
+
+
+def test_callback_to_internal_addresses_refused_by_default(http):
+    for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://[::1]/",
+                "http://10.1.2.3/", "http://localhost:8080/", "http://[::ffff:127.0.0.1]/"):
+        response = http.post("/submissions", json={"source_code": "print(1)", "language_id": PY, "callback_url": url})
+        assert response.status_code == 422, url
+        assert "internal address" in response.json()["callback_url"][0]
+
+
+def test_oversized_body_is_413(http, server):
+    big = "#" * (MAX_BODY + 10)
+    response = http.post("/submissions", json={"source_code": big, "language_id": PY})
+    assert response.status_code == 413 and "error" in response.json()
+
+    # Without a Content-Length (chunked), the limit is counted as the body arrives.
+    def chunks():
+        for _ in range(MAX_BODY // 65536 + 2):
+            yield b"#" * 65536
+
+    response = http.post("/submissions", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+C_PROGRAMS = {
+    "segv": ("int main(){volatile int *p = 0; *p = 1; return 0;}", 7),
+    "fpe": ("int main(int argc, char **argv){return 100 / (argc - 1);}", 9),
+    "abrt": ("#include <stdlib.h>\nint main(){abort();}", 10),
+    "nzec": ("int main(){return 3;}", 11),
+}
+
+
+@pytest.mark.parametrize("name", sorted(C_PROGRAMS))
+def test_runtime_error_statuses_by_signal_and_exit(http, name):
+    source, status = C_PROGRAMS[name]
+    body = run(http, {"source_code": source, "language_id": C})
+    assert body["status"]["id"] == status, body
+    if status == 11:
+        assert body["exit_code"] == 3 and body["message"] == "Exited with error status 3"
+    else:
+        assert body["exit_signal"] is not None and "signal" in body["message"]
+
+
+def test_compilation_error(http):
+    body = run(http, {"source_code": "int main( { syntax error", "language_id": C})
+    assert body["status"] == {"id": 6, "description": "Compilation Error"}
+    assert "error" in body["compile_output"] and body["stdout"] is None
+
+
+def test_accepted_and_wrong_answer_with_judge0_trailing_whitespace_rule(http):
+    source = "print(input()[::-1] + '  ')\nprint()"
+    body = run(http, {"source_code": source, "language_id": PY, "stdin": "abc", "expected_output": "cba\n"})
+    assert body["status"]["id"] == 3
+    body = run(http, {"source_code": source, "language_id": PY, "stdin": "abc", "expected_output": "abc"})
+    assert body["status"] == {"id": 4, "description": "Wrong Answer"}
+
+
+def test_time_limit(http):
+    body = run(http, {"source_code": "while True: pass", "language_id": PY,
+                      "cpu_time_limit": 0.5, "cpu_extra_time": 0.2, "wall_time_limit": 5})
+    assert body["status"] == {"id": 5, "description": "Time Limit Exceeded"}
+    assert body["message"] == "Time limit exceeded"
+
+
+def test_time_over_the_limit_but_within_extra_time_is_a_time_limit(http):
+    source = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\nprint('done')"
+    body = run(http, {"source_code": source, "language_id": PY, "cpu_time_limit": 0.3,
+                      "cpu_extra_time": 2, "wall_time_limit": 5})
+    assert body["status"]["id"] == 5
+    assert float(body["time"]) > 0.3
+
+
+def test_memory_limit_says_so_in_message(http):
+    source = "x = bytearray(200 * 1024 * 1024)\nprint(len(x))"
+    body = run(http, {"source_code": source, "language_id": PY, "memory_limit": 64000})
+    assert body["status"]["id"] in (11, 12)
+    assert body["message"] == "Memory limit exceeded"
+
+
+def test_output_options_arguments_and_runs(http):
+    source = "import sys\nprint(sys.argv[1:])\nprint('err', file=sys.stderr)"
+    body = run(http, {"source_code": source, "language_id": PY, "command_line_arguments": "a 'b c'",
+                      "redirect_stderr_to_stdout": True, "number_of_runs": 2})
+    assert body["stdout"] == "['a', 'b c']\nerr\n" and body["stderr"] is None
+    assert body["number_of_runs"] == 2 and body["command_line_arguments"] == "a 'b c'"
+    body = run(http, {"source_code": "#include <stdio.h>\nint main(){printf(\"%d\", X);}",
+                      "language_id": C, "compiler_options": "-DX=42"})
+    assert body["stdout"] == "42" and body["compiler_options"] == "-DX=42"
+
+
+def test_executable_language_44(http, tmp_path):
+    source = tmp_path / "hello.c"
+    source.write_text('#include <stdio.h>\nint main(){puts("static hello"); return 0;}\n')
+    binary = tmp_path / "hello"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(binary), str(source)], check=True)
+    body = run(http, {"source_code": b64(binary.read_bytes()), "language_id": 44}, base64_encoded="true")
+    assert body["status"]["id"] == 3, body
+    assert base64.b64decode(body["stdout"]) == b"static hello\n"
+    body = run(http, {"source_code": b64("garbage, not a program"), "language_id": 44}, base64_encoded="true")
+    assert body["status"] == {"id": 14, "description": "Exec Format Error"}
+
+
+def test_multi_file_program_89(http):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("compile", "gcc -o prog main.c\n")
+        zf.writestr("run", "./prog\n")
+        zf.writestr("main.c", '#include <stdio.h>\nint main(){puts("multi");}\n')
+    body = run(http, {"language_id": 89, "additional_files": b64(archive.getvalue())})
+    assert body["status"]["id"] == 3, body
+    assert body["stdout"] == "multi\n"
+    assert zipfile.ZipFile(io.BytesIO(base64.b64decode(body["additional_files"]))).namelist() == ["compile", "run", "main.c"]
+    response = http.post("/submissions", json={"language_id": 89})
+    assert response.json() == {"additional_files": ["can't be blank"]}
+
+
+# ---------------------------------------------------------------- wait
+
+
+def test_wait_survives_a_client_that_disconnects(http, server):
+    marker = uuid.uuid4().hex
+    body = json.dumps({"source_code": f"import time\ntime.sleep(1)\nprint('{marker}')",
+                       "language_id": PY, "stdin": marker}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /submissions?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        # ...and hang up without reading the answer.
+    # Find it among the newest submissions by its stdin, and see it finish.
+    deadline = time.monotonic() + 30
+    token = None
+    while token is None and time.monotonic() < deadline:
+        page = http.get("/submissions", params={"fields": "token,stdin", "per_page": 50}, headers=ADMIN_HEADERS).json()
+        token = next((s["token"] for s in page["submissions"] if s["stdin"] == marker), None)
+        time.sleep(0.05)
+    assert token is not None
+    done = wait_done(http, token)
+    assert done["status"]["id"] == 3 and done["stdout"] == marker + "\n"
+
+
+# ---------------------------------------------------------------- batch
+
+
+def test_batch_create_and_get(http):
+    items = [
+        {"source_code": "print(1)", "language_id": PY},
+        {"source_code": "print(2)", "language_id": 9999},
+        {"source_code": "print(3)", "language_id": PY, "stdin": "x"},
+    ]
+    response = http.post("/submissions/batch", json={"submissions": items})
+    assert response.status_code == 201
+    answers = response.json()
+    assert set(answers[0]) == {"token"} and set(answers[2]) == {"token"}
+    assert answers[1] == {"language_id": ["language with id 9999 doesn't exist"]}
+    for answer in (answers[0], answers[2]):
+        wait_done(http, answer["token"])
+    unknown = str(uuid.uuid4())
+    got = http.get("/submissions/batch", params={"tokens": f"{answers[2]['token']},{unknown},{answers[0]['token']}",
+                                                 "fields": "stdout,stdin"}).json()
+    assert got == {"submissions": [{"stdout": "3\n", "stdin": "x"}, None, {"stdout": "1\n", "stdin": None}]}
+    response = http.get("/submissions/batch", params={"tokens": answers[0]["token"], "fields": "nope"})
+    assert response.status_code == 400
+
+
+def test_batch_errors(http):
+    response = http.post("/submissions/batch", json={"submissions": [{"language_id": 9999}]})
+    assert response.status_code == 422
+    assert response.json() == [{"language_id": ["language with id 9999 doesn't exist"], "source_code": ["can't be blank"]}]
+    response = http.post("/submissions/batch", json={"submissions": []})
+    assert response.status_code == 400 and "at least one" in response.json()["error"]
+    response = http.post("/submissions/batch", json={"submissions": [{"source_code": "1", "language_id": PY}] * 21})
+    assert response.status_code == 400
+    assert response.json() == {"error": "number of submissions in a batch should be less than or equal to 20"}
+    response = http.post("/submissions/batch", json={"nope": 1})
+    assert response.status_code == 400
+    response = http.post("/submissions/batch", params={"wait": "true"}, json={"submissions": [{"source_code": "1", "language_id": PY}]})
+    assert response.status_code == 400 and response.json() == {"error": "wait not allowed"}
+
+
+def test_batch_base64(http):
+    response = http.post("/submissions/batch", params={"base64_encoded": "true"},
+                         json={"submissions": [{"source_code": b64("print(input())"), "language_id": PY, "stdin": b64("z")}]})
+    token = response.json()[0]["token"]
+    wait_done(http, token)
+    got = http.get("/submissions/batch", params={"tokens": token, "base64_encoded": "true"}).json()
+    assert got["submissions"][0]["stdout"] == "ego=\n"
+
+
+# ---------------------------------------------------------------- list and delete (authorization)
+
+
+def test_list_needs_authorization_and_pages(http):
+    assert http.get("/submissions").status_code == 403
+    assert http.get("/submissions", headers={"X-Auth-User": "nope"}).status_code == 403
+    for _ in range(3):
+        http.post("/submissions", json={"source_code": "print(1)", "language_id": PY})
+    page = http.get("/submissions", params={"per_page": 2}, headers=ADMIN_HEADERS).json()
+    assert len(page["submissions"]) == 2
+    meta = page["meta"]
+    assert set(meta) == {"current_page", "next_page", "prev_page", "total_pages", "total_count"}
+    assert meta["current_page"] == 1 and meta["next_page"] == 2 and meta["prev_page"] is None
+    assert meta["total_count"] >= 3 and meta["total_pages"] == -(-meta["total_count"] // 2)
+    assert list(page["submissions"][0]) == DEFAULT_FIELDS
+    second = http.get("/submissions", params={"per_page": 2, "page": 2}, headers=ADMIN_HEADERS).json()
+    assert second["meta"]["prev_page"] == 1
+    by_query = http.get("/submissions", params={"X-Auth-User": ADMIN})
+    assert by_query.status_code == 200
+    response = http.get("/submissions", params={"page": -4}, headers=ADMIN_HEADERS)
+    assert response.status_code == 400 and response.json() == {"error": "invalid page: -4"}
+    response = http.get("/submissions", params={"fields": "zzz"}, headers=ADMIN_HEADERS)
+    assert response.status_code == 400
+
+
+def test_delete(http):
+    token = run(http, {"source_code": "print('bye')", "language_id": PY})["token"]
+    assert http.delete(f"/submissions/{token}").status_code == 403
+    response = http.delete(f"/submissions/{token}", headers=ADMIN_HEADERS, params={"fields": "stdout,status_id"})
+    assert response.status_code == 200
+    assert response.json() == {"stdout": "YnllCg==\n", "status_id": 3}  # always base64
+    assert http.get(f"/submissions/{token}").status_code == 404
+    assert http.delete(f"/submissions/{token}", headers=ADMIN_HEADERS).status_code == 404
+
+
+def test_delete_refused_while_queued_or_running(http):
+    token = http.post("/submissions", json={"source_code": "import time; time.sleep(1.5)", "language_id": PY}).json()["token"]
+    response = http.delete(f"/submissions/{token}", headers=ADMIN_HEADERS)
+    assert response.status_code == 400
+    assert response.json()["error"] in (
+        "submission cannot be deleted because its status is 1 (In Queue)",
+        "submission cannot be deleted because its status is 2 (Processing)",
+    )
+    wait_done(http, token)
+
+
+def test_unknown_route_and_method_keep_the_error_shape(http):
+    response = http.get("/nothing-here")
+    assert response.status_code == 404 and "error" in response.json()
+    response = http.put("/languages")
+    assert response.status_code == 405 and "error" in response.json()

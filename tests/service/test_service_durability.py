@@ -1,0 +1,99 @@
+"""Durability: submissions are stored before they are acknowledged, and a
+server killed with SIGKILL mid-way finishes every one of them after a restart,
+each with exactly one result."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+from stockade_server import ADMIN
+
+COUNT = 50
+# Slow enough that the kill lands mid-way; random output, so two runs of one
+# submission could never carry the same result.
+SOURCE = "import os, time\ntime.sleep(0.25)\nprint(os.urandom(8).hex())"
+
+
+class _Callbacks(BaseHTTPRequestHandler):
+    received: dict[str, list[dict]] = defaultdict(list)
+    lock = threading.Lock()
+
+    def do_PUT(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.lock:
+            type(self).received[body["token"]].append(body)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _results(http: httpx.Client, tokens: list[str]) -> dict[str, dict]:
+    found = {}
+    for i in range(0, len(tokens), 20):
+        chunk = tokens[i:i + 20]
+        response = http.get("/submissions/batch", params={"tokens": ",".join(chunk), "fields": "token,status,stdout"})
+        assert response.status_code == 200
+        found.update({item["token"]: item for item in response.json()["submissions"] if item})
+    return found
+
+
+def test_kill_9_mid_way_loses_nothing(make_server, tmp_path):
+    _Callbacks.received = defaultdict(list)
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Callbacks)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    env = {"STOCKADE_WORKERS": "2", "STOCKADE_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32",
+           "STOCKADE_AUTHZ_TOKEN": ADMIN}
+    try:
+        srv = make_server(env, data_dir=tmp_path / "data")
+        callback = f"http://127.0.0.1:{receiver.server_address[1]}/done"
+        tokens: list[str] = []
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            for start in range(0, COUNT, 20):
+                items = [{"source_code": SOURCE, "language_id": 71, "callback_url": callback}
+                         for _ in range(min(20, COUNT - start))]
+                response = http.post("/submissions/batch", json={"submissions": items})
+                assert response.status_code == 201
+                tokens += [item["token"] for item in response.json()]
+        assert len(set(tokens)) == COUNT
+
+        deadline = time.monotonic() + 60
+        while len(_Callbacks.received) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        srv.kill()
+        finished_before = len(_Callbacks.received)
+        assert 0 < finished_before < COUNT, "the kill must land mid-way"
+
+        again = make_server(env, data_dir=srv.data_dir, port=srv.port)
+        with httpx.Client(base_url=again.url, timeout=30) as http:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                results = _results(http, tokens)
+                if all(r["status"]["id"] not in (1, 2) for r in results.values()):
+                    break
+                time.sleep(0.2)
+            assert set(results) == set(tokens)
+            assert all(r["status"]["id"] == 3 for r in results.values()), results
+            assert all(len(r["stdout"].strip()) == 16 for r in results.values())
+            listing = http.get("/submissions", headers={"X-Auth-User": ADMIN}, params={"per_page": 1}).json()
+            assert listing["meta"]["total_count"] == COUNT
+
+            # Every submission called back, and every callback of a submission
+            # carries its one stored result.
+            deadline = time.monotonic() + 30
+            while len(_Callbacks.received) < COUNT and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert set(_Callbacks.received) == set(tokens)
+            for token, bodies in _Callbacks.received.items():
+                # (callbacks are base64, like Judge0's)
+                assert {base64.b64decode(body["stdout"]).decode() for body in bodies} == {results[token]["stdout"]}
+    finally:
+        receiver.shutdown()
+        receiver.server_close()

@@ -1,0 +1,111 @@
+"""Settings an operator turns on: authentication, a small queue, wait off,
+callbacks to allowed networks. Each test starts its own server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+from stockade_server import wait_done
+
+PY = 71
+
+
+def test_authentication_header_or_query(make_server):
+    srv = make_server({"STOCKADE_AUTHN_TOKEN": "tok-a tok-b", "STOCKADE_ENABLE_WAIT_RESULT": "false"})
+    with httpx.Client(base_url=srv.url) as http:
+        for path in ("/languages", "/config_info", "/about", f"/submissions/{'0' * 8}", "/statuses"):
+            response = http.get(path)
+            assert response.status_code == 401 and response.content == b"", path
+        assert http.get("/languages", headers={"X-Auth-Token": "wrong"}).status_code == 401
+        assert http.post("/authenticate").status_code == 401
+        assert http.post("/authenticate", headers={"X-Auth-Token": "tok-a"}).status_code == 200
+        assert http.get("/languages", headers={"X-Auth-Token": "tok-b"}).status_code == 200
+        assert http.get("/languages", params={"X-Auth-Token": "tok-a"}).status_code == 200
+        # No authorization token configured: listing, deleting, /authorize are 403.
+        headers = {"X-Auth-Token": "tok-a", "X-Auth-User": "anything"}
+        assert http.get("/submissions", headers=headers).status_code == 403
+        assert http.post("/authorize", headers=headers).status_code == 403
+        assert http.delete("/submissions/x", headers=headers).status_code == 403
+        # wait disabled by the operator.
+        response = http.post("/submissions", params={"wait": "true", "X-Auth-Token": "tok-a"},
+                             json={"source_code": "print(1)", "language_id": PY})
+        assert response.status_code == 400 and response.json() == {"error": "wait not allowed"}
+        assert http.get("/config_info", headers=headers).json()["enable_wait_result"] is False
+
+
+def test_delete_not_allowed_unless_enabled(make_server):
+    srv = make_server({"STOCKADE_AUTHZ_TOKEN": "boss"})
+    with httpx.Client(base_url=srv.url) as http:
+        token = http.post("/submissions", json={"source_code": "print(1)", "language_id": PY}).json()["token"]
+        response = http.delete(f"/submissions/{token}", headers={"X-Auth-User": "boss"})
+        assert response.status_code == 400 and response.json() == {"error": "delete not allowed"}
+        wait_done(http, token)
+
+
+def test_full_queue_is_503(make_server):
+    srv = make_server({"STOCKADE_MAX_QUEUE_SIZE": "2", "STOCKADE_WORKERS": "1"})
+    slow = {"source_code": "import time; time.sleep(1)", "language_id": PY}
+    with httpx.Client(base_url=srv.url) as http:
+        tokens = [http.post("/submissions", json=slow).json()["token"] for _ in range(2)]
+        response = http.post("/submissions", json=slow)
+        assert response.status_code == 503 and response.json() == {"error": "queue is full"}
+        response = http.post("/submissions/batch", json={"submissions": [slow]})
+        assert response.status_code == 503 and response.json() == {"error": "queue is full"}
+        workers = http.get("/workers").json()[0]
+        assert workers["available"] == 1 and workers["working"] + workers["size"] == 2
+        for token in tokens:
+            assert wait_done(http, token)["status"]["id"] == 3
+        # Room again once they finished.
+        assert http.post("/submissions", json={"source_code": "print(1)", "language_id": PY}).status_code == 201
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    calls: list[tuple[str, dict]] = []
+    fail_first = False
+
+    def do_PUT(self):  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append((self.path, body))
+        if type(self).fail_first and len(type(self).calls) == 1:
+            self.send_response(500)
+        else:
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_callbacks_to_an_allowed_local_target(make_server):
+    _Recorder.calls = []
+    _Recorder.fail_first = True  # the first PUT fails: the callback is tried again
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        srv = make_server({"STOCKADE_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32"})
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/hook?x=1"
+        with httpx.Client(base_url=srv.url) as http:
+            token = http.post("/submissions", json={"source_code": "print('called back')", "language_id": PY,
+                                                    "callback_url": url}).json()["token"]
+            wait_done(http, token)
+            deadline = time.monotonic() + 15
+            while len(_Recorder.calls) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(_Recorder.calls) == 2
+            path, body = _Recorder.calls[-1]
+            assert path == "/hook?x=1"
+            assert set(body) == {"token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"}
+            assert body["token"] == token and body["stdout"] == "Y2FsbGVkIGJhY2sK\n"  # base64, Ruby style
+            assert body["status"]["id"] == 3
+            # Other internal networks stay refused on this server.
+            response = http.post("/submissions", json={"source_code": "1", "language_id": PY,
+                                                       "callback_url": "http://10.0.0.1/"})
+            assert response.status_code == 422
+    finally:
+        receiver.shutdown()
+        receiver.server_close()

@@ -1,0 +1,241 @@
+"""Pure pieces of the service: formats, settings, the callback address check,
+the Judge0 <-> engine mapping. No server, no sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import ipaddress
+import signal
+
+import pytest
+
+from stockade.engine.model import SubmissionResult, TestResult, Verdict
+from stockade.sandbox.model import MiB, RunResult, Status
+from stockade.service.callbacks import RefusedTarget, _pinned, is_internal, resolve_target
+from stockade.service.judge0 import adapter
+from stockade.service.judge0.format import (
+    ALL_FIELDS,
+    InvalidFields,
+    decimal,
+    decode_base64,
+    parse_fields,
+    ruby_base64,
+    timestamp,
+)
+from stockade.settings import Settings
+
+
+def test_ruby_base64_matches_ruby_encode64():
+    assert ruby_base64(b"") == ""
+    assert ruby_base64(b"hi") == "aGk=\n"
+    data = bytes(range(256)) * 3
+    encoded = ruby_base64(data)
+    lines = encoded.split("\n")
+    assert encoded.endswith("\n") and all(len(line) == 60 for line in lines[:-2]) and 0 < len(lines[-2]) <= 60
+    assert base64.b64decode(encoded.replace("\n", "")) == data
+
+
+def test_decode_base64_tolerates_line_breaks_and_padding_only():
+    assert decode_base64("aGVs\nbG8=\n") == b"hello"
+    assert decode_base64("aGVsbG8") == b"hello"
+    with pytest.raises(ValueError):
+        decode_base64("a$b")
+
+
+def test_decimals_and_timestamps():
+    assert decimal(5) == "5.0" and decimal(0.001) == "0.001" and decimal(0.0123456) == "0.012"
+    assert decimal(0) == "0.0" and decimal(None) is None
+    assert timestamp(dt.datetime(2024, 4, 8, 11, 42, 51, 856123)) == "2024-04-08T11:42:51.856Z"
+
+
+def test_fields():
+    assert parse_fields(None)[0] == "token" and parse_fields("*") == ALL_FIELDS and len(ALL_FIELDS) == 35
+    assert parse_fields(" stdout , token,stdout") == ("stdout", "token")
+    with pytest.raises(InvalidFields, match=r"invalid fields: \[a, b\]"):
+        parse_fields("a,stdout,b")
+
+
+def test_settings_environment_and_toml(tmp_path, monkeypatch):
+    monkeypatch.setenv("STOCKADE_AUTHN_TOKEN", "one two")
+    monkeypatch.setenv("STOCKADE_CALLBACK_ALLOWED_NETWORKS", "127.0.0.1/32, 10.0.0.0/8")
+    config = tmp_path / "stockade.toml"
+    config.write_text('port = 9000\nmax_cpu_time_limit = 30.0\nauthz_token = ["x"]\n')
+    settings = Settings.load(config)
+    assert settings.port == 9000 and settings.max_cpu_time_limit == 30.0
+    assert settings.authn_tokens == ["one", "two"] and settings.authz_tokens == ["x"]
+    assert ipaddress.ip_address("10.1.1.1") in settings.callback_networks[1]
+    assert Settings.load().port == 2358
+    with pytest.raises(ValueError):
+        Settings.load(cpu_time_limit=20)  # above its maximum
+    with pytest.raises(FileNotFoundError):
+        Settings.load(tmp_path / "missing.toml")
+    with pytest.raises(ValueError, match="cannot be turned on yet"):
+        Settings.load(allow_enable_network=True)
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.100.100.200",
+    "192.0.0.192", "0.0.0.0", "224.0.0.1", "::1", "fe80::1", "fd00:ec2::254", "::ffff:127.0.0.1", "::",
+])
+def test_internal_addresses(address):
+    assert is_internal(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public_addresses(address):
+    assert not is_internal(ipaddress.ip_address(address))
+
+
+def test_resolve_target_checks_every_address():
+    # IP literals only: no name is ever looked up in this test.
+    with pytest.raises(RefusedTarget, match="internal address"):
+        asyncio.run(resolve_target("http://127.0.0.1:8080/x", []))
+    allowed = [ipaddress.ip_network("127.0.0.0/8")]
+    assert asyncio.run(resolve_target("http://127.0.0.1:8080/x", allowed)) == [ipaddress.ip_address("127.0.0.1")]
+    with pytest.raises(RefusedTarget, match="not a valid URL"):
+        asyncio.run(resolve_target("gopher://127.0.0.1/", allowed))
+
+
+def test_pinned_request_keeps_host_and_tls_name():
+    url, headers, extensions = _pinned("https://hooks.example.com:8443/a?b=1", ipaddress.ip_address("93.184.216.34"))
+    assert url == "https://93.184.216.34:8443/a?b=1"
+    assert headers == {"Host": "hooks.example.com:8443"} and extensions == {"sni_hostname": "hooks.example.com"}
+
+
+def _row(**changes):
+    row = {"token": "t", "cpu_time_limit": 2.0, "cpu_extra_time": 0.5, "wall_time_limit": 5.0,
+           "memory_limit": 128000, "stack_limit": 64000, "max_processes_and_or_threads": 60,
+           "max_file_size": 1024, "callback_url": None}
+    row.update(changes)
+    return row
+
+
+def test_limits_map_judge0_units_to_the_box():
+    limits = adapter.limits_of(_row(), Settings.load())
+    assert limits.cpu_time == 2.5 and limits.wall_time == 5.0
+    assert limits.memory == 128000 * 1024 and limits.stack == 64000 * 1024
+    assert limits.processes == 60 and limits.file_size == limits.output == 1024 * 1024
+    zero = adapter.limits_of(_row(cpu_time_limit=0, stack_limit=0, max_file_size=0, memory_limit=2048), Settings.load())
+    assert zero.cpu_time == 20.0 and zero.memory == 4 * MiB and zero.stack == zero.memory and zero.file_size == 4096 * 1024
+
+
+def _result(verdict, **run):
+    return SubmissionResult(verdict=verdict, tests=(TestResult(verdict, RunResult(Status.ok, **run)),))
+
+
+@pytest.mark.parametrize(("verdict", "run", "status", "message"), [
+    (Verdict.accepted, {"exit_code": 0, "time": 0.1}, 3, None),
+    (Verdict.ok, {"exit_code": 0}, 3, None),
+    (Verdict.wrong_answer, {"exit_code": 0}, 4, None),
+    (Verdict.time_limit, {"signal": 9, "time": 2.5}, 5, b"Time limit exceeded"),
+    (Verdict.wall_time_limit, {"signal": 9}, 5, b"Time limit exceeded (wall clock)"),
+    (Verdict.accepted, {"exit_code": 0, "time": 2.2}, 5, b"Time limit exceeded"),  # in the extra time
+    (Verdict.runtime_error, {"signal": signal.SIGSEGV}, 7, b"Caught fatal signal 11 (SIGSEGV)"),
+    (Verdict.runtime_error, {"signal": signal.SIGXFSZ}, 8, None),
+    (Verdict.runtime_error, {"signal": signal.SIGFPE}, 9, None),
+    (Verdict.runtime_error, {"signal": signal.SIGABRT}, 10, None),
+    (Verdict.runtime_error, {"signal": signal.SIGKILL}, 12, None),
+    (Verdict.runtime_error, {"exit_code": 1}, 11, b"Exited with error status 1"),
+    (Verdict.memory_limit, {"signal": signal.SIGKILL}, 12, b"Memory limit exceeded"),
+    (Verdict.memory_limit, {"exit_code": 1}, 11, b"Memory limit exceeded"),
+    (Verdict.output_limit, {"signal": signal.SIGKILL}, 8, b"Output limit exceeded"),
+    (Verdict.sandbox_error, {}, 13, None),
+])
+def test_status_mapping(verdict, run, status, message):
+    values = adapter.result_columns(_row(), _result(verdict, **run))
+    assert values["status_id"] == status
+    if message is not None:
+        assert values["message"] == message
+
+
+def test_compile_error_and_engine_failure_columns():
+    values = adapter.result_columns(_row(callback_url="http://x/"), SubmissionResult(
+        verdict=Verdict.compile_error, compile_output=b"main.c: error"))
+    assert values["status_id"] == 6 and values["compile_output"] == b"main.c: error"
+    assert values["stdout"] is None and values["time"] is None and values["callback_pending"] is True
+    failed = adapter.error_columns(_row(), RuntimeError("boom"))
+    assert failed["status_id"] == 13 and b"boom" in failed["message"]
+
+
+def test_serve_command_refuses_bad_settings_cleanly():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "stockade.cli", "serve", "--port", "99999"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "invalid settings" in result.stderr and "Traceback" not in result.stderr
+
+
+def _stored_row(token: str) -> dict:
+    from stockade.service.store import IN_QUEUE, utcnow
+
+    return {"token": token, "language_id": 71, "source_code": b"x", "stdin": None, "expected_output": None,
+            "status_id": IN_QUEUE, "created_at": utcnow(), "number_of_runs": 1, "cpu_time_limit": 5.0,
+            "cpu_extra_time": 1.0, "wall_time_limit": 10.0, "memory_limit": 128000, "stack_limit": 64000,
+            "max_processes_and_or_threads": 60, "enable_per_process_and_thread_time_limit": False,
+            "enable_per_process_and_thread_memory_limit": False, "max_file_size": 1024,
+            "compiler_options": None, "command_line_arguments": None, "redirect_stderr_to_stdout": False,
+            "callback_url": None, "additional_files": None, "enable_network": False, "callback_pending": False}
+
+
+def test_dispatcher_waits_without_polling_and_outlives_a_cancelled_waiter(tmp_path):
+    from stockade.service.dispatch import Dispatcher, QueueFull
+    from stockade.service.store import Store
+
+    async def scenario() -> None:
+        store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.migrate()
+        release = asyncio.Event()
+        finished: list[str] = []
+
+        async def execute(row):
+            await release.wait()
+            return {"status_id": 3, "stdout": row["token"].encode()}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=2,
+                                on_finished=lambda row: finished.append(row["token"]))
+        await dispatcher.start()
+        [first] = await dispatcher.submit([_stored_row("a")], wait=True)
+        [second] = await dispatcher.submit([_stored_row("b")], wait=True)
+        with pytest.raises(QueueFull):
+            await dispatcher.submit([_stored_row("c")])
+        second.cancel()  # a client went away: its run must still complete
+        release.set()
+        assert (await first)["stdout"] == b"a"
+        while len(finished) < 2:
+            await asyncio.sleep(0.01)
+        assert (await store.get("b"))["status_id"] == 3 and dispatcher.pending == 0
+        # A result is written once: a second finish of the same row is refused.
+        assert not await store.finish("a", {"status_id": 4})
+        await dispatcher.stop()
+        store.close()
+
+    asyncio.run(scenario())
+
+
+def test_dispatcher_recovers_unfinished_rows_on_start(tmp_path):
+    from stockade.service.dispatch import Dispatcher
+    from stockade.service.store import Store
+
+    async def scenario() -> None:
+        store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.migrate()
+        await store.insert([_stored_row("left-behind"), {**_stored_row("done"), "status_id": 3}])
+        ran: list[str] = []
+
+        async def execute(row):
+            ran.append(row["token"])
+            return {"status_id": 3}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=2, max_queue_size=10)
+        assert await dispatcher.start() == 1
+        while not ran or dispatcher.pending:
+            await asyncio.sleep(0.01)
+        assert ran == ["left-behind"]
+        await dispatcher.stop()
+        store.close()
+
+    asyncio.run(scenario())
