@@ -19,24 +19,12 @@ def leftovers(sandbox: Sandbox) -> list[str]:
     """Everything a finished run must not leave: processes of slot uids, box
     cgroups, box directories. A slot another process (another test run on this
     machine) holds right now is not ours to judge: its lock tells."""
-    import fcntl
     import glob
     import os
     import re
 
     def idle(slot: int) -> bool:
-        path = os.path.join(sandbox.state_dir, "locks", f"slot-{slot}.lock")
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)
+        return not sandbox.slot_in_use(slot)
 
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):

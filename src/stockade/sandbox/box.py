@@ -165,6 +165,10 @@ class Sandbox:
         """`run` for callers without an event loop."""
         return asyncio.run(self.run(*args, **kwargs))
 
+    def slot_in_use(self, index: int) -> bool:
+        """Whether any process on this host holds slot `index` right now."""
+        return self._slots.in_use(index)
+
     def close(self) -> None:
         self._slots.close()
 
@@ -177,7 +181,8 @@ class Sandbox:
         group = None
         try:
             make_box_dir(workdir, slot.uid, slot.gid, files)
-            group = self.cgroups.create(f"box-{slot.index}", memory=limits.memory, pids=limits.processes)
+            # Host-wide name: the uid is unique on the host while our lock holds it.
+            group = self.cgroups.create(f"box-{slot.uid}-{slot.index}", memory=limits.memory, pids=limits.processes)
             result = await self._supervise(slot, workdir, group, argv, stdin, limits, env, mounts, cwd, network)
             if patterns and result.status is not Status.sandbox_error:
                 result = replace(result, files=collect(workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
@@ -218,17 +223,23 @@ class Sandbox:
             out_r, out_w = pipe()
             err_r, err_w = pipe()
             inner = [*rlimit_argv(limits, self.cgroups.kind == "none"), *argv]
+            args_r, args_w = pipe()
             command = bwrap.build_argv(
-                self._bwrap.path, inner, workdir=workdir, etc_dir=self._etc_dir, etc_names=self._etc_names, tmp_size=limits.tmp_size,
-                env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r, seccomp_fd=seccomp_r,
-                network=network,
+                self._bwrap.path, inner, workdir=workdir, etc_dir=self._etc_dir, etc_names=self._etc_names,
+                tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r,
+                seccomp_fd=seccomp_r, network=network,
             )
+            # bwrap's options arrive on --args, which bwrap reads to EOF before doing
+            # anything: it waits there while we move it into the box's cgroup, so it
+            # creates the box (and the box's cgroup namespace) inside that cgroup.
+            split = command.index("--")  # the program stays on the command line
+            launch = [self._bwrap.path, "--args", str(args_r), *command[split:]]
             if self.is_root:
                 # bwrap starts as the slot's uid, never as root: a user namespace made by
                 # root maps the box's user to host uid 0. setpriv switches identity and
                 # execs bwrap, so that Popen can vfork: Popen(user=) must fork, copying
                 # the whole supervisor (milliseconds in a large server process).
-                command = [SETPRIV, f"--reuid={slot.uid}", f"--regid={slot.gid}", "--clear-groups", "--", *command]
+                launch = [SETPRIV, f"--reuid={slot.uid}", f"--regid={slot.gid}", "--clear-groups", "--", *launch]
                 # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
                 # does): its own pipes must belong to it, not to root with mode 0600.
                 for fd in (in_r, out_w, err_w):
@@ -237,14 +248,14 @@ class Sandbox:
                 # Empty environment: bwrap (pid 1's parent, visible in /proc) holds
                 # no secret of ours. close_fds: only the fds named here pass.
                 proc = subprocess.Popen(
-                    command, stdin=in_r, stdout=out_w, stderr=err_w, pass_fds=(info_w, block_r, seccomp_r),
-                    env={}, cwd="/", close_fds=True,
+                    launch, stdin=in_r, stdout=out_w, stderr=err_w,
+                    pass_fds=(args_r, info_w, block_r, seccomp_r), env={}, cwd="/", close_fds=True,
                 )
             except OSError as exc:
                 return RunResult(Status.sandbox_error, message=f"cannot start bubblewrap: {exc}")
             # block_r stays open here: after the run, a byte still in it means bwrap
             # failed building the box before it ever read it (the program never ran).
-            for fd in (in_r, out_w, err_w, info_w, seccomp_r):
+            for fd in (in_r, out_w, err_w, info_w, seccomp_r, args_r):
                 close(fd)
             pidfd = os.pidfd_open(proc.pid)
             fds.append(pidfd)
@@ -257,6 +268,17 @@ class Sandbox:
                 proc.returncode = 0
                 return _setup_failure(_read_available(err_r))
 
+            # Race-free start: bwrap (and so every process of the box) is in the
+            # cgroup before it even reads its options.
+            try:
+                group.add(proc.pid)
+            except SandboxError:
+                if _exited(pidfd):
+                    return await setup_failed()
+                raise
+            _write_all(args_w, b"".join(arg.encode() + b"\0" for arg in command[1:split]))
+            close(args_w)
+
             box_pid = await _read_child_pid(loop, info_r, pidfd)
             if box_pid is None:
                 return await setup_failed()
@@ -265,15 +287,7 @@ class Sandbox:
             except ProcessLookupError:
                 return await setup_failed()
             fds.append(box_pidfd)
-
-            # Handshake: the box's pid 1 is in the cgroup before the program
-            # exists, so everything it will ever fork is limited and counted.
-            try:
-                group.add(box_pid)
-            except SandboxError:
-                if _exited(box_pidfd):
-                    return await setup_failed()
-                raise
+            # The wall clock starts when the program may start.
             _write_all(block_w, b"1")
             close(block_w)
             started = time.monotonic()
@@ -475,6 +489,8 @@ def _check_input(argv, files, env, mounts, stdin) -> None:
     for mount in mounts:
         if not os.path.isabs(mount.source) or not os.path.isabs(mount.target):
             raise LimitError(f"mount paths must be absolute: {mount}")
+        if "\0" in mount.source + mount.target:
+            raise LimitError(f"mount paths must not contain NUL bytes: {mount}")
     if not isinstance(stdin, bytes | bytearray | memoryview):
         raise LimitError("stdin must be bytes")
 

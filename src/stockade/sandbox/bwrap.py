@@ -151,6 +151,9 @@ def build_argv(
     # Size-capped scratch space; its pages count against the box's memory too.
     a += ["--size", str(tmp_size), "--tmpfs", "/tmp"]
     a += ["--size", str(tmp_size), "--tmpfs", "/dev/shm"]
+    # bwrap's /dev tmpfs belongs to the box user: without this the program could
+    # replace /dev/null or /dev/stdin for everything it runs afterwards.
+    a += ["--remount-ro", "/dev"]
     a += ["--bind", workdir, BOX_DIR]
     for mount in mounts:
         a += ["--bind" if mount.writable else "--ro-bind", mount.source, mount.target]

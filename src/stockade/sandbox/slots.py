@@ -3,6 +3,8 @@ unprivileged host uid/gid (first_uid + index, like isolate's 60000 + box id).
 
 Slots are exclusive across processes too (an flock per slot), so two
 Stockade processes on one host never share a uid, a cgroup or a box directory.
+As root the lock is per host uid in a host-wide directory, whatever state
+directory each process uses: uids and cgroup names are host-wide too.
 The pool is not tied to one event loop: `Sandbox.run_sync` may use a new one
 per call."""
 
@@ -22,9 +24,13 @@ class Slot:
     gid: int
 
 
+HOST_LOCK_DIR = "/run/lock/stockade"
+
+
 class SlotPool:
     def __init__(self, lock_dir: str, count: int, first_uid: int, switch_user: bool):
-        self._lock_dir = lock_dir
+        self._lock_dir = HOST_LOCK_DIR if switch_user else lock_dir
+        os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
         self._first_uid = first_uid
         # Rootless: every box runs as ourselves (we cannot switch uid).
         self._switch_user = switch_user
@@ -37,10 +43,29 @@ class SlotPool:
             return Slot(index, self._first_uid + index, self._first_uid + index)
         return Slot(index, os.getuid(), os.getgid())
 
+    def lock_path(self, index: int) -> str:
+        slot = self._slot(index)
+        name = f"uid-{slot.uid}.lock" if self._switch_user else f"slot-{index}.lock"
+        return os.path.join(self._lock_dir, name)
+
+    def in_use(self, index: int) -> bool:
+        """Whether any process (this one included) holds slot `index` now."""
+        try:
+            fd = os.open(self.lock_path(index), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
     def _try_lock(self, index: int) -> bool:
         fd = self._fds.get(index)
         if fd is None:
-            path = os.path.join(self._lock_dir, f"slot-{index}.lock")
+            path = self.lock_path(index)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             self._fds[index] = fd
         try:
