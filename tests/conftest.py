@@ -40,3 +40,19 @@ def leftovers(sandbox: Sandbox) -> list[str]:
         if idle(slot):
             found.append(path)
     return found
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    from tests.engine import support
+
+    return support.catalog()
+
+
+@pytest.fixture(scope="session")
+def engine(sandbox):
+    from tests.engine import support
+
+    engine, path = support.make_engine(sandbox)
+    yield engine
+    support.remove(path)
