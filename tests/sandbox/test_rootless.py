@@ -73,3 +73,14 @@ def test_run_rootless_ok_and_limits(program_dir):
     # The bomb is gone: no process of ours is left.
     left = subprocess.run(["pgrep", "-u", str(NOBODY)], capture_output=True, text=True, check=False)
     assert left.stdout == ""
+
+
+def test_unusable_cache_home_is_a_clear_failure_not_a_traceback(program_dir):
+    hello = write(program_dir, "hello2.py", "print(1)\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           sys.executable, "-m", "stockade.cli", "run", hello],
+                          capture_output=True, env=env, timeout=120, check=False)
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("stockade: sandbox failure: cannot use the compile cache")
+    assert b"Traceback" not in done.stderr

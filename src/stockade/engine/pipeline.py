@@ -68,9 +68,12 @@ class Engine:
         self.sandbox = sandbox
         self.catalog = catalog
         cache_dir = os.fspath(cache_dir or default_cache_dir())
-        os.makedirs(cache_dir, mode=0o755, exist_ok=True)
-        _check_traversable(cache_dir)
-        self.cache = CompileCache(cache_dir, cache_size)
+        try:
+            os.makedirs(cache_dir, mode=0o755, exist_ok=True)
+            _check_traversable(cache_dir)
+            self.cache = CompileCache(cache_dir, cache_size)
+        except OSError as exc:
+            raise SandboxError(f"cannot use the compile cache at {cache_dir}: {exc.strerror or exc}") from None
         self.archive_limits = archive_limits or ArchiveLimits()
         self.compile_output_limit = compile_output_limit
 
