@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -67,11 +68,12 @@ def test_run_rootless_ok_and_limits(program_dir):
     assert result["status"] == "time_limit" and result["time"] >= 0.5
 
     bomb = write(program_dir, "bomb.py", "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass\n")
+    marker = f"bomb-{os.getpid()}-{time.monotonic_ns()}"  # in every bomb process's command line
     result = json.loads(as_nobody("run", bomb, "--processes", "16", "--cpu-time", "1", "--wall-time", "3",
-                                  "--json").stdout)
+                                  "--args", marker, "--json").stdout)
     assert result["status"] in ("time_limit", "wall_time_limit")
-    # The bomb is gone: no process of ours is left.
-    left = subprocess.run(["pgrep", "-u", str(NOBODY)], capture_output=True, text=True, check=False)
+    # The bomb is gone: no process of it is left.
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
     assert left.stdout == ""
 
 
