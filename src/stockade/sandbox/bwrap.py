@@ -77,6 +77,7 @@ def find_bwrap(path: str = BWRAP_PATH) -> BwrapInfo:
     return BwrapInfo(path, version)
 
 
+@functools.cache
 def root_links() -> list[tuple[str, str]]:
     """The merged-/usr links of the host (/bin -> usr/bin, /lib64 -> usr/lib64...),
     recreated as symlinks in the box; real directories are bound instead."""
@@ -88,6 +89,7 @@ def root_links() -> list[tuple[str, str]]:
     return links
 
 
+@functools.cache
 def root_dirs() -> list[str]:
     """On a host without merged /usr, /bin and /lib* are directories: bind them."""
     return [
