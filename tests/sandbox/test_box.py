@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from stockade.errors import LimitError
+from stockade.errors import LimitError, SandboxError
 from stockade.sandbox import File, Limits, MiB, Mount, Status
 from tests.conftest import leftovers
 
@@ -261,3 +261,12 @@ def test_sigterm_to_the_supervisor_cleans_up(sandbox, tmp_path):
         proc.kill()
         proc.wait()
     # the autouse fixture proves nothing is left: no process, cgroup or directory
+
+
+def test_an_exception_mid_run_still_cleans_up(sandbox):
+    # Too many files to collect: the supervisor raises, and every finally runs.
+    code = "import os\nfor i in range(25000): open(f'f{i}', 'w').close()"
+    with pytest.raises(SandboxError):
+        py(sandbox, code, collect=["*"], limits=Limits(cpu_time=10, open_files=64))
+    # the autouse fixture proves nothing is left; the slot is free again:
+    assert py(sandbox, "print('next')").stdout == b"next\n"
