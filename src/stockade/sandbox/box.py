@@ -144,7 +144,6 @@ class Sandbox:
         mounts: Sequence[Mount] = (),
         collect: Sequence[str] = (),
         cwd: str = bwrap.BOX_DIR,
-        network: bool = False,
     ) -> RunResult:
         """Run `argv` (paths as seen inside the box) with `files` written to
         /box and `stdin` fed to it, within `limits`. `collect` names files of
@@ -157,7 +156,7 @@ class Sandbox:
         _check_input(argv, files, env, mounts, stdin)
         slot = await self._slots.acquire()
         try:
-            return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd, network)
+            return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd)
         finally:
             self._slots.release(slot)
 
@@ -174,7 +173,7 @@ class Sandbox:
 
     # -- one run -----------------------------------------------------------
 
-    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd, network):
+    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
         workdir = os.path.join(self.boxes_dir, str(slot.index))
         if os.path.lexists(workdir):  # left by a supervisor that was killed -9
             remove_tree(workdir)
@@ -183,7 +182,7 @@ class Sandbox:
             make_box_dir(workdir, slot.uid, slot.gid, files)
             # Host-wide name: the uid is unique on the host while our lock holds it.
             group = self.cgroups.create(f"box-{slot.uid}-{slot.index}", memory=limits.memory, pids=limits.processes)
-            result = await self._supervise(slot, workdir, group, argv, stdin, limits, env, mounts, cwd, network)
+            result = await self._supervise(slot, workdir, group, argv, stdin, limits, env, mounts, cwd)
             if patterns and result.status is not Status.sandbox_error:
                 result = replace(result, files=collect(workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
             return result
@@ -194,7 +193,7 @@ class Sandbox:
             finally:
                 remove_tree(workdir)
 
-    async def _supervise(self, slot: Slot, workdir, group, argv, stdin, limits: Limits, env, mounts, cwd, network) -> RunResult:
+    async def _supervise(self, slot: Slot, workdir, group, argv, stdin, limits: Limits, env, mounts, cwd) -> RunResult:
         loop = asyncio.get_running_loop()
         out = _Outcome()
         fds: list[int] = []  # every fd we own, closed on every path out
@@ -217,7 +216,9 @@ class Sandbox:
             info_r, info_w = pipe()
             block_r, block_w = pipe()
             seccomp_r, seccomp_w = pipe()
-            _write_all(seccomp_w, seccomp.compile_filter(network=network))
+            # No network for any box yet (a networked box must first be kept off the
+            # host's loopback and private ranges: Judge0's CVE-2024-29021).
+            _write_all(seccomp_w, seccomp.compile_filter(network=False))
             close(seccomp_w)
             in_r, in_w = pipe()
             out_r, out_w = pipe()
@@ -227,7 +228,7 @@ class Sandbox:
             command = bwrap.build_argv(
                 self._bwrap.path, inner, workdir=workdir, etc_dir=self._etc_dir, etc_names=self._etc_names,
                 tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r,
-                seccomp_fd=seccomp_r, network=network,
+                seccomp_fd=seccomp_r,
             )
             # bwrap's options arrive on --args, which bwrap reads to EOF before doing
             # anything: it waits there while we move it into the box's cgroup, so it

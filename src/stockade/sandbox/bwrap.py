@@ -113,15 +113,14 @@ def build_argv(
     info_fd: int,
     block_fd: int,
     seccomp_fd: int,
-    network: bool = False,
 ) -> list[str]:
     """The full bwrap command line for one box. Every flag says what it stops."""
     a = [bwrap]
     # Every namespace (user, ipc, pid, net, uts, cgroup): the program sees no host
-    # process, no host network, no host IPC objects, not its own cgroup path.
+    # process, no host network (only its own loopback), no host IPC objects, not
+    # its own cgroup path. Never --share-net: the host's network namespace is the
+    # host's loopback services (Judge0's CVE-2024-29021).
     a += ["--unshare-all", "--unshare-user"]
-    if network:
-        a += ["--share-net"]
     # No nested user namespace: it is the door to most kernel privilege exploits.
     a += ["--disable-userns"]
     # If the supervisor dies, the box dies (no orphaned untrusted code).
