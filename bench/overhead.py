@@ -28,11 +28,14 @@ def bare_once() -> float:
     return time.perf_counter() - started
 
 
+BWRAP = ["/usr/bin/bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+         "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/lib", "/lib", "--symlink", "usr/bin", "/bin",
+         "--proc", "/proc", "--dev", "/dev", "--", *ARGV]
+
+
 def bwrap_once() -> float:
     started = time.perf_counter()
-    subprocess.run(["/usr/bin/bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/usr", "/usr",
-                    "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/lib", "/lib", "--symlink", "usr/bin", "/bin",
-                    "--proc", "/proc", "--dev", "/dev", "--", *ARGV], env={}, check=True)
+    subprocess.run(BWRAP, env={}, check=True)
     return time.perf_counter() - started
 
 
@@ -61,13 +64,13 @@ async def boxed_parallel(sandbox: Sandbox, n: int, width: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def bare_parallel(n: int, width: int) -> float:
+def bare_parallel(n: int, width: int, argv: list[str] = ARGV) -> float:
     started = time.perf_counter()
     running: list[subprocess.Popen] = []
     for _ in range(n):
         if len(running) >= width:
             running.pop(0).wait()
-        running.append(subprocess.Popen(ARGV, env={}))
+        running.append(subprocess.Popen(argv, env={}))
     for proc in running:
         proc.wait()
     return n / (time.perf_counter() - started)
@@ -100,9 +103,11 @@ def main() -> None:
     print(f"  supervisor CPU per run: {statistics.median(supervisor_cpu) * 1000:.2f} ms")
     width = 2 * cores
     bare_tp = bare_parallel(n, width)
+    bwrap_tp = bare_parallel(n, width, BWRAP)
     boxed_tp = loop.run_until_complete(boxed_parallel(sandbox, n, width))
     print(f"parallel, {width} at once, {n} runs:")
     print(f"  bare      {bare_tp:7.1f} runs/s")
+    print(f"  bwrap     {bwrap_tp:7.1f} runs/s   bwrap alone / bare = {bwrap_tp / bare_tp:.2f}")
     print(f"  stockade  {boxed_tp:7.1f} runs/s   throughput sandboxed / bare = {boxed_tp / bare_tp:.2f}")
     loop.close()
     sandbox.close()
