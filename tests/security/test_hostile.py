@@ -42,6 +42,7 @@ import pytest
 from stockade.sandbox import File, Limits, RunResult, Sandbox, Status, parse_size
 
 PROGRAMS_DIR = Path(__file__).parent / "programs"
+PROBE = Path(__file__).parent / "probe.py"
 FIRST_UID = 60000
 MAX_SLOTS = 4096  # any slot uid on the host counts, not only this module's four
 ENV_SECRET_NAME = "STOCKADE_HOSTILE_SUITE_SECRET"
@@ -427,7 +428,8 @@ def invocation(program: Program, compiled) -> tuple[list[str], dict]:
     if program.path.suffix == ".c":
         return [f"/box/{program.path.stem}"], {program.path.stem: File(compiled(program), 0o755)}
     argv = [*INTERPRETERS[program.path.suffix], f"/box/{program.name}"]
-    return argv, {program.name: program.path.read_bytes()}
+    # probe.py: the shared syscall probe the Python programs import.
+    return argv, {program.name: program.path.read_bytes(), "probe.py": PROBE.read_bytes()}
 
 
 def check_result(program: Program, result: RunResult, stdin: bytes, host: Host, label: str) -> None:
