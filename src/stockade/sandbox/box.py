@@ -277,7 +277,10 @@ class Sandbox:
                 if _exited(pidfd):
                     return await setup_failed()
                 raise
-            _write_all(args_w, b"".join(arg.encode() + b"\0" for arg in command[1:split]))
+            try:
+                _write_all(args_w, b"".join(arg.encode() + b"\0" for arg in command[1:split]))
+            except BrokenPipeError:  # bwrap (or setpriv) died before reading them
+                return await setup_failed()
             close(args_w)
 
             box_pid = await _read_child_pid(loop, info_r, pidfd)
