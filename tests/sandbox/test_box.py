@@ -270,3 +270,11 @@ def test_an_exception_mid_run_still_cleans_up(sandbox):
         py(sandbox, code, collect=["*"], limits=Limits(cpu_time=10, open_files=64))
     # the autouse fixture proves nothing is left; the slot is free again:
     assert py(sandbox, "print('next')").stdout == b"next\n"
+
+
+def test_cwd_is_box_or_a_directory_of_the_files(sandbox):
+    result = sandbox.run_sync(["/bin/pwd"], files={"src/main.c": b""}, cwd="/box/src")
+    assert result.stdout == b"/box/src\n"
+    for bad in ("/tmp", "/box/missing", "/boxer", "/box/../etc"):
+        with pytest.raises(LimitError):
+            sandbox.run_sync(["/bin/pwd"], files={"src/main.c": b""}, cwd=bad)

@@ -153,7 +153,7 @@ class Sandbox:
         limits = limits or Limits()
         files = files or {}
         env = dict(env or {})
-        _check_input(argv, files, env, mounts, stdin)
+        _check_input(argv, files, env, mounts, stdin, cwd)
         slot = await self._slots.acquire()
         try:
             return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd)
@@ -480,7 +480,7 @@ def _decode_status(status: int) -> tuple[int | None, int | None]:
     return code, None
 
 
-def _check_input(argv, files, env, mounts, stdin) -> None:
+def _check_input(argv, files, env, mounts, stdin, cwd) -> None:
     if isinstance(argv, str | bytes) or not argv or not all(isinstance(a, str) for a in argv):
         raise LimitError("argv must be a non-empty list of strings")
     if any("\0" in a for a in argv):
@@ -497,6 +497,13 @@ def _check_input(argv, files, env, mounts, stdin) -> None:
             raise LimitError(f"mount paths must not contain NUL bytes: {mount}")
     if not isinstance(stdin, bytes | bytearray | memoryview):
         raise LimitError("stdin must be bytes")
+    # bwrap changes directory after the box is built: a missing one would look
+    # like the program's own failure, so only /box and directories of `files`.
+    if cwd != bwrap.BOX_DIR:
+        inside = cwd.removeprefix(bwrap.BOX_DIR + "/").strip("/")
+        if not cwd.startswith(bwrap.BOX_DIR + "/") or not any(
+                "/".join(check_relpath(name)).startswith(inside + "/") for name in files):
+            raise LimitError(f"cwd must be /box or a directory made by files, got {cwd!r}")
 
 
 PRLIMIT = "/usr/bin/prlimit"
