@@ -202,35 +202,6 @@ def test_stale_group_is_replaced(backend, box):
         new.remove()
 
 
-def test_cleanup_stale_empties_the_parent():
-    # A parent of its own: cleanup_stale() removes every group under it.
-    parent = f"stockade-test-{os.getpid()}"
-    b = cgroup.detect(ROOT, parent=parent)
-    procs = []
-    try:
-        assert b.kind == "v1", b.reason
-        for name in ("a", "b"):
-            cg = b.create(name, pids=4)
-            procs.append(subprocess.Popen(["sleep", "30"]))
-            cg.add(procs[-1].pid)
-        b.cleanup_stale()
-        for p in procs:
-            assert p.wait(timeout=10) == -signal.SIGKILL
-        for h in HIERARCHIES:
-            with os.scandir(os.path.join(ROOT, h, parent)) as it:
-                assert [e.name for e in it if e.is_dir()] == []
-    finally:
-        b.cleanup_stale()
-        for p in procs:
-            p.kill()
-            p.wait()
-        for h in HIERARCHIES:
-            try:
-                os.rmdir(os.path.join(ROOT, h, parent))
-            except FileNotFoundError:
-                pass
-
-
 def test_none_backend_does_nothing():
     cg = cgroup.NoCgroup("test").create("x", memory=MiB, pids=1)
     cg.add(os.getpid())

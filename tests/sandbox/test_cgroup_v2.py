@@ -228,15 +228,6 @@ def test_stale_group_is_replaced(fake, sleeper):
     assert new.pids() == []
 
 
-def test_cleanup_stale(fake):
-    b = cgroup.detect(fake.root)
-    for name in ("a", "b"):
-        b.create(name)
-    b.cleanup_stale()
-    with os.scandir(b.parent) as it:
-        assert [e.name for e in it if e.is_dir()] == []
-
-
 def test_bad_name_is_refused(fake):
     b = cgroup.detect(fake.root)
     for name in ("", "..", "a/b"):

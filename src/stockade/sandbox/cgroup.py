@@ -19,7 +19,6 @@ INTERFACE CONTRACT (implemented by the cgroup helper; the supervisor relies on i
     cg.pids() -> list[int]
     cg.kill()               # SIGKILL every process, even ones forking (v2 cgroup.kill; v1 freeze/kill/thaw)
     cg.remove()             # kill, then rmdir (idempotent; never raises on "already gone")
-    backend.cleanup_stale() # remove groups a crashed supervisor left under `parent`
 """
 
 from __future__ import annotations
@@ -208,9 +207,6 @@ class CgroupBackend:
         _check_name(name)
         return Cgroup()
 
-    def cleanup_stale(self) -> None:
-        pass
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind}: {self.reason}>"
 
@@ -334,12 +330,6 @@ class V2Backend(CgroupBackend):
             raise SandboxError(f"cannot set limits on cgroup {cg.path}: {e}") from e
         return cg
 
-    def cleanup_stale(self) -> None:
-        with os.scandir(self.parent) as it:
-            names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
-        for name in names:
-            V2Cgroup(self, name).remove()
-
 
 # ---------------------------------------------------------------- cgroup v1
 
@@ -451,14 +441,6 @@ class V1Backend(CgroupBackend):
             cg.remove()
             raise SandboxError(f"cannot create cgroup {name} in v1 hierarchies: {e}") from e
         return cg
-
-    def cleanup_stale(self) -> None:
-        names: set[str] = set()
-        for p in set(self.parents.values()):
-            with os.scandir(p) as it:
-                names.update(e.name for e in it if e.is_dir(follow_symlinks=False))
-        for name in sorted(names):
-            V1Cgroup(self, name).remove()
 
 
 # ---------------------------------------------------------------- detection
