@@ -7,9 +7,13 @@ import asyncio
 import signal
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+
+from stockade.errors import LimitError
+from stockade.sandbox import Limits, parse_size
 
 
 def usage_error(message: str) -> NoReturn:
@@ -45,3 +49,23 @@ def run_cancellable(coro: Coroutine[Any, Any, Any]) -> Any:
             raise
 
     return asyncio.run(main())
+
+
+def read_source(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        usage_error(f"cannot read {str(file)!r}: {exc.strerror}")
+
+
+def limits_from_options(*, memory: str | None = None, output: str | None = None, **numbers: Any) -> Limits:
+    """Limits from CLI options: unset ones keep their defaults, SIZE strings
+    are parsed; anything malformed is a usage error (exit 2)."""
+    try:
+        given = {key: value for key, value in numbers.items() if value is not None}
+        for key, size in (("memory", memory), ("output", output)):
+            if size is not None:
+                given[key] = parse_size(size)
+        return Limits(**given)
+    except LimitError as exc:
+        usage_error(str(exc))

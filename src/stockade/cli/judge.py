@@ -10,10 +10,15 @@ from pathlib import Path
 import typer
 
 from stockade.cli import app
-from stockade.cli.common import run_cancellable, sandbox_failure, usage_error
+from stockade.cli.common import (
+    limits_from_options,
+    read_source,
+    run_cancellable,
+    sandbox_failure,
+    usage_error,
+)
 from stockade.cli.run import make_engine, resolve_runtime
-from stockade.errors import InvalidSubmission, LimitError, SandboxError, UnknownRuntime
-from stockade.sandbox import Limits, parse_size
+from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
 
 
 def load_tests(directory: Path):
@@ -58,19 +63,11 @@ def judge_command(
     from stockade.runtimes import Catalog
     from stockade.sandbox import Sandbox
 
-    try:
-        source = file.read_bytes()
-    except OSError as exc:
-        usage_error(f"cannot read {str(file)!r}: {exc.strerror}")
+    source = read_source(file)
     catalog = Catalog.load()
     runtime = resolve_runtime(catalog, file, language)
     cases = load_tests(tests)
-    try:
-        overrides = {"cpu_time": cpu_time, "wall_time": wall_time,
-                     "memory": parse_size(memory) if memory is not None else None}
-        limits = Limits(**{k: v for k, v in overrides.items() if v is not None})
-    except LimitError as exc:
-        usage_error(str(exc))
+    limits = limits_from_options(cpu_time=cpu_time, wall_time=wall_time, memory=memory)
     submission = Submission(runtime.key, source, compiler_options=compiler_options or "",
                             arguments=args or "", run_limits=limits, tests=cases,
                             stop_at_first_failure=stop, exact=exact)

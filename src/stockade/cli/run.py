@@ -15,9 +15,15 @@ from pathlib import Path
 import typer
 
 from stockade.cli import app
-from stockade.cli.common import run_cancellable, sandbox_failure, usage_error
-from stockade.errors import InvalidSubmission, LimitError, SandboxError, UnknownRuntime
-from stockade.sandbox import Limits, RunResult, Status, parse_size
+from stockade.cli.common import (
+    limits_from_options,
+    read_source,
+    run_cancellable,
+    sandbox_failure,
+    usage_error,
+)
+from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
+from stockade.sandbox import RunResult, Status
 
 
 def resolve_runtime(catalog, path: Path, name: str | None):
@@ -87,23 +93,11 @@ def run_command(
     from stockade.runtimes import Catalog
     from stockade.sandbox import Sandbox
 
-    try:
-        source = file.read_bytes()
-    except OSError as exc:
-        usage_error(f"cannot read {str(file)!r}: {exc.strerror}")
+    source = read_source(file)
     catalog = Catalog.load()
     runtime = resolve_runtime(catalog, file, language)
-    try:
-        overrides = {
-            "cpu_time": cpu_time,
-            "wall_time": wall_time,
-            "memory": parse_size(memory) if memory is not None else None,
-            "processes": processes,
-            "output": parse_size(output) if output is not None else None,
-        }
-        limits = Limits(**{k: v for k, v in overrides.items() if v is not None})
-    except LimitError as exc:
-        usage_error(str(exc))
+    limits = limits_from_options(cpu_time=cpu_time, wall_time=wall_time, memory=memory,
+                                 processes=processes, output=output)
     data = _read_stdin(stdin)
     submission = Submission(runtime.key, source, compiler_options=compiler_options or "",
                             arguments=args or "", run_limits=limits, tests=(TestCase(stdin=data),))
