@@ -266,17 +266,23 @@ def _bounded(data: bytes, limit: int) -> bytes:
     return data[:limit] + b"\n[compile output truncated]\n"
 
 
+# What a limit verdict says, for compile failures and test messages alike.
+_LIMIT_TEXT = {
+    "time_limit": "time limit exceeded",
+    "wall_time_limit": "wall time limit exceeded",
+    "memory_limit": "memory limit exceeded",
+    "output_limit": "output limit exceeded",
+}
+
+
 def _compile_failure(run: RunResult) -> str:
     if run.status is Status.ok or run.status is Status.runtime_error:
         if run.signal is not None:
             return f"the compiler was killed by signal {run.signal}"
         return f"compilation failed (exit code {run.exit_code})"
-    return {
-        Status.time_limit: "compilation time limit exceeded",
-        Status.wall_time_limit: "compilation wall time limit exceeded",
-        Status.memory_limit: "compilation memory limit exceeded",
-        Status.output_limit: "compilation output limit exceeded",
-    }.get(run.status, f"compilation failed ({run.status.value})")
+    if run.status.value in _LIMIT_TEXT:
+        return "compilation " + _LIMIT_TEXT[run.status.value]
+    return f"compilation failed ({run.status.value})"
 
 
 def _classify(runtime: Runtime, run: RunResult, merge_stderr: bool) -> RunResult:
@@ -309,13 +315,9 @@ def _message(test: TestResult) -> str:
         if run.signal is not None:
             return f"killed by signal {run.signal}"
         return f"exited with error status {run.exit_code}"
-    return {
-        Verdict.time_limit: "time limit exceeded",
-        Verdict.wall_time_limit: "wall time limit exceeded",
-        Verdict.memory_limit: "memory limit exceeded",
-        Verdict.output_limit: "output limit exceeded",
-        Verdict.wrong_answer: "wrong answer",
-    }.get(test.verdict, "")
+    if test.verdict is Verdict.wrong_answer:
+        return "wrong answer"
+    return _LIMIT_TEXT.get(test.verdict.value, "")
 
 
 def _check_traversable(path: str) -> None:
