@@ -296,8 +296,9 @@ class Sandbox:
             close(block_w)
             started = time.monotonic()
 
-            def kill(reason: Status) -> None:
-                out.events.add(reason)
+            def kill(reason: Status | None) -> None:
+                if reason is not None:
+                    out.events.add(reason)
                 with contextlib.suppress(OSError):
                     group.kill()
                 # Killing the pid namespace's init kills every process in it.
@@ -330,11 +331,8 @@ class Sandbox:
             wall = time.monotonic() - started
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            # bwrap is gone; its pid 1 (and with it every process of the pid
-            # namespace, a double-forked daemon too) dies now. The cgroup is killed
-            # once more, as a backstop, when it is removed.
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(box_pidfd, signal.SIGKILL)
+            # Everything in the box is dead now: close in the cgroup to be sure.
+            kill(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*eofs, _readable(loop, box_pidfd)), _DRAIN_GRACE)
             if _unread(block_r):
