@@ -5,15 +5,16 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# System packages: the sandbox (bubblewrap, libseccomp), the venv, and the tools
-# the test-suite uses (iproute2 for `ip`, procps for `ps`).
-DEB_CORE := bubblewrap libseccomp2 python3-venv python3-dev iproute2 procps
+# System packages: the sandbox (bubblewrap, libseccomp; gcc and libc6-dev build
+# the static stockade-launch), the venv, and the tools the test-suite uses
+# (iproute2 for `ip`, procps for `ps`).
+DEB_CORE := bubblewrap libseccomp2 gcc libc6-dev python3-venv python3-dev iproute2 procps
 # Language toolchains for the runtime catalog (Debian packages only: /usr).
 DEB_RUNTIMES := gcc g++ openjdk-17-jdk-headless nodejs rustc golang-go ruby php-cli perl lua5.4
 
-.PHONY: setup system-packages runtimes venv run test lint bench clean
+.PHONY: setup system-packages runtimes venv launcher run test lint bench clean
 
-setup: system-packages venv
+setup: system-packages venv launcher
 
 system-packages:
 	@bash scripts/apt-ensure.sh $(DEB_CORE)
@@ -27,6 +28,14 @@ $(VENV)/.stamp: pyproject.toml
 	@test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[service,test]'
 	@touch $@
+
+# The sandbox's small static helper (src/stockade/sandbox/launch.py says why).
+LAUNCHER := $(VENV)/libexec/stockade-launch
+launcher: $(LAUNCHER)
+$(LAUNCHER): src/stockade/sandbox/launch.c $(VENV)/.stamp
+	@mkdir -p $(@D)
+	@gcc -static -O2 -Wall -Wextra -Werror -o $@.new $<
+	@chmod 0755 $@.new && mv -f $@.new $@
 
 run: setup runtimes
 	$(VENV)/bin/stockade serve

@@ -163,9 +163,10 @@ def test_box_layout(sandbox):
     seen = json.loads(result.stdout)
     assert seen["cwd"] == "/box" and seen["uid"] == 1000 and seen["gid"] == 1000
     assert set(seen["env"]) == {"PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "EXTRA", "PWD"}  # PWD: bwrap --chdir
-    assert seen["root"] == ["bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"]
+    launcher = [".stockade-launch"] if sandbox.launcher else []
+    assert seen["root"] == [*launcher, "bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"]
     assert seen["fds"] == ["0", "1", "2", "3"]  # 3: the listdir itself
-    assert len(seen["pids"]) <= 3  # bwrap's init, prlimit->python, nothing of the host
+    assert len(seen["pids"]) <= 3  # bwrap's init, launcher->python, nothing of the host
 
 
 def test_mount_read_only(sandbox):

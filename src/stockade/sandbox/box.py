@@ -14,7 +14,6 @@ import ctypes
 import errno
 import json
 import logging
-import math
 import os
 import select
 import signal
@@ -24,7 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stockade.errors import LimitError, SandboxError, SandboxUnavailable
-from stockade.sandbox import bwrap, cgroup, seccomp
+from stockade.sandbox import bwrap, cgroup, launch, seccomp
+from stockade.sandbox.etc import EtcTree
 from stockade.sandbox.model import GiB, Limits, MiB, Mount, RunResult, Status, decide
 from stockade.sandbox.slots import Slot, SlotPool
 from stockade.sandbox.workdir import File, check_relpath, collect, make_box_dir, remove_tree
@@ -76,6 +76,9 @@ class Sandbox:
     `tune_cgroups` lets a root Sandbox switch on the kernel's `favordynmods`
     (see cgroup.favordynmods_plan): without it every run on an idle host waits
     several milliseconds for the kernel to move the box into its cgroup.
+    `launcher` is the static stockade-launch built by `make setup`; when it
+    does not exist (or is None), util-linux's setpriv and prlimit do its work,
+    about 2 ms slower per run (see launch.py).
     """
 
     def __init__(
@@ -87,18 +90,17 @@ class Sandbox:
         cgroup_root: str = "/sys/fs/cgroup",
         box_space: int | None = None,
         tune_cgroups: bool = True,
+        launcher: str | None = launch.DEFAULT_LAUNCHER,
     ):
         if not 1 <= slots <= 4096:
             raise LimitError("slots must be between 1 and 4096")
         self._bwrap = bwrap.find_bwrap()
         self.is_root = os.geteuid() == 0
-        for tool in (PRLIMIT, SETPRIV) if self.is_root else (PRLIMIT,):
-            if not os.access(tool, os.X_OK):
-                raise SandboxUnavailable(f"{tool} not found: install Debian's util-linux")
         self.state_dir = state_dir or _default_state_dir()
-        self._etc_dir = os.path.join(self.state_dir, "etc")
         self.boxes_dir = os.path.join(self.state_dir, "boxes")
         self._prepare_state(box_space)
+        # Our copy of stockade-launch, or None: then setpriv and prlimit do its work.
+        self.launcher = launch.install(launcher, self.state_dir)
         self.cgroups = cgroup.detect(root=cgroup_root, parent="stockade")
         self.cgroup_tuning = "not tuned"
         if self.is_root and self.cgroups.kind != "none" and tune_cgroups:
@@ -113,21 +115,15 @@ class Sandbox:
         # state_dir and boxes/ are 0711: slot uids may traverse to their own box
         # directory (bwrap binds it as that uid) but never list the others;
         # each box directory is 0700 and owned by its slot's uid.
-        for path, mode in ((self.state_dir, 0o711), (self.boxes_dir, 0o711), (self._etc_dir, 0o755),
+        for path, mode in ((self.state_dir, 0o711), (self.boxes_dir, 0o711),
                            (os.path.join(self.state_dir, "locks"), 0o700)):
             os.makedirs(path, mode=mode, exist_ok=True)
             st = os.lstat(path)
             if st.st_uid != os.geteuid() or not os.path.isdir(path) or os.path.islink(path):
                 raise SandboxUnavailable(f"{path} is not a directory owned by us")
             os.chmod(path, mode)
-        self._etc_names = sorted(bwrap.etc_files())
-        for name, text in bwrap.etc_files().items():
-            path = os.path.join(self._etc_dir, name)
-            tmp = path + ".new"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+        self._etc = EtcTree(self.state_dir)
+        self._etc.current()  # build it now: a broken state directory fails here, not in a run
         if self.is_root:
             _mount_box_space(self.boxes_dir, box_space or _default_box_space())
 
@@ -223,24 +219,30 @@ class Sandbox:
             in_r, in_w = pipe()
             out_r, out_w = pipe()
             err_r, err_w = pipe()
-            inner = [*rlimit_argv(limits, self.cgroups.kind == "none"), *argv]
+            etc_dir = self._etc.current()
+            for mount in mounts:
+                if mount.target.startswith("/etc/"):
+                    # A runtime's own configuration (/etc/php): bound over our /etc.
+                    self._etc.mountpoint(etc_dir, mount.target, os.path.isdir(mount.source))
+            box_launcher = launch.BOX_LAUNCHER if self.launcher else None
+            inner = [*launch.rlimit_argv(limits, self.cgroups.kind == "none", box_launcher), *argv]
             args_r, args_w = pipe()
             command = bwrap.build_argv(
-                self._bwrap.path, inner, workdir=workdir, etc_dir=self._etc_dir, etc_names=self._etc_names,
+                self._bwrap.path, inner, workdir=workdir, etc_dir=etc_dir,
                 tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r,
-                seccomp_fd=seccomp_r,
+                seccomp_fd=seccomp_r, launcher=self.launcher,
             )
             # bwrap's options arrive on --args, which bwrap reads to EOF before doing
             # anything: it waits there while we move it into the box's cgroup, so it
             # creates the box (and the box's cgroup namespace) inside that cgroup.
             split = command.index("--")  # the program stays on the command line
-            launch = [self._bwrap.path, "--args", str(args_r), *command[split:]]
+            launch_argv = [self._bwrap.path, "--args", str(args_r), *command[split:]]
             if self.is_root:
                 # bwrap starts as the slot's uid, never as root: a user namespace made by
-                # root maps the box's user to host uid 0. setpriv switches identity and
-                # execs bwrap, so that Popen can vfork: Popen(user=) must fork, copying
-                # the whole supervisor (milliseconds in a large server process).
-                launch = [SETPRIV, f"--reuid={slot.uid}", f"--regid={slot.gid}", "--clear-groups", "--", *launch]
+                # root maps the box's user to host uid 0. The launcher switches identity
+                # and execs bwrap, so that Popen can vfork: Popen(user=) must fork,
+                # copying the whole supervisor (milliseconds in a large server process).
+                launch_argv = [*launch.identity_argv(slot.uid, slot.gid, self.launcher), *launch_argv]
                 # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
                 # does): its own pipes must belong to it, not to root with mode 0600.
                 for fd in (in_r, out_w, err_w):
@@ -249,7 +251,7 @@ class Sandbox:
                 # Empty environment: bwrap (pid 1's parent, visible in /proc) holds
                 # no secret of ours. close_fds: only the fds named here pass.
                 proc = subprocess.Popen(
-                    launch, stdin=in_r, stdout=out_w, stderr=err_w,
+                    launch_argv, stdin=in_r, stdout=out_w, stderr=err_w,
                     pass_fds=(args_r, info_w, block_r, seccomp_r), env={}, cwd="/", close_fds=True,
                 )
             except OSError as exc:
@@ -279,7 +281,7 @@ class Sandbox:
                 raise
             try:
                 _write_all(args_w, b"".join(arg.encode() + b"\0" for arg in command[1:split]))
-            except BrokenPipeError:  # bwrap (or setpriv) died before reading them
+            except BrokenPipeError:  # bwrap (or the launcher) died before reading them
                 return await setup_failed()
             close(args_w)
 
@@ -331,10 +333,17 @@ class Sandbox:
             wall = time.monotonic() - started
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
-            # Everything in the box is dead now: close in the cgroup to be sure.
-            kill(None)
+            # bwrap's monitor exits as soon as it has the exit code; the box's pid 1
+            # may still be on its way out. Killing it ends the pid namespace: the
+            # kernel kills every process in it before pid 1 is reported exited.
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(box_pidfd, signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*eofs, _readable(loop, box_pidfd)), _DRAIN_GRACE)
+            # Then the cgroup is empty (one read), unless something escaped the
+            # pid namespace into it: that is killed too, frozen first.
+            with contextlib.suppress(OSError):
+                group.kill()
             if _unread(block_r):
                 return _setup_failure(bytes(out.stderr))
             usages = [usage, _reap_orphan(box_pid, box_pidfd)]
@@ -495,6 +504,8 @@ def _check_input(argv, files, env, mounts, stdin, cwd) -> None:
             raise LimitError(f"mount paths must be absolute: {mount}")
         if "\0" in mount.source + mount.target:
             raise LimitError(f"mount paths must not contain NUL bytes: {mount}")
+        if os.path.normpath(mount.target) in ("/", "/etc", "/usr", "/proc", "/dev", "/box"):
+            raise LimitError(f"mount target {mount.target} would replace part of the box itself")
     if not isinstance(stdin, bytes | bytearray | memoryview):
         raise LimitError("stdin must be bytes")
     # bwrap changes directory after the box is built: a missing one would look
@@ -504,36 +515,6 @@ def _check_input(argv, files, env, mounts, stdin, cwd) -> None:
         if not cwd.startswith(bwrap.BOX_DIR + "/") or not any(
                 "/".join(check_relpath(name)).startswith(inside + "/") for name in files):
             raise LimitError(f"cwd must be /box or a directory made by files, got {cwd!r}")
-
-
-PRLIMIT = "/usr/bin/prlimit"
-SETPRIV = "/usr/bin/setpriv"
-
-
-def rlimit_argv(limits: Limits, per_process_fallback: bool) -> list[str]:
-    """`prlimit` (util-linux) as the first program of the box: it lowers its own
-    limits and execs the real program, so every process the program ever makes
-    inherits them. (Setting them from outside with prlimit(2) needs
-    CAP_SYS_RESOURCE, which many container hosts, this one included, lack.)"""
-    cpu = math.ceil(limits.cpu_time) + 1
-    args = [
-        PRLIMIT,
-        # Backstop for the cgroup CPU watch (SIGXCPU, then SIGKILL one second later).
-        f"--cpu={cpu}:{cpu + 1}",
-        # No file bigger than this (SIGXFSZ): /box and /tmp stay small.
-        f"--fsize={limits.file_size}:{limits.file_size}",
-        # Descriptor exhaustion stays inside the box.
-        f"--nofile={limits.open_files}:{limits.open_files}",
-        f"--stack={limits.stack}:{limits.stack}",
-        # No core dumps: written where nobody looks, and slowly.
-        "--core=0:0",
-        # Locked memory cannot be reclaimed: none.
-        "--memlock=0:0",
-    ]
-    if per_process_fallback:
-        # Without a cgroup these are all we have (per process, per uid).
-        args += [f"--nproc={limits.processes}:{limits.processes}", f"--as={limits.memory}:{limits.memory}"]
-    return [*args, "--"]
 
 
 async def _read_child_pid(loop, info_fd: int, pidfd: int) -> int | None:

@@ -24,6 +24,7 @@ MIN_VERSION = (0, 8, 0)  # --disable-userns and --size appeared by 0.8
 BOX_UID = 1000
 BOX_GID = 1000
 BOX_DIR = "/box"
+BOX_LAUNCHER = "/.stockade-launch"  # see launch.py
 
 # The only variables a program starts with (plus the runtime's own).
 BASE_ENV = {
@@ -34,11 +35,6 @@ BASE_ENV = {
     "USER": "box",
     "LOGNAME": "box",
 }
-
-# Host paths under /etc that runtimes need, bound read-only when present:
-# the dynamic loader's cache and the alternatives links (/usr/bin/java -> ...).
-HOST_ETC = ("ld.so.cache", "alternatives", "localtime")
-
 
 @dataclass(frozen=True)
 class BwrapInfo:
@@ -105,7 +101,6 @@ def build_argv(
     *,
     workdir: str,
     etc_dir: str,
-    etc_names: Sequence[str],
     tmp_size: int,
     env: Mapping[str, str],
     mounts: Sequence[Mount] = (),
@@ -113,6 +108,7 @@ def build_argv(
     info_fd: int,
     block_fd: int,
     seccomp_fd: int,
+    launcher: str | None = None,
 ) -> list[str]:
     """The full bwrap command line for one box. Every flag says what it stops."""
     a = [bwrap]
@@ -139,12 +135,9 @@ def build_argv(
         a += ["--symlink", target, link]
     for path in root_dirs():
         a += ["--ro-bind", path, path]
-    # A generated /etc: passwd/group naming the box user, no shadow, no host secrets.
-    a += ["--tmpfs", "/etc"]
-    for name in etc_names:
-        a += ["--ro-bind", os.path.join(etc_dir, name), "/etc/" + name]
-    for name in HOST_ETC:
-        a += ["--ro-bind-try", "/etc/" + name, "/etc/" + name]
+    # A generated /etc (etc.py): passwd/group naming the box user, no shadow, no
+    # host secrets; one read-only bind of a directory nothing in the box can change.
+    a += ["--ro-bind", etc_dir, "/etc"]
     # A fresh procfs for the box's pid namespace (bwrap keeps /proc/sys read-only).
     a += ["--proc", "/proc"]
     # Only null, zero, full, random, urandom, tty, pts: no disk or kernel devices.
@@ -156,10 +149,11 @@ def build_argv(
     # replace /dev/null or /dev/stdin for everything it runs afterwards.
     a += ["--remount-ro", "/dev"]
     a += ["--bind", workdir, BOX_DIR]
+    if launcher:
+        # The box's first program (it sets the rlimits, then execs the user's).
+        a += ["--ro-bind", launcher, BOX_LAUNCHER]
     for mount in mounts:
         a += ["--bind" if mount.writable else "--ro-bind", mount.source, mount.target]
-    # /etc was a tmpfs to hold the binds above; now nothing in it can change.
-    a += ["--remount-ro", "/etc"]
     # The root directory itself is bwrap's tmpfs: make it read-only too.
     a += ["--remount-ro", "/"]
     a += ["--chdir", cwd]
@@ -173,18 +167,3 @@ def build_argv(
     a += ["--seccomp", str(seccomp_fd)]
     a += ["--", *argv]
     return a
-
-
-def etc_files(uid: int = BOX_UID, gid: int = BOX_GID) -> dict[str, str]:
-    """The box's /etc: names for the box user, loopback hosts, nothing secret."""
-    return {
-        "passwd": (
-            "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
-            f"box:x:{uid}:{gid}:box:{BOX_DIR}:/bin/sh\n"
-            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-        ),
-        "group": f"root:x:0:\nbox:x:{gid}:\nnogroup:x:65534:\n",
-        "hosts": "127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost\n",
-        "hostname": "box\n",
-        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
-    }

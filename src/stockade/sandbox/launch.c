@@ -1,0 +1,112 @@
+/*
+ * stockade-launch: set rlimits, maybe drop to an unprivileged uid, exec.
+ *
+ *   stockade-launch [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...
+ *
+ * Stockade runs it twice per box, in place of two dynamically linked execs:
+ *   - outside, as root: --uid/--gid switch to the slot's host uid (no
+ *     supplementary groups), then it execs bubblewrap (was: setpriv);
+ *   - inside the box, as its first program: the --rlimit options, then it execs
+ *     the user's program, which inherits them (was: util-linux prlimit).
+ * Built statically by `make setup`, so an exec costs no dynamic loading.
+ *
+ * It parses only what Stockade's supervisor writes (numbers and fixed names;
+ * user input only ever appears after "--", as argv items passed through
+ * unchanged). Any error: a message on stderr and exit status 127, before exec.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static const struct {
+    const char *name;
+    int resource;
+} RESOURCES[] = {
+    {"cpu", RLIMIT_CPU},         {"fsize", RLIMIT_FSIZE},   {"nofile", RLIMIT_NOFILE},
+    {"stack", RLIMIT_STACK},     {"core", RLIMIT_CORE},     {"memlock", RLIMIT_MEMLOCK},
+    {"nproc", RLIMIT_NPROC},     {"as", RLIMIT_AS},
+};
+
+static void die(const char *what, const char *detail) {
+    fprintf(stderr, "stockade-launch: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    exit(127);
+}
+
+static unsigned long long number(const char *text, const char *option) {
+    char *end;
+    if (*text < '0' || *text > '9')
+        die("not a number in", option);
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno || end == text || (*end && *end != ':'))
+        die("not a number in", option);
+    return value;
+}
+
+static void set_rlimit(const char *spec, const char *option) {
+    const char *colon = strchr(spec, ':');
+    if (!colon)
+        die("expected NAME:SOFT:HARD in", option);
+    size_t length = (size_t)(colon - spec);
+    int resource = -1;
+    for (size_t i = 0; i < sizeof RESOURCES / sizeof RESOURCES[0]; i++)
+        if (strlen(RESOURCES[i].name) == length && !strncmp(RESOURCES[i].name, spec, length))
+            resource = RESOURCES[i].resource;
+    if (resource < 0)
+        die("unknown resource in", option);
+    const char *hard_text = strchr(colon + 1, ':');
+    if (!hard_text)
+        die("expected NAME:SOFT:HARD in", option);
+    struct rlimit limit = {number(colon + 1, option), number(hard_text + 1, option)};
+    if (strchr(hard_text + 1, ':') || limit.rlim_cur > limit.rlim_max)
+        die("bad limits in", option);
+    if (setrlimit(resource, &limit))
+        die(option, strerror(errno));
+}
+
+int main(int argc, char **argv) {
+    long long uid = -1, gid = -1;
+    int i = 1;
+    for (; i < argc && strcmp(argv[i], "--"); i++) {
+        if (!strncmp(argv[i], "--uid=", 6))
+            uid = (long long)number(argv[i] + 6, argv[i]);
+        else if (!strncmp(argv[i], "--gid=", 6))
+            gid = (long long)number(argv[i] + 6, argv[i]);
+        else if (!strncmp(argv[i], "--rlimit=", 9))
+            set_rlimit(argv[i] + 9, argv[i]);
+        else
+            die("unknown option", argv[i]);
+    }
+    if (i + 1 >= argc)
+        die("usage: stockade-launch [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...", NULL);
+    if ((uid < 0) != (gid < 0))
+        die("--uid and --gid go together", NULL);
+    if (uid >= 0) {
+        if (uid == 0 || gid == 0 || uid > 0xfffffffeLL || gid > 0xfffffffeLL)
+            die("refusing to run as uid or gid 0 (or out of range)", NULL);
+        /* Groups first: after setresuid we could no longer drop them. */
+        if (setgroups(0, NULL))
+            die("setgroups", strerror(errno));
+        if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid))
+            die("setresgid", strerror(errno));
+        if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid))
+            die("setresuid", strerror(errno));
+        uid_t r, e, s;
+        gid_t rg, eg, sg;
+        if (getresuid(&r, &e, &s) || getresgid(&rg, &eg, &sg) || r != uid || e != uid || s != uid ||
+            rg != gid || eg != gid || sg != gid || getgroups(0, NULL) != 0)
+            die("identity did not change", NULL);
+        /* Root may not come back (a kernel that ignored the drop would allow it). */
+        if (setresuid(0, 0, 0) == 0)
+            die("could regain uid 0 after dropping it", NULL);
+    }
+    execvp(argv[i + 1], argv + i + 1);
+    int error = errno;
+    fprintf(stderr, "stockade-launch: cannot run %s: %s\n", argv[i + 1], strerror(error));
+    return error == ENOENT ? 127 : 126;
+}

@@ -1,0 +1,104 @@
+"""The two short steps around bubblewrap: become the slot's uid, then set rlimits.
+
+Outside the box, as root, something must switch to the slot's host uid and exec
+bwrap (Popen(user=) cannot vfork, so it would copy the whole supervisor on every
+spawn). Inside the box, the first program sets the rlimits and execs the user's
+program, so everything it starts inherits them (setting them from outside with
+prlimit(2) needs CAP_SYS_RESOURCE, which many container hosts lack).
+
+Both steps are done by `stockade-launch` (launch.c, built statically by
+`make setup` into the venv's libexec/): one exec of a small static binary each.
+Without it, the same two steps are done by util-linux's setpriv and prlimit,
+two dynamically linked execs that cost about a millisecond more each."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Sequence
+
+from stockade.errors import SandboxUnavailable
+from stockade.sandbox import bwrap
+from stockade.sandbox.model import Limits
+
+LAUNCHER_NAME = "stockade-launch"
+# Where `make setup` builds it: the venv's (or installation's) libexec/.
+DEFAULT_LAUNCHER = os.path.join(sys.prefix, "libexec", LAUNCHER_NAME)
+# Where the box sees it (a read-only bind of the Sandbox's own copy).
+BOX_LAUNCHER = bwrap.BOX_LAUNCHER
+
+PRLIMIT = "/usr/bin/prlimit"
+SETPRIV = "/usr/bin/setpriv"
+
+
+def rlimits(limits: Limits, per_process_fallback: bool) -> list[tuple[str, int, int]]:
+    """(name, soft, hard) of every rlimit a box's program starts with."""
+    cpu = math.ceil(limits.cpu_time) + 1
+    values = [
+        # Backstop for the cgroup CPU watch (SIGXCPU, then SIGKILL one second later).
+        ("cpu", cpu, cpu + 1),
+        # No file bigger than this (SIGXFSZ): /box and /tmp stay small.
+        ("fsize", limits.file_size, limits.file_size),
+        # Descriptor exhaustion stays inside the box.
+        ("nofile", limits.open_files, limits.open_files),
+        ("stack", limits.stack, limits.stack),
+        # No core dumps: written where nobody looks, and slowly.
+        ("core", 0, 0),
+        # Locked memory cannot be reclaimed: none.
+        ("memlock", 0, 0),
+    ]
+    if per_process_fallback:
+        # Without a cgroup these are all we have (per process, per uid).
+        values += [("nproc", limits.processes, limits.processes), ("as", limits.memory, limits.memory)]
+    return values
+
+
+def rlimit_argv(limits: Limits, per_process_fallback: bool, launcher: str | None = BOX_LAUNCHER) -> list[str]:
+    """The box's first program and its options, up to and including "--"."""
+    values = rlimits(limits, per_process_fallback)
+    if launcher:
+        return [launcher, *(f"--rlimit={name}:{soft}:{hard}" for name, soft, hard in values), "--"]
+    return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, soft, hard in values), "--"]
+
+
+def identity_argv(uid: int, gid: int, launcher: str | None) -> list[str]:
+    """Switch to uid/gid with no supplementary groups, then exec what follows."""
+    if launcher:
+        return [launcher, f"--uid={uid}", f"--gid={gid}", "--"]
+    return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+
+
+def vet(path: str, owners: Sequence[int]) -> None:
+    """A launcher someone else could replace would decide what every box runs."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise SandboxUnavailable(f"{path} is not a regular file")
+    if st.st_uid not in owners:
+        raise SandboxUnavailable(f"{path} is owned by uid {st.st_uid}, not by {' or '.join(map(str, owners))}")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SandboxUnavailable(f"{path} is writable by group or others")
+    if not st.st_mode & stat.S_IXUSR:
+        raise SandboxUnavailable(f"{path} is not executable")
+
+
+def install(source: str | None, state_dir: str) -> str | None:
+    """Copy the built launcher into the state directory (0755, ours), where
+    every slot uid can reach it; None when there is none: use the fallbacks.
+
+    The copy is what runs, outside and inside the box: a source under a
+    private home directory would not be reachable by the slot uids."""
+    if source is None or not os.path.exists(source):
+        for tool in (PRLIMIT, SETPRIV):
+            if not os.access(tool, os.X_OK):
+                raise SandboxUnavailable(f"{tool} not found: install Debian's util-linux (or run make setup)")
+        return None
+    vet(source, owners=(0, os.geteuid()))
+    target = os.path.join(state_dir, LAUNCHER_NAME)
+    tmp = target + ".new"
+    shutil.copyfile(source, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,131 @@
+"""stockade-launch (launch.c): the static helper that becomes the slot's uid
+outside the box and sets the rlimits inside it. Run for real, on harmless
+programs; and the Sandbox's fallback to setpriv + prlimit without it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+from stockade.errors import SandboxUnavailable
+from stockade.sandbox import Limits, Sandbox, Status, launch
+
+LAUNCHER = launch.DEFAULT_LAUNCHER
+PY = "/usr/bin/python3"
+# Line 1: identity; line 2: the rlimits set (nofile, cpu, core).
+SHOW = ("import os, resource as r; print(os.getresuid(), os.getresgid(), os.getgroups());"
+        " print(r.getrlimit(r.RLIMIT_NOFILE), r.getrlimit(r.RLIMIT_CPU), r.getrlimit(r.RLIMIT_CORE))")
+
+
+def test_launcher_is_built():
+    # `make setup` builds it; without it every box pays two dynamic execs more.
+    assert os.access(LAUNCHER, os.X_OK), f"{LAUNCHER} missing: run `make setup`"
+    st = os.stat(LAUNCHER)
+    assert not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([LAUNCHER, *args], capture_output=True, text=True, env={}, timeout=30, check=False)
+
+
+def test_sets_rlimits_then_execs():
+    done = run("--rlimit=nofile:20:30", "--rlimit=cpu:5:6", "--rlimit=core:0:0", "--", PY, "-c", SHOW)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == "(20, 30) (5, 6) (0, 0)"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can switch to another uid")
+def test_drops_to_uid_without_groups_for_good():
+    done = run("--uid=65534", "--gid=65534", "--", PY, "-c",
+               SHOW + "\ntry:\n    os.setuid(0)\nexcept PermissionError:\n    print('no way back')")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "(65534, 65534, 65534) (65534, 65534, 65534) []"
+    assert done.stdout.rstrip().endswith("no way back")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--uid=0", "--gid=0"], "refusing to run as uid or gid 0"),
+    (["--uid=65534"], "--uid and --gid go together"),
+    (["--rlimit=bogus:1:1"], "unknown resource"),
+    (["--rlimit=nofile:9:8"], "bad limits"),
+    (["--rlimit=nofile:-1:8"], "not a number"),
+    (["--rlimit=nofile:1x:8"], "not a number"),
+    (["--rlimit=nofile:1"], "expected NAME:SOFT:HARD"),
+    (["--rlimit=nofile:1:2:3"], "bad limits"),
+    (["--frobnicate"], "unknown option"),
+])
+def test_refuses_bad_options_before_running_anything(args, message):
+    done = run(*args, "--", PY, "-c", "print('ran')")
+    assert done.returncode == 127 and message in done.stderr and done.stdout == ""
+
+
+def test_needs_a_program():
+    assert run("--rlimit=core:0:0").returncode == 127
+    assert run("--rlimit=core:0:0", "--").returncode == 127
+
+
+def test_a_missing_program_is_reported():
+    done = run("--", "/nonexistent/program")
+    assert done.returncode == 127 and "cannot run /nonexistent/program" in done.stderr
+
+
+def test_arguments_pass_through_untouched():
+    hostile = ["; rm -rf /", "$(id)", "a\nb", "--uid=0", "--"]
+    done = run("--", PY, "-c", "import sys; print(sys.argv[1:])", *hostile)
+    assert done.stdout.strip() == repr(hostile)
+
+
+def test_install_vets_and_copies(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    copy = launch.install(LAUNCHER, str(state))
+    assert copy == str(state / "stockade-launch")
+    assert stat.S_IMODE(os.stat(copy).st_mode) == 0o755
+    with open(copy, "rb") as a, open(LAUNCHER, "rb") as b:
+        assert a.read() == b.read()
+    writable = tmp_path / "writable-launch"
+    shutil.copyfile(LAUNCHER, writable)
+    os.chmod(writable, 0o777)
+    with pytest.raises(SandboxUnavailable, match="writable by group or others"):
+        launch.install(str(writable), str(state))
+    if os.geteuid() == 0:
+        os.chmod(writable, 0o755)
+        os.chown(writable, 65534, 65534)
+        with pytest.raises(SandboxUnavailable, match="owned by uid 65534"):
+            launch.install(str(writable), str(state))
+    # No launcher at all: None, and the Sandbox uses setpriv and prlimit.
+    assert launch.install(str(tmp_path / "missing"), str(state)) is None
+    assert launch.install(None, str(state)) is None
+
+
+def test_sandbox_without_launcher_still_applies_every_limit():
+    with tempfile.TemporaryDirectory(prefix="stockade-nolaunch-", dir="/run" if os.geteuid() == 0 else None) as state:
+        box = Sandbox(slots=2, state_dir=state, launcher=None)
+        try:
+            assert box.launcher is None
+            result = box.run_sync(["/bin/sh", "-c", "ulimit -n; ulimit -c; id -u; ls -a /"],
+                                  limits=Limits(open_files=23))
+            assert result.status is Status.ok, result
+            nofile, core, uid, *root = result.stdout.decode().split()
+            assert (nofile, core, uid) == ("23", "0", "1000") and ".stockade-launch" not in root
+            hog = box.run_sync([PY, "-c", "while True: pass"], limits=Limits(cpu_time=0.3))
+            assert hog.status is Status.time_limit
+        finally:
+            box.close()
+            if os.geteuid() == 0:
+                subprocess.run(["umount", os.path.join(state, "boxes")], check=False, capture_output=True)
+
+
+def test_sandbox_with_launcher_applies_limits_inside(sandbox):
+    assert sandbox.launcher is not None and sandbox.launcher.startswith(sandbox.state_dir)
+    result = sandbox.run_sync([PY, "-c", SHOW], limits=Limits(open_files=17, cpu_time=1.5))
+    assert result.status is Status.ok, result
+    # Inside the box: uid 1000 in the box's own user namespace, the limits set.
+    identity, limits = result.stdout.decode().splitlines()
+    assert identity.startswith("(1000, 1000, 1000) (1000, 1000, 1000)")
+    assert limits == "(17, 17) (3, 4) (0, 0)"
