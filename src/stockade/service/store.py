@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -89,6 +90,17 @@ submissions = Table(
 
 Row = dict[str, Any]
 
+# The hot statements, built once: building an update with .values() on every
+# call cost SQLAlchemy more (~0.5 ms) than SQLite's own work. Columns to set come
+# from the parameters' keys; the where clause's names must not be column names.
+_INSERT = insert(submissions)
+_FINISH = update(submissions).where(
+    submissions.c.token == bindparam("where_token"),
+    submissions.c.status_id.in_((IN_QUEUE, PROCESSING)),
+)
+_SET = update(submissions).where(submissions.c.token == bindparam("where_token"))
+_GET = select(submissions).where(submissions.c.token == bindparam("where_token"))
+
 
 def utcnow() -> dt.datetime:
     """Naive UTC with milliseconds, the precision Judge0 shows."""
@@ -149,7 +161,7 @@ class Store:
     # --- writes
     def _insert(self, rows: Sequence[Row]) -> None:
         with self.engine.begin() as connection:
-            connection.execute(insert(submissions), list(rows))
+            connection.execute(_INSERT, list(rows))
 
     async def insert(self, rows: Sequence[Row]) -> None:
         """Store new submissions; returns once they are committed."""
@@ -158,11 +170,7 @@ class Store:
 
     def _finish(self, token: str, values: Row) -> bool:
         with self.engine.begin() as connection:
-            result = connection.execute(
-                update(submissions)
-                .where(submissions.c.token == token, submissions.c.status_id.in_((IN_QUEUE, PROCESSING)))
-                .values(**values)
-            )
+            result = connection.execute(_FINISH, {**values, "where_token": token})
             return result.rowcount == 1
 
     async def finish(self, token: str, values: Row) -> bool:
@@ -171,7 +179,7 @@ class Store:
 
     def _set(self, token: str, values: Row) -> None:
         with self.engine.begin() as connection:
-            connection.execute(update(submissions).where(submissions.c.token == token).values(**values))
+            connection.execute(_SET, {**values, "where_token": token})
 
     async def callback_done(self, token: str) -> None:
         await self._call(self._set, token, {"callback_pending": False})
@@ -190,8 +198,13 @@ class Store:
             rows = connection.execute(select(submissions).where(submissions.c.token.in_(tokens))).mappings()
             return {row["token"]: dict(row) for row in rows}
 
+    def _get(self, token: str) -> Row | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(_GET, {"where_token": token}).mappings().first()
+            return dict(row) if row is not None else None
+
     async def get(self, token: str) -> Row | None:
-        return (await self._call(self._get_many, [token])).get(token)
+        return await self._call(self._get, token)
 
     async def get_many(self, tokens: Iterable[str]) -> dict[str, Row]:
         return await self._call(self._get_many, list(tokens))
