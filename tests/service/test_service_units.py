@@ -239,3 +239,79 @@ def test_dispatcher_recovers_unfinished_rows_on_start(tmp_path):
         store.close()
 
     asyncio.run(scenario())
+
+
+class _SlowStore:
+    """A store whose inserts wait for `commit` (or fail), recording the order of writes."""
+
+    def __init__(self, fail: bool = False):
+        self.commit = asyncio.Event()
+        self.fail = fail
+        self.writes: list[tuple[str, str]] = []
+
+    async def insert(self, rows):
+        await self.commit.wait()
+        if self.fail:
+            raise OSError("disk full")
+        self.writes += [("insert", row["token"]) for row in rows]
+
+    async def finish(self, token, values):
+        self.writes.append(("finish", token))
+        return True
+
+    async def unfinished(self):
+        return []
+
+
+def test_dispatcher_stores_a_result_only_after_its_row_is_committed():
+    from stockade.service.dispatch import Dispatcher
+
+    async def scenario() -> None:
+        store = _SlowStore()
+        started = asyncio.Event()
+
+        async def execute(row):
+            started.set()
+            return {"status_id": 3}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
+        await dispatcher.start()
+        submitting = asyncio.ensure_future(dispatcher.submit([_stored_row("a")], wait=True))
+        await started.wait()  # the run does not wait for the commit...
+        await asyncio.sleep(0.01)
+        assert not submitting.done() and store.writes == []  # ...but the answer and the result do
+        store.commit.set()
+        [result] = await submitting
+        assert (await result)["status_id"] == 3
+        assert store.writes == [("insert", "a"), ("finish", "a")]
+        await dispatcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_dispatcher_forgets_a_submission_whose_insert_failed():
+    from stockade.service.dispatch import Dispatcher
+
+    async def scenario() -> None:
+        store = _SlowStore(fail=True)
+        ran: list[str] = []
+        finished: list[str] = []
+
+        async def execute(row):
+            ran.append(row["token"])
+            return {"status_id": 3}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5,
+                                on_finished=lambda row: finished.append(row["token"]))
+        await dispatcher.start()
+        submitting = asyncio.ensure_future(dispatcher.submit([_stored_row("a"), _stored_row("b")], wait=True))
+        await asyncio.sleep(0.01)
+        store.commit.set()
+        with pytest.raises(OSError, match="disk full"):
+            await submitting
+        await asyncio.sleep(0.01)
+        assert store.writes == [] and finished == [] and dispatcher.pending == 0
+        assert ran == ["a"]  # started before the failure; "b" never runs
+        await dispatcher.stop()
+
+    asyncio.run(scenario())

@@ -6,6 +6,11 @@ so nothing accepted is lost. In memory there is only the order of work, the set
 of tokens being run, and the futures of requests waiting for a result
 (`wait=true`), resolved the moment the result is stored: no polling.
 
+A run may start while its row is still being committed (that commit is the
+longest wait on an idle server's path); its result is stored, and answered,
+only after the commit, and dropped if the commit failed (nobody was told the
+submission exists).
+
 Swappable: the API only calls submit/wait_for/is_processing/has_room; a
 distributed dispatcher (Celery on Redis) can offer the same four.
 """
@@ -13,6 +18,7 @@ distributed dispatcher (Celery on Redis) can offer the same four.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -53,7 +59,7 @@ class Dispatcher:
         self.on_finished = on_finished
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._rows: dict[str, Row | None] = {}  # unfinished token -> row (None: read it from the store)
-        self._reserved = 0  # places taken by submissions being stored right now
+        self._commits: dict[str, asyncio.Future[None]] = {}  # token -> its insert, while in flight
         self._processing: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[Row]]] = {}
         self._tasks: list[asyncio.Task] = []
@@ -63,7 +69,7 @@ class Dispatcher:
     @property
     def pending(self) -> int:
         """Unfinished submissions: queued or running."""
-        return len(self._rows) + self._reserved
+        return len(self._rows)
 
     def has_room(self, count: int = 1) -> bool:
         return self.pending + count <= self.max_queue_size
@@ -72,24 +78,33 @@ class Dispatcher:
         return token in self._processing
 
     async def submit(self, rows: Sequence[Row], *, wait: bool = False) -> list[asyncio.Future[Row]]:
-        """Store and queue submissions; raises QueueFull without storing any.
+        """Store and queue submissions; returns once they are committed. Raises
+        QueueFull without storing any, or the store's error (then none is run).
         With wait, returns one future per row, resolved with the stored result."""
         if not self.has_room(len(rows)):
             raise QueueFull()
-        futures = [self._waiter(row["token"]) for row in rows] if wait else []
-        self._reserved += len(rows)
-        try:
-            await self.store.insert(rows)
-        except BaseException:
-            for row in rows:
-                self._drop_waiters(row["token"])
-            raise
-        finally:
-            self._reserved -= len(rows)
-        for row in rows:
-            self._rows[row["token"]] = row
-            self._queue.put_nowait(row["token"])
+        tokens = [row["token"] for row in rows]
+        futures = [self._waiter(token) for token in tokens] if wait else []
+        # The insert is a task of its own: a request that goes away while it is
+        # in flight does not stop it, and what it commits is run.
+        commit = asyncio.ensure_future(self.store.insert(rows))
+        commit.add_done_callback(functools.partial(self._committed, tokens))
+        for token, row in zip(tokens, rows, strict=True):
+            self._rows[token] = row
+            self._commits[token] = commit
+            self._queue.put_nowait(token)
+        await asyncio.shield(commit)
         return futures
+
+    def _committed(self, tokens: list[str], commit: asyncio.Future[None]) -> None:
+        for token in tokens:
+            self._commits.pop(token, None)
+        if commit.cancelled() or commit.exception() is not None:
+            # Never stored, so never acknowledged: forget the rows (a worker
+            # skips them, or drops the result of one it already started).
+            for token in tokens:
+                self._rows.pop(token, None)
+                self._drop_waiters(token)
 
     def _waiter(self, token: str) -> asyncio.Future[Row]:
         # One future per waiting request: a client that goes away cancels only
@@ -145,7 +160,9 @@ class Dispatcher:
                 self._processing.discard(token)
 
     async def _run_one(self, token: str) -> None:
-        row = self._rows.get(token)
+        if token not in self._rows:  # its insert failed
+            return
+        row = self._rows[token]
         if row is None:
             row = await self.store.get(token)
             if row is None:  # deleted meanwhile
@@ -159,6 +176,11 @@ class Dispatcher:
         except Exception as exc:
             log.exception("submission %s failed in the engine", token)
             values = self.fail(row, exc)
+        commit = self._commits.get(token)
+        if commit is not None:
+            await asyncio.wait([commit])  # its outcome is _committed's business
+        if token not in self._rows:
+            return  # never stored (the insert failed): nobody waits for this result
         # Exactly one result: the store writes only over an unfinished row.
         stored = await self.store.finish(token, values)
         self._rows.pop(token, None)
