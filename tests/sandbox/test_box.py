@@ -279,3 +279,102 @@ def test_cwd_is_box_or_a_directory_of_the_files(sandbox):
     for bad in ("/tmp", "/box/missing", "/boxer", "/box/../etc"):
         with pytest.raises(LimitError):
             sandbox.run_sync(["/bin/pwd"], files={"src/main.c": b""}, cwd=bad)
+
+
+# -- warm boxes: built ahead of time, one run each ------------------------------
+
+LAYOUT = ("import os, json, resource as r; print(json.dumps({'cwd': os.getcwd(), 'env': dict(os.environ),"
+          "'uid': os.getuid(), 'nofile': r.getrlimit(r.RLIMIT_NOFILE), 'cpu': r.getrlimit(r.RLIMIT_CPU),"
+          "'fds': sorted(os.listdir('/proc/self/fd')), 'files': sorted(os.listdir('.')), 'in': input()}))")
+
+
+@pytest.fixture
+def warm_sandbox():
+    from stockade.sandbox import Sandbox
+
+    box = Sandbox(slots=4, warm=2)
+    yield box
+    box.close()
+
+
+def test_warm_run_matches_a_cold_run(sandbox, warm_sandbox):
+    limits = Limits(open_files=21, cpu_time=1.5)
+    kw = dict(files={"sub/data": b"x"}, stdin=b"hi\n", limits=limits, env={"EXTRA": "1"}, cwd="/box/sub")
+
+    async def warm_run():
+        assert await warm_sandbox.prewarm() == 2
+        return await warm_sandbox.run([PY, "-c", LAYOUT], **kw)
+
+    warm = asyncio.run(warm_run())
+    cold = sandbox.run_sync([PY, "-c", LAYOUT], **kw)
+    assert warm_sandbox.warm_runs == 1 and warm_sandbox.cold_runs == 0
+    assert warm.status is Status.ok and cold.status is Status.ok, (warm, cold)
+    assert json.loads(warm.stdout) == json.loads(cold.stdout)
+    seen = json.loads(warm.stdout)
+    assert seen["cwd"] == "/box/sub" and seen["nofile"] == [21, 21] and seen["cpu"] == [3, 4]
+    assert seen["fds"] == ["0", "1", "2", "3"] and seen["files"] == ["data"] and seen["in"] == "hi"
+    assert set(seen["env"]) == {"PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "EXTRA", "PWD"}
+
+
+def test_warm_runs_enforce_limits_and_leave_nothing(warm_sandbox):
+    async def runs():
+        await warm_sandbox.prewarm()
+        hog = await warm_sandbox.run([PY, "-c", "b = bytearray(200 << 20)"], limits=Limits(memory=64 * MiB))
+        spin = await warm_sandbox.run([PY, "-c", "while True: pass"], limits=Limits(cpu_time=0.3))
+        fork = await warm_sandbox.run(["/bin/sh", "-c", "for i in $(seq 50); do sleep 5 & done; wait"],
+                                      limits=Limits(processes=8, wall_time=3))
+        return hog, spin, fork
+
+    hog, spin, fork = asyncio.run(runs())
+    assert warm_sandbox.warm_runs >= 2
+    assert hog.status is Status.memory_limit and spin.status is Status.time_limit, (hog, spin)
+    assert fork.status is Status.runtime_error and b"Cannot fork" in fork.stderr, fork
+    warm_sandbox.close()  # the warm boxes built after these runs go too
+    assert leftovers(warm_sandbox) == []
+
+
+def test_runs_that_do_not_fit_a_warm_box_go_cold(warm_sandbox):
+    with tempfile.TemporaryDirectory(dir="/tmp") as host_dir:
+        os.chmod(host_dir, 0o755)
+
+        async def runs():
+            await warm_sandbox.prewarm()
+            mounted = await warm_sandbox.run(["/bin/ls", "/data"], mounts=[Mount(host_dir, "/data")])
+            small_tmp = await warm_sandbox.run(["/bin/df", "-k", "/tmp"], limits=Limits(tmp_size=4 * MiB))
+            huge_argv = await warm_sandbox.run(["/bin/echo", "x" * 70_000])
+            return mounted, small_tmp, huge_argv
+
+        mounted, small_tmp, huge_argv = asyncio.run(runs())
+    assert (mounted.status, small_tmp.status, huge_argv.status) == (Status.ok,) * 3
+    assert b"4096" in small_tmp.stdout and len(huge_argv.stdout) == 70_001
+    assert warm_sandbox.warm_runs == 0 and warm_sandbox.cold_runs == 3
+
+
+def test_idle_warm_boxes_never_starve_cold_runs():
+    from stockade.sandbox import Sandbox
+
+    box = Sandbox(slots=2, warm=1)
+    try:
+        async def runs():
+            assert await box.prewarm() == 1
+            # Two runs that cannot use a warm box, at once, with only two slots.
+            return await asyncio.gather(*(box.run(["/bin/echo", "ok"], limits=Limits(tmp_size=4 * MiB))
+                                          for _ in range(2)))
+
+        results = asyncio.wait_for(runs(), 30)
+        assert [r.stdout for r in asyncio.run(results)] == [b"ok\n", b"ok\n"]
+    finally:
+        box.close()
+    assert leftovers(box) == []
+
+
+def test_warm_boxes_of_a_finished_event_loop_are_replaced(warm_sandbox):
+    async def once():
+        await warm_sandbox.prewarm()
+        return await warm_sandbox.run(["/bin/echo", "again"])
+
+    for _ in range(3):  # each asyncio.run is a new loop: its warm boxes are rebuilt
+        assert asyncio.run(once()).stdout == b"again\n"
+    assert warm_sandbox.warm_runs == 3
+    warm_sandbox.close()
+    assert leftovers(warm_sandbox) == []

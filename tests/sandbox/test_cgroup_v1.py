@@ -100,6 +100,22 @@ def test_limits_are_written_in_every_hierarchy(backend):
         cg.remove()
 
 
+def test_limits_change_both_ways(backend):
+    # A warm box's group is made with default limits, then set to the run's own.
+    name = f"test-{os.getpid()}-relimit"
+    cg = backend.create(name, memory=256 * MiB, pids=64)
+    mem = os.path.join(ROOT, "memory/stockade", name)
+    try:
+        for memory, pids in ((32 * MiB, 8), (512 * MiB, 100), (64 * MiB, 16)):
+            cg.set_limits(memory=memory, pids=pids)
+            assert int(open(f"{mem}/memory.limit_in_bytes").read()) == memory
+            if os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):
+                assert int(open(f"{mem}/memory.memsw.limit_in_bytes").read()) == memory
+            assert open(os.path.join(ROOT, "pids/stockade", name, "pids.max")).read() == f"{pids}\n"
+    finally:
+        cg.remove()
+
+
 def test_child_is_in_every_hierarchy(box):
     cg, p = box("time.sleep(30)")
     assert cg.pids() == [p.pid]

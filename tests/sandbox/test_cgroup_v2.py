@@ -140,6 +140,14 @@ def test_limits_are_written_in_kernel_format(fake):
     cg.remove()
 
 
+def test_limits_can_be_changed(fake):
+    cg = cgroup.detect(fake.root).create("slot-1", memory=64 * MiB, pids=16)
+    cg.set_limits(memory=8 * MiB, pids=4)
+    assert fake.read("stockade/slot-1/memory.max") == str(8 * MiB)
+    assert fake.read("stockade/slot-1/pids.max") == "4"
+    cg.remove()
+
+
 def test_no_limits_leaves_max(fake):
     cgroup.detect(fake.root).create("slot-1")
     assert fake.read("stockade/slot-1/memory.max") == "max\n"

@@ -129,3 +129,46 @@ def test_sandbox_with_launcher_applies_limits_inside(sandbox):
     identity, limits = result.stdout.decode().splitlines()
     assert identity.startswith("(1000, 1000, 1000) (1000, 1000, 1000)")
     assert limits == "(17, 17) (3, 4) (0, 0)"
+
+
+def exec_fd(message: bytes, *options: str) -> subprocess.CompletedProcess:
+    r, w = os.pipe()
+    os.write(w, message)
+    os.close(w)
+    try:
+        return subprocess.run([LAUNCHER, *options, f"--exec-fd={r}"], pass_fds=[r], capture_output=True,
+                              text=True, env={}, timeout=30, check=False)
+    finally:
+        os.close(r)
+
+
+def test_exec_fd_takes_the_run_from_the_pipe():
+    code = "import os; print(os.getcwd(), sorted(os.environ.items())); print(sorted(os.listdir('/proc/self/fd')))"
+    done = exec_fd(b"Rnofile:20:30\0Rcpu:5:6\0EPATH=/usr/bin\0EKEY=a=b\0C/tmp\0Apython3\0A-c\0A" + code.encode()
+                   + b"\0A$(id); rm -rf /\0")
+    assert done.returncode == 0, done.stderr
+    cwd_env, fds = done.stdout.splitlines()
+    assert cwd_env.startswith("/tmp [('KEY', 'a=b'), ") and "('PATH', '/usr/bin')" in cwd_env
+    assert fds == "['0', '1', '2', '3']"  # the run's pipe is closed; 3 is the listdir
+    limits = exec_fd(b"Rnofile:20:30\0Rcpu:5:6\0EPATH=/usr/bin\0Apython3\0A-c\0A" + SHOW.encode() + b"\0")
+    assert limits.stdout.splitlines()[1].startswith("(20, 30) (5, 6) ")
+
+
+@pytest.mark.parametrize("message, error", [
+    (b"", "no program in the run"),
+    (b"Atrue", "not NUL-terminated"),
+    (b"Xwhat\0Atrue\0", "bad item"),
+    (b"Atrue\0Rcore:0:0\0", "bad item"),  # limits come before the program
+    (b"Rbogus:1:1\0Atrue\0", "unknown resource"),
+    (b"C/nonexistent\0A/bin/true\0", "/nonexistent"),
+    (b"A/nonexistent/program\0", "cannot run /nonexistent/program"),
+])
+def test_exec_fd_refuses_a_bad_run(message, error):
+    done = exec_fd(message)
+    assert done.returncode == 127 and error in done.stderr and done.stdout == ""
+
+
+def test_exec_fd_takes_nothing_else():
+    done = subprocess.run([LAUNCHER, "--exec-fd=5", "--", "/bin/true"], capture_output=True, text=True, check=False)
+    assert done.returncode == 127 and "no --uid, no program" in done.stderr
+    assert exec_fd(b"A/bin/true\0", "--uid=65534", "--gid=65534").returncode == 127

@@ -27,7 +27,14 @@ from stockade.sandbox import bwrap, cgroup, launch, seccomp
 from stockade.sandbox.etc import EtcTree
 from stockade.sandbox.model import GiB, Limits, MiB, Mount, RunResult, Status, decide
 from stockade.sandbox.slots import Slot, SlotPool
-from stockade.sandbox.workdir import File, check_relpath, collect, make_box_dir, remove_tree
+from stockade.sandbox.workdir import (
+    File,
+    check_relpath,
+    collect,
+    make_box_dir,
+    remove_tree,
+    write_files,
+)
 
 log = logging.getLogger("stockade.sandbox")
 
@@ -39,6 +46,10 @@ _READ_CHUNK = 1 << 16
 _DRAIN_GRACE = 1.0
 # A CPU check never waits less than this (bounds the checks of a busy run).
 _MIN_CPU_CHECK = 0.01
+# Warm boxes are built with these limits, adjusted when a run takes one.
+_WARM_LIMITS = Limits()
+# The largest run sent to a warm box (below a pipe's 64 KiB: never blocks).
+_WARM_MESSAGE_MAX = 60_000
 
 
 def _default_state_dir() -> str:
@@ -46,6 +57,41 @@ def _default_state_dir() -> str:
         return "/run/stockade"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     return os.path.join(runtime, "stockade") if runtime else f"/tmp/stockade-{os.getuid()}"
+
+
+@dataclass(eq=False)
+class _Box:
+    """One box as bwrap builds it: its processes, our fds, where it lives."""
+
+    slot: Slot
+    workdir: str
+    group: cgroup.Cgroup
+    loop: asyncio.AbstractEventLoop
+    fds: list[int] = field(default_factory=list)  # every fd we own, closed on every path out
+    watched: list[int] = field(default_factory=list)  # fds the event loop watches
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    pidfd: int = -1  # bwrap's
+    box_pid: int = -1  # the box's pid 1
+    box_pidfd: int = -1
+    in_w: int = -1
+    out_r: int = -1
+    err_r: int = -1
+    block_r: int = -1
+    block_w: int = -1
+    exec_w: int = -1  # a warm box's run goes here
+    info_r: int = -1
+    info: bytearray = field(default_factory=bytearray)  # read from info_r so far
+
+    def pipe(self) -> tuple[int, int]:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        self.fds.extend((r, w))
+        return r, w
+
+    def close(self, fd: int) -> None:
+        if fd in self.fds:
+            self.fds.remove(fd)
+            os.close(fd)
 
 
 @dataclass
@@ -78,7 +124,10 @@ class Sandbox:
     several milliseconds for the kernel to move the box into its cgroup.
     `launcher` is the static stockade-launch built by `make setup`; when it
     does not exist (or is None), util-linux's setpriv and prlimit do its work,
-    about 2 ms slower per run (see launch.py).
+    about 1 ms slower per run (see launch.py).
+    `warm` boxes are kept built ahead of time, each holding a slot, so that a
+    run (without extra mounts) pays only for its own program: see "warm boxes"
+    below. They are built on the event loop of the runs, after the first one.
     """
 
     def __init__(
@@ -91,9 +140,12 @@ class Sandbox:
         box_space: int | None = None,
         tune_cgroups: bool = True,
         launcher: str | None = launch.DEFAULT_LAUNCHER,
+        warm: int = 0,
     ):
         if not 1 <= slots <= 4096:
             raise LimitError("slots must be between 1 and 4096")
+        if not 0 <= warm <= slots // 2:
+            raise LimitError(f"warm must be between 0 and half the slots ({slots // 2})")
         self._bwrap = bwrap.find_bwrap()
         self.is_root = os.geteuid() == 0
         self.state_dir = state_dir or _default_state_dir()
@@ -107,6 +159,10 @@ class Sandbox:
             self.cgroup_tuning = cgroup.favor_dynamic_migrations()
         self._slots = SlotPool(os.path.join(self.state_dir, "locks"), slots, first_uid, self.is_root)
         self._ncpu = len(os.sched_getaffinity(0))
+        self.warm = warm if self.launcher else 0
+        self._warm: list[_Box] = []  # built, idle, waiting for a run
+        self._warming: set[asyncio.Task] = set()
+        self.warm_runs = self.cold_runs = 0  # runs that found a warm box, runs that did not
         _become_subreaper()
 
     # -- setup -------------------------------------------------------------
@@ -150,7 +206,14 @@ class Sandbox:
         files = files or {}
         env = dict(env or {})
         _check_input(argv, files, env, mounts, stdin, cwd)
-        slot = await self._slots.acquire()
+        message = self._warm_message(argv, limits, env, mounts, cwd)
+        box = self._take_warm() if message is not None else None
+        self._refill_warm()
+        if box is not None:
+            self.warm_runs += 1
+            return await self._run_warm(box, message, files, stdin, limits, collect)
+        self.cold_runs += 1
+        slot = await self._acquire_slot()
         try:
             return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd)
         finally:
@@ -164,213 +227,359 @@ class Sandbox:
         """Whether any process on this host holds slot `index` right now."""
         return self._slots.in_use(index)
 
+    async def prewarm(self) -> int:
+        """Build warm boxes up to `warm` now, instead of after the next run (a
+        server calls it at start); returns how many are ready."""
+        self._refill_warm()
+        await asyncio.gather(*self._warming, return_exceptions=True)
+        return len(self._warm)
+
     def close(self) -> None:
+        self._discard_warm()
         self._slots.close()
+
+    # -- warm boxes ----------------------------------------------------------
+    #
+    # A warm box is built ahead of time, while nobody waits for it: slot, /box,
+    # cgroup, bubblewrap with the whole mount table, seccomp, and as its first
+    # program stockade-launch --exec-fd, blocked reading the run. A run takes
+    # one, writes its files and limits, sends the program, limits and environment
+    # on that pipe, and pays only for the exec of its program; a new warm box is
+    # then built in the background. A warm box serves exactly one run and is
+    # torn down like any other. Only runs with the warm boxes' shape (no extra
+    # mounts, the default /tmp size) and a built launcher use them.
+
+    def _warm_message(self, argv, limits: Limits, env, mounts, cwd) -> bytes | None:
+        """The run as stockade-launch --exec-fd reads it; None if no warm box fits."""
+        if not self.warm or not self.launcher or mounts or limits.tmp_size != _WARM_LIMITS.tmp_size:
+            return None
+        items = [f"R{name}:{soft}:{hard}" for name, soft, hard in launch.rlimits(limits, self.cgroups.kind == "none")]
+        # The environment bwrap would have made: ours, the caller's, PWD of --chdir.
+        items += [f"E{key}={value}" for key, value in {**bwrap.BASE_ENV, **env, "PWD": cwd}.items()]
+        items += [f"C{cwd}", *(f"A{arg}" for arg in argv)]
+        message = b"".join(item.encode() + b"\0" for item in items)
+        # It must fit in the pipe: the write never waits for the box.
+        return message if len(message) <= _WARM_MESSAGE_MAX else None
+
+    def _take_warm(self) -> _Box | None:
+        loop = asyncio.get_running_loop()
+        while self._warm:
+            box = self._warm.pop()
+            if box.loop is loop and not _exited(box.pidfd):
+                return box
+            self._teardown_now(box)  # built for another event loop, or died idle
+        return None
+
+    def _refill_warm(self) -> None:
+        loop = asyncio.get_running_loop()
+        if any(box.loop is not loop for box in self._warm):
+            self._discard_warm()
+        self._warming = {t for t in self._warming if not t.done() and t.get_loop() is loop}
+        while self.warm and self.launcher and len(self._warm) + len(self._warming) < self.warm:
+            task = loop.create_task(self._make_warm())
+            self._warming.add(task)
+
+    async def _make_warm(self) -> None:
+        slot = self._slots.try_acquire()
+        if slot is None:
+            return  # every slot is busy: runs go cold until one is free
+        box = None
+        try:
+            box = self._new_box(slot, {}, _WARM_LIMITS)
+            exec_r, box.exec_w = box.pipe()
+            inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}"]
+            failure = await self._start(box, inner, {}, (), bwrap.BOX_DIR, _WARM_LIMITS, (exec_r,))
+            if failure is not None:
+                log.warning("cannot build a warm box: %s", failure.message)
+                self.warm = 0  # the cold path reports the same failure to each run
+            else:
+                # Let bwrap finish the box now; the launcher then waits for the run.
+                _write_all(box.block_w, b"1")
+                box.close(box.block_w)
+                if self.warm:
+                    self._warm.append(box)
+                    box = None
+        except (OSError, SandboxError) as exc:
+            log.warning("cannot build a warm box: %s", exc)
+        finally:
+            if box is not None:
+                self._teardown_now(box)
+
+    def _discard_warm(self) -> None:
+        for task in self._warming:
+            task.cancel()
+        self._warming.clear()
+        while self._warm:
+            self._teardown_now(self._warm.pop())
+
+    def _teardown_now(self, box: _Box) -> None:
+        """Kill and remove a box that never ran anything of a caller's."""
+        try:
+            self._stop(box)
+        finally:
+            try:
+                box.group.remove()
+            finally:
+                remove_tree(box.workdir)
+                self._slots.release(box.slot)
+
+    async def _acquire_slot(self) -> Slot:
+        slot = self._slots.try_acquire()
+        if slot is None and self._warm:
+            # Idle warm boxes must never starve a run that cannot use one.
+            self._teardown_now(self._warm.pop(0))
+        return slot or await self._slots.acquire()
+
+    async def _run_warm(self, box: _Box, message: bytes, files, stdin, limits: Limits, patterns) -> RunResult:
+        try:
+            try:
+                write_files(box.workdir, box.slot.uid, box.slot.gid, files)
+                box.group.set_limits(memory=limits.memory, pids=limits.processes)
+            except SandboxError as exc:
+                return RunResult(Status.sandbox_error, message=str(exc))
+            try:
+                _write_all(box.exec_w, message)
+            except BrokenPipeError:  # the launcher is gone: the box died idle
+                return RunResult(Status.sandbox_error, message="the prepared box ended before the run")
+            box.close(box.exec_w)
+            result = await self._watch(box, stdin, limits)
+            if patterns and result.status is not Status.sandbox_error:
+                result = replace(result, files=collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
+            return result
+        finally:
+            self._teardown_now(box)
 
     # -- one run -----------------------------------------------------------
 
-    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
+    def _new_box(self, slot: Slot, files, limits: Limits) -> _Box:
         workdir = os.path.join(self.boxes_dir, str(slot.index))
         if os.path.lexists(workdir):  # left by a supervisor that was killed -9
             remove_tree(workdir)
-        group = None
+        make_box_dir(workdir, slot.uid, slot.gid, files)
         try:
-            make_box_dir(workdir, slot.uid, slot.gid, files)
             # Host-wide name: the uid is unique on the host while our lock holds it.
             group = self.cgroups.create(f"box-{slot.uid}-{slot.index}", memory=limits.memory, pids=limits.processes)
-            result = await self._supervise(slot, workdir, group, argv, stdin, limits, env, mounts, cwd)
+        except BaseException:
+            remove_tree(workdir)
+            raise
+        return _Box(slot, workdir, group, asyncio.get_running_loop())
+
+    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
+        box = self._new_box(slot, files, limits)
+        try:
+            inner = [*launch.rlimit_argv(limits, self.cgroups.kind == "none",
+                                         launch.BOX_LAUNCHER if self.launcher else None), *argv]
+            failure = await self._start(box, inner, env, mounts, cwd, limits)
+            if failure is not None:
+                return failure
+            # The wall clock starts when the program may start.
+            _write_all(box.block_w, b"1")
+            box.close(box.block_w)
+            result = await self._watch(box, stdin, limits)
             if patterns and result.status is not Status.sandbox_error:
-                result = replace(result, files=collect(workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
+                result = replace(result, files=collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
             return result
         finally:
             try:
-                if group is not None:
-                    group.remove()
+                self._stop(box)
             finally:
-                remove_tree(workdir)
+                try:
+                    box.group.remove()
+                finally:
+                    remove_tree(box.workdir)
 
-    async def _supervise(self, slot: Slot, workdir, group, argv, stdin, limits: Limits, env, mounts, cwd) -> RunResult:
-        loop = asyncio.get_running_loop()
-        out = _Outcome()
-        fds: list[int] = []  # every fd we own, closed on every path out
-
-        def pipe() -> tuple[int, int]:
-            r, w = os.pipe2(os.O_CLOEXEC)
-            fds.extend((r, w))
-            return r, w
-
-        def close(fd: int) -> None:
-            if fd in fds:
-                fds.remove(fd)
-                os.close(fd)
-
-        proc: subprocess.Popen | None = None
-        pidfd = box_pidfd = box_pid = -1
-        watched: list[int] = []
-        timers: list[asyncio.TimerHandle] = []
+    async def _start(self, box: _Box, inner, env, mounts, cwd, limits: Limits, extra_fds=()) -> RunResult | None:
+        """Start bwrap for `box` and wait until the box's pid 1 exists, in its
+        cgroup; the program waits on block_w. A RunResult if bwrap failed."""
+        loop = box.loop
+        info_r, info_w = box.pipe()
+        box.block_r, box.block_w = box.pipe()
+        seccomp_r, seccomp_w = box.pipe()
+        # No network for any box yet (a networked box must first be kept off the
+        # host's loopback and private ranges: Judge0's CVE-2024-29021).
+        _write_all(seccomp_w, seccomp.compile_filter(network=False))
+        box.close(seccomp_w)
+        in_r, box.in_w = box.pipe()
+        box.out_r, out_w = box.pipe()
+        box.err_r, err_w = box.pipe()
+        etc_dir = self._etc.current()
+        for mount in mounts:
+            if mount.target.startswith("/etc/"):
+                # A runtime's own configuration (/etc/php): bound over our /etc.
+                self._etc.mountpoint(etc_dir, mount.target, os.path.isdir(mount.source))
+        args_r, args_w = box.pipe()
+        command = bwrap.build_argv(
+            self._bwrap.path, inner, workdir=box.workdir, etc_dir=etc_dir,
+            tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=box.block_r,
+            seccomp_fd=seccomp_r, launcher=self.launcher,
+        )
+        # bwrap's options arrive on --args, which bwrap reads to EOF before doing
+        # anything: it waits there while we move it into the box's cgroup, so it
+        # creates the box (and the box's cgroup namespace) inside that cgroup.
+        split = command.index("--")  # the program stays on the command line
+        launch_argv = [self._bwrap.path, "--args", str(args_r), *command[split:]]
+        if self.is_root:
+            # bwrap starts as the slot's uid, never as root: a user namespace made by
+            # root maps the box's user to host uid 0. The launcher switches identity
+            # and execs bwrap, so that Popen can vfork: Popen(user=) must fork,
+            # copying the whole supervisor (milliseconds in a large server process).
+            launch_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher), *launch_argv]
+            # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
+            # does): its own pipes must belong to it, not to root with mode 0600.
+            for fd in (in_r, out_w, err_w):
+                os.fchown(fd, box.slot.uid, box.slot.gid)
         try:
-            info_r, info_w = pipe()
-            block_r, block_w = pipe()
-            seccomp_r, seccomp_w = pipe()
-            # No network for any box yet (a networked box must first be kept off the
-            # host's loopback and private ranges: Judge0's CVE-2024-29021).
-            _write_all(seccomp_w, seccomp.compile_filter(network=False))
-            close(seccomp_w)
-            in_r, in_w = pipe()
-            out_r, out_w = pipe()
-            err_r, err_w = pipe()
-            etc_dir = self._etc.current()
-            for mount in mounts:
-                if mount.target.startswith("/etc/"):
-                    # A runtime's own configuration (/etc/php): bound over our /etc.
-                    self._etc.mountpoint(etc_dir, mount.target, os.path.isdir(mount.source))
-            box_launcher = launch.BOX_LAUNCHER if self.launcher else None
-            inner = [*launch.rlimit_argv(limits, self.cgroups.kind == "none", box_launcher), *argv]
-            args_r, args_w = pipe()
-            command = bwrap.build_argv(
-                self._bwrap.path, inner, workdir=workdir, etc_dir=etc_dir,
-                tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=block_r,
-                seccomp_fd=seccomp_r, launcher=self.launcher,
+            # Empty environment: bwrap (pid 1's parent, visible in /proc) holds
+            # no secret of ours. close_fds: only the fds named here pass.
+            box.proc = subprocess.Popen(
+                launch_argv, stdin=in_r, stdout=out_w, stderr=err_w,
+                pass_fds=(args_r, info_w, box.block_r, seccomp_r, *extra_fds), env={}, cwd="/", close_fds=True,
             )
-            # bwrap's options arrive on --args, which bwrap reads to EOF before doing
-            # anything: it waits there while we move it into the box's cgroup, so it
-            # creates the box (and the box's cgroup namespace) inside that cgroup.
-            split = command.index("--")  # the program stays on the command line
-            launch_argv = [self._bwrap.path, "--args", str(args_r), *command[split:]]
-            if self.is_root:
-                # bwrap starts as the slot's uid, never as root: a user namespace made by
-                # root maps the box's user to host uid 0. The launcher switches identity
-                # and execs bwrap, so that Popen can vfork: Popen(user=) must fork,
-                # copying the whole supervisor (milliseconds in a large server process).
-                launch_argv = [*launch.identity_argv(slot.uid, slot.gid, self.launcher), *launch_argv]
-                # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
-                # does): its own pipes must belong to it, not to root with mode 0600.
-                for fd in (in_r, out_w, err_w):
-                    os.fchown(fd, slot.uid, slot.gid)
-            try:
-                # Empty environment: bwrap (pid 1's parent, visible in /proc) holds
-                # no secret of ours. close_fds: only the fds named here pass.
-                proc = subprocess.Popen(
-                    launch_argv, stdin=in_r, stdout=out_w, stderr=err_w,
-                    pass_fds=(args_r, info_w, block_r, seccomp_r), env={}, cwd="/", close_fds=True,
-                )
-            except OSError as exc:
-                return RunResult(Status.sandbox_error, message=f"cannot start bubblewrap: {exc}")
-            # block_r stays open here: after the run, a byte still in it means bwrap
-            # failed building the box before it ever read it (the program never ran).
-            for fd in (in_r, out_w, err_w, info_w, seccomp_r, args_r):
-                close(fd)
-            pidfd = os.pidfd_open(proc.pid)
-            fds.append(pidfd)
+        except OSError as exc:
+            return RunResult(Status.sandbox_error, message=f"cannot start bubblewrap: {exc}")
+        # block_r stays open here: after the run, a byte still in it means bwrap
+        # failed building the box before it ever read it (the program never ran).
+        for fd in (in_r, out_w, err_w, info_w, seccomp_r, args_r, *extra_fds):
+            box.close(fd)
+        box.pidfd = os.pidfd_open(box.proc.pid)
+        box.fds.append(box.pidfd)
 
-            async def setup_failed() -> RunResult:
-                # bwrap died building the box (a bad mount, no user namespaces...):
-                # the program never ran; bwrap's stderr says why.
-                await _readable(loop, pidfd)
-                os.waitpid(proc.pid, 0)
-                proc.returncode = 0
-                return _setup_failure(_read_available(err_r))
+        async def setup_failed() -> RunResult:
+            # bwrap died building the box (a bad mount, no user namespaces...):
+            # the program never ran; bwrap's stderr says why.
+            await _readable(loop, box.pidfd)
+            os.waitpid(box.proc.pid, 0)
+            box.proc.returncode = 0
+            return _setup_failure(_read_available(box.err_r))
 
-            # Race-free start: bwrap (and so every process of the box) is in the
-            # cgroup before it even reads its options.
-            try:
-                group.add(proc.pid)
-            except SandboxError:
-                if _exited(pidfd):
-                    return await setup_failed()
-                raise
-            try:
-                _write_all(args_w, b"".join(arg.encode() + b"\0" for arg in command[1:split]))
-            except BrokenPipeError:  # bwrap (or the launcher) died before reading them
+        # Race-free start: bwrap (and so every process of the box) is in the
+        # cgroup before it even reads its options.
+        try:
+            box.group.add(box.proc.pid)
+        except SandboxError:
+            if _exited(box.pidfd):
                 return await setup_failed()
-            close(args_w)
+            raise
+        try:
+            _write_all(args_w, b"".join(arg.encode() + b"\0" for arg in command[1:split]))
+        except BrokenPipeError:  # bwrap (or the launcher) died before reading them
+            return await setup_failed()
+        box.close(args_w)
 
-            box_pid = await _read_child_pid(loop, info_r, pidfd)
-            if box_pid is None:
-                return await setup_failed()
-            try:
-                box_pidfd = os.pidfd_open(box_pid)
-            except ProcessLookupError:
-                return await setup_failed()
-            fds.append(box_pidfd)
-            # The wall clock starts when the program may start.
-            _write_all(block_w, b"1")
-            close(block_w)
-            started = time.monotonic()
+        box.info_r = info_r
+        box_pid = await _read_child_pid(loop, info_r, box.pidfd, box.info)
+        if box_pid is None:
+            return await setup_failed()
+        try:
+            box.box_pidfd = os.pidfd_open(box_pid)
+        except ProcessLookupError:
+            return await setup_failed()
+        box.box_pid = box_pid
+        box.fds.append(box.box_pidfd)
+        return None
 
-            def kill(reason: Status | None) -> None:
-                if reason is not None:
-                    out.events.add(reason)
-                with contextlib.suppress(OSError):
-                    group.kill()
-                # Killing the pid namespace's init kills every process in it.
-                with contextlib.suppress(OSError):
-                    signal.pidfd_send_signal(box_pidfd, signal.SIGKILL)
+    async def _watch(self, box: _Box, stdin, limits: Limits) -> RunResult:
+        """Supervise a box whose program may start now, until it ends; account."""
+        loop = box.loop
+        out = _Outcome()
+        started = time.monotonic()
+        group, watched, timers = box.group, box.watched, box.timers
 
-            exited = loop.create_future()
-            loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
-            watched.append(pidfd)
-            eofs = [self._reader(loop, out_r, out, "stdout", limits.output, kill, watched),
-                    self._reader(loop, err_r, out, "stderr", limits.output, kill, watched)]
-            self._writer(loop, in_w, stdin, watched, close)
-
-            timers.append(loop.call_later(limits.wall_time, kill, Status.wall_time_limit))
-
-            def check_cpu() -> None:
-                used = group.cpu_time()
-                if used >= limits.cpu_time:
-                    kill(Status.time_limit)
-                    return
-                # CPU time grows at most ncpu seconds per second: no need to look
-                # again before the limit could possibly be reached.
-                delay = max(_MIN_CPU_CHECK, (limits.cpu_time - used) / self._ncpu)
-                timers.append(loop.call_later(delay, check_cpu))
-
-            if self.cgroups.kind != "none":
-                timers.append(loop.call_later(max(_MIN_CPU_CHECK, limits.cpu_time / self._ncpu), check_cpu))
-
-            await exited
-            wall = time.monotonic() - started
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            # bwrap's monitor exits as soon as it has the exit code; the box's pid 1
-            # may still be on its way out. Killing it ends the pid namespace: the
-            # kernel kills every process in it before pid 1 is reported exited.
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(box_pidfd, signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*eofs, _readable(loop, box_pidfd)), _DRAIN_GRACE)
-            # Then the cgroup is empty (one read), unless something escaped the
-            # pid namespace into it: that is killed too, frozen first.
+        def kill(reason: Status | None) -> None:
+            if reason is not None:
+                out.events.add(reason)
             with contextlib.suppress(OSError):
                 group.kill()
-            if _unread(block_r):
-                return _setup_failure(bytes(out.stderr))
-            usages = [usage, _reap_orphan(box_pid, box_pidfd)]
-            return self._account(group, out, status, [u for u in usages if u is not None], wall, limits)
-        finally:
-            for timer in timers:
-                timer.cancel()
-            for fd in watched:
-                if fd in fds:  # not closed (and maybe reused) already
-                    loop.remove_reader(fd)
-                    loop.remove_writer(fd)
-            if proc is not None and proc.returncode is None:
-                # Cancelled or failed mid-run: kill the box and bwrap, then reap.
+            # Killing the pid namespace's init kills every process in it.
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
+
+        exited = loop.create_future()
+        loop.add_reader(box.pidfd, lambda: exited.done() or exited.set_result(None))
+        watched.append(box.pidfd)
+        eofs = [self._reader(loop, box.out_r, out, "stdout", limits.output, kill, watched),
+                self._reader(loop, box.err_r, out, "stderr", limits.output, kill, watched)]
+        self._writer(loop, box.in_w, stdin, watched, box.close)
+
+        timers.append(loop.call_later(limits.wall_time, kill, Status.wall_time_limit))
+
+        def check_cpu() -> None:
+            used = group.cpu_time()
+            if used >= limits.cpu_time:
+                kill(Status.time_limit)
+                return
+            # CPU time grows at most ncpu seconds per second: no need to look
+            # again before the limit could possibly be reached.
+            delay = max(_MIN_CPU_CHECK, (limits.cpu_time - used) / self._ncpu)
+            timers.append(loop.call_later(delay, check_cpu))
+
+        if self.cgroups.kind != "none":
+            timers.append(loop.call_later(max(_MIN_CPU_CHECK, limits.cpu_time / self._ncpu), check_cpu))
+
+        await exited
+        wall = time.monotonic() - started
+        _, status, usage = os.wait4(box.proc.pid, 0)
+        box.proc.returncode = os.waitstatus_to_exitcode(status)
+        # bwrap's monitor exits as soon as it has the exit code; the box's pid 1
+        # may still be on its way out. Killing it ends the pid namespace: the
+        # kernel kills every process in it before pid 1 is reported exited.
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*eofs, _readable(loop, box.box_pidfd)), _DRAIN_GRACE)
+        # Then the cgroup is empty (one read), unless something escaped the
+        # pid namespace into it: that is killed too, frozen first.
+        with contextlib.suppress(OSError):
+            group.kill()
+        if _unread(box.block_r):
+            return _setup_failure(bytes(out.stderr))
+        usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
+        return self._account(group, out, status, [u for u in usages if u is not None], wall, limits)
+
+    @staticmethod
+    def _adopt_box_pid(box: _Box, info: bytes) -> None:
+        pid = _child_pid(info)
+        if pid is not None:
+            with contextlib.suppress(OSError):  # gone already
+                box.box_pidfd = os.pidfd_open(pid)
+                box.fds.append(box.box_pidfd)
+                box.box_pid = pid
+
+    def _stop(self, box: _Box) -> None:
+        """Every way out of a box: timers, watches, processes, fds."""
+        for timer in box.timers:
+            timer.cancel()
+        if not box.loop.is_closed():
+            for fd in box.watched:
+                if fd in box.fds:  # not closed (and maybe reused) already
+                    box.loop.remove_reader(fd)
+                    box.loop.remove_writer(fd)
+        try:
+            if box.proc is not None and box.proc.returncode is None:
+                # Cancelled, failed mid-run or never used: kill the box and bwrap, then reap.
                 with contextlib.suppress(OSError):
-                    group.kill()
+                    box.group.kill()
                 with contextlib.suppress(OSError):
                     # Not proc.kill(): Popen would reap bwrap behind our back.
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                os.waitpid(proc.pid, 0)
-                proc.returncode = -9
-                if box_pidfd != -1:
-                    _reap_orphan(box_pid, box_pidfd, block=True)
-            elif box_pidfd != -1:
-                _reap_orphan(box_pid, box_pidfd)
-            for fd in fds:
+                    signal.pidfd_send_signal(box.pidfd, signal.SIGKILL)
+                os.waitpid(box.proc.pid, 0)
+                box.proc.returncode = -9
+                if box.box_pidfd == -1 and box.info_r in box.fds:
+                    # Stopped while bwrap was building the box: its pid 1 may exist,
+                    # now our orphan (and dying: bwrap gave it PDEATHSIG). Reap it.
+                    self._adopt_box_pid(box, box.info + _read_available(box.info_r))
+                if box.box_pidfd != -1:
+                    _reap_orphan(box.box_pid, box.box_pidfd, block=True)
+                elif box.info_r != -1:
+                    # Killed between cloning pid 1 and reporting it: find it.
+                    _reap_orphans_of(box.slot.uid)
+            elif box.box_pidfd != -1:
+                _reap_orphan(box.box_pid, box.box_pidfd)
+        finally:
+            for fd in box.fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            box.fds.clear()
 
     def _reader(self, loop, fd: int, out: _Outcome, name: str, cap: int, kill: Callable, watched: list[int]) -> asyncio.Future:
         """Read `fd` into out.<name> until EOF; past `cap` bytes keep the first
@@ -517,10 +726,10 @@ def _check_input(argv, files, env, mounts, stdin, cwd) -> None:
             raise LimitError(f"cwd must be /box or a directory made by files, got {cwd!r}")
 
 
-async def _read_child_pid(loop, info_fd: int, pidfd: int) -> int | None:
+async def _read_child_pid(loop, info_fd: int, pidfd: int, data: bytearray) -> int | None:
     """bwrap writes {"child-pid": N} on --info-fd once the box's pid 1 exists;
-    None when bwrap exits before that (a setup error, on its stderr)."""
-    data = bytearray()
+    None when bwrap exits before that (a setup error, on its stderr). What was
+    read is kept in `data`, for a teardown after a cancellation."""
     got = loop.create_future()
     os.set_blocking(info_fd, False)
 
@@ -548,6 +757,10 @@ async def _read_child_pid(loop, info_fd: int, pidfd: int) -> int | None:
         loop.remove_reader(pidfd)
     with contextlib.suppress(OSError):
         data.extend(os.read(info_fd, 4096))
+    return _child_pid(data)
+
+
+def _child_pid(data: bytes | bytearray) -> int | None:
     try:
         return int(json.loads(bytes(data))["child-pid"])
     except (ValueError, KeyError, TypeError):
@@ -584,6 +797,26 @@ def _reap_orphan(pid: int, pidfd: int, block: bool = False):
     except ChildProcessError:
         return None
     return os.wait4(pid, 0)[2]
+
+
+def _reap_orphans_of(uid: int) -> None:
+    """Reap our children running as `uid` (a slot's): orphans of a bwrap we
+    killed before it told us its box's pid. They are dying (bwrap gave them
+    PDEATHSIG), so the wait is short. Only after a cancellation mid-build."""
+    me = str(os.getpid())
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/status") as f:
+                fields = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+            if fields.get("PPid", "").strip() != me or int(fields["Uid"].split()[0]) != uid:
+                continue
+            pidfd = os.pidfd_open(int(name))
+        except (OSError, KeyError, ValueError):
+            continue  # gone, or not ours
+        try:
+            _reap_orphan(int(name), pidfd, block=True)
+        finally:
+            os.close(pidfd)
 
 
 def _become_subreaper() -> None:

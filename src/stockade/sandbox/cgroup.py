@@ -12,6 +12,7 @@ INTERFACE CONTRACT (implemented by the cgroup helper; the supervisor relies on i
     backend.kind            # "v1", "v2" or "none"
     backend.reason          # str: why this backend (or why none), for `stockade doctor`
     cg = backend.create(name, memory=bytes|None, pids=int|None)  # -> Cgroup; removes a stale one first
+    cg.set_limits(memory=bytes|None, pids=int|None)  # change the limits (a warm box's run)
     cg.add(pid)             # move pid into the group (every v1 hierarchy)
     cg.cpu_time() -> float  # seconds of CPU used by the group
     cg.memory_peak() -> int # bytes
@@ -175,6 +176,9 @@ class Cgroup:
 
     name = ""
 
+    def set_limits(self, memory: int | None = None, pids: int | None = None) -> None:
+        pass
+
     def add(self, pid: int) -> None:
         pass
 
@@ -255,6 +259,18 @@ class V2Cgroup(Cgroup):
     def pids(self) -> list[int]:
         return _procs(self._f("cgroup.procs"))
 
+    def set_limits(self, memory: int | None = None, pids: int | None = None) -> None:
+        try:
+            if memory is not None:
+                _write(self._f("memory.max"), str(memory))
+                if self._backend.has_swap:
+                    # No swap: memory.max must be the whole story (and swap is slow).
+                    _write(self._f("memory.swap.max"), "0")
+            if pids is not None:
+                _write(self._f("pids.max"), str(pids))
+        except OSError as e:
+            raise SandboxError(f"cannot set limits on cgroup {self.path}: {e}") from e
+
     def kill(self) -> None:
         if self._backend.has_kill:
             # cgroup.kill (5.14+) kills every task and blocks forks racing with it.
@@ -318,16 +334,10 @@ class V2Backend(CgroupBackend):
         except OSError as e:
             raise SandboxError(f"cannot create cgroup {cg.path}: {e}") from e
         try:
-            if memory is not None:
-                _write(cg._f("memory.max"), str(memory))
-                if self.has_swap:
-                    # No swap: memory.max must be the whole story (and swap is slow).
-                    _write(cg._f("memory.swap.max"), "0")
-            if pids is not None:
-                _write(cg._f("pids.max"), str(pids))
-        except OSError as e:
+            cg.set_limits(memory, pids)
+        except SandboxError:
             cg.remove()
-            raise SandboxError(f"cannot set limits on cgroup {cg.path}: {e}") from e
+            raise
         return cg
 
 
@@ -358,6 +368,22 @@ class V1Cgroup(Cgroup):
                 _write(os.path.join(d, "cgroup.procs"), str(pid))
             except OSError as e:
                 raise SandboxError(f"cannot move pid {pid} into cgroup {d}: {e}") from e
+
+    def set_limits(self, memory: int | None = None, pids: int | None = None) -> None:
+        try:
+            if memory is not None:
+                # memsw may never be below the limit: lowering, the limit goes first;
+                # raising, memsw does. Equal values mean no swap at all.
+                files = ["memory.limit_in_bytes"]
+                if self._backend.has_memsw:
+                    current = int(_read(self._f("memory", "memory.limit_in_bytes")))
+                    files.insert(0 if memory > current else 1, "memory.memsw.limit_in_bytes")
+                for file in files:
+                    _write(self._f("memory", file), str(memory))
+            if pids is not None:
+                _write(self._f("pids", "pids.max"), str(pids))
+        except OSError as e:
+            raise SandboxError(f"cannot set limits on cgroup {self.name}: {e}") from e
 
     def cpu_time(self) -> float:
         return int(self._stat("cpuacct", "cpuacct.usage")) / 1e9
@@ -429,17 +455,14 @@ class V1Backend(CgroupBackend):
                     for d2 in cg._dirs:
                         _mkdir(d2)
                     break
-            if memory is not None:
-                # limit first: memsw must never be below it, and a fresh group has both
-                # unlimited. Equal values mean no swap at all.
-                _write(cg._f("memory", "memory.limit_in_bytes"), str(memory))
-                if self.has_memsw:
-                    _write(cg._f("memory", "memory.memsw.limit_in_bytes"), str(memory))
-            if pids is not None:
-                _write(cg._f("pids", "pids.max"), str(pids))
         except OSError as e:
             cg.remove()
             raise SandboxError(f"cannot create cgroup {name} in v1 hierarchies: {e}") from e
+        try:
+            cg.set_limits(memory, pids)
+        except SandboxError:
+            cg.remove()
+            raise
         return cg
 
 

@@ -2,6 +2,7 @@
  * stockade-launch: set rlimits, maybe drop to an unprivileged uid, exec.
  *
  *   stockade-launch [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...
+ *   stockade-launch --exec-fd=N
  *
  * Stockade runs it twice per box, in place of two dynamically linked execs:
  *   - outside, as root: --uid/--gid switch to the slot's host uid (no
@@ -9,6 +10,12 @@
  *   - inside the box, as its first program: the --rlimit options, then it execs
  *     the user's program, which inherits them (was: util-linux prlimit).
  * Built statically by `make setup`, so an exec costs no dynamic loading.
+ *
+ * With --exec-fd it is the first program of a box started ahead of time (a
+ * "warm" box): it waits for the run on fd N, then closes it. The message is
+ * NUL-terminated items, each a type letter and a value: "R" NAME:SOFT:HARD (an
+ * rlimit), "E" KEY=VALUE (the whole environment), "C" a directory to enter, and
+ * "A" the program and its arguments, in order. EOF without any "A": exit 127.
  *
  * It parses only what Stockade's supervisor writes (numbers and fixed names;
  * user input only ever appears after "--", as argv items passed through
@@ -69,8 +76,58 @@ static void set_rlimit(const char *spec, const char *option) {
         die(option, strerror(errno));
 }
 
+#define MAX_MESSAGE (1 << 20)
+#define MAX_ITEMS 65536
+
+/* The warm-box mode: the run arrives on `fd` (see the top of this file). */
+static int exec_from(int fd) {
+    static char message[MAX_MESSAGE + 1];
+    static char *args[MAX_ITEMS + 1], *env[MAX_ITEMS + 1];
+    size_t length = 0;
+    for (;;) {
+        ssize_t got = read(fd, message + length, MAX_MESSAGE - length);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            die("reading the run", strerror(errno));
+        if (got == 0)
+            break;
+        length += (size_t)got;
+        if (length == MAX_MESSAGE)
+            die("the run is too large", NULL);
+    }
+    close(fd);
+    if (length && message[length - 1] != '\0')
+        die("the run is not NUL-terminated", NULL);
+    size_t nargs = 0, nenv = 0;
+    const char *cwd = NULL;
+    for (char *item = message; item < message + length; item += strlen(item) + 1) {
+        char type = item[0], *value = item[0] ? item + 1 : item;
+        if (type == 'A' && nargs < MAX_ITEMS)
+            args[nargs++] = value;
+        else if (type == 'E' && nenv < MAX_ITEMS && strchr(value, '='))
+            env[nenv++] = value;
+        else if (type == 'R' && !nargs)
+            set_rlimit(value, item);
+        else if (type == 'C' && !nargs)
+            cwd = value;
+        else
+            die("bad item in the run", item);
+    }
+    if (!nargs)
+        die("no program in the run", NULL);
+    args[nargs] = env[nenv] = NULL;
+    if (cwd && chdir(cwd))
+        die(cwd, strerror(errno));
+    environ = env; /* execvp looks the program up in the run's own PATH */
+    execvp(args[0], args);
+    int error = errno;
+    fprintf(stderr, "stockade-launch: cannot run %s: %s\n", args[0], strerror(error));
+    return error == ENOENT ? 127 : 126;
+}
+
 int main(int argc, char **argv) {
-    long long uid = -1, gid = -1;
+    long long uid = -1, gid = -1, exec_fd = -1;
     int i = 1;
     for (; i < argc && strcmp(argv[i], "--"); i++) {
         if (!strncmp(argv[i], "--uid=", 6))
@@ -79,8 +136,17 @@ int main(int argc, char **argv) {
             gid = (long long)number(argv[i] + 6, argv[i]);
         else if (!strncmp(argv[i], "--rlimit=", 9))
             set_rlimit(argv[i] + 9, argv[i]);
+        else if (!strncmp(argv[i], "--exec-fd=", 10))
+            exec_fd = (long long)number(argv[i] + 10, argv[i]);
         else
             die("unknown option", argv[i]);
+    }
+    if (exec_fd >= 0) {
+        if (uid >= 0 || i < argc)
+            die("--exec-fd takes the run from the fd: no --uid, no program", NULL);
+        if (exec_fd < 3 || exec_fd > 1024)
+            die("--exec-fd must be a descriptor above 2", NULL);
+        return exec_from((int)exec_fd);
     }
     if (i + 1 >= argc)
         die("usage: stockade-launch [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...", NULL);

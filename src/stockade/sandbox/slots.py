@@ -82,6 +82,10 @@ class SlotPool:
                 return self._slot(index)
         return None
 
+    def try_acquire(self) -> Slot | None:
+        """A free slot now, or None (never waits)."""
+        return self._take()
+
     async def acquire(self) -> Slot:
         while True:
             slot = self._take()

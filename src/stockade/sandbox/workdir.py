@@ -39,6 +39,12 @@ def make_box_dir(path: str, uid: int, gid: int, files: Mapping[str, bytes | File
     O_NOFOLLOW are belts on braces: nothing can be planted in it."""
     os.mkdir(path, 0o700)
     os.chown(path, uid, gid, follow_symlinks=False)
+    write_files(path, uid, gid, files)
+
+
+def write_files(path: str, uid: int, gid: int, files: Mapping[str, bytes | File]) -> None:
+    """Write `files` into the box directory `path`, made by make_box_dir for a
+    box whose program has not started yet (a warm box waits for its run)."""
     dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         for name, item in files.items():
