@@ -315,3 +315,48 @@ def test_dispatcher_forgets_a_submission_whose_insert_failed():
         await dispatcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_store_group_commits_concurrent_writes_and_fails_only_the_bad_one(tmp_path):
+    import threading
+
+    from sqlalchemy import event
+    from sqlalchemy.exc import IntegrityError
+
+    from stockade.service.store import Store
+
+    async def scenario() -> None:
+        store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.migrate()
+        await store.insert([_stored_row("taken")])
+        commits: list[int] = []
+        event.listen(store.engine, "commit", lambda _connection: commits.append(1))
+        # Hold the store's one thread, so that every write below is waiting at once.
+        gate = threading.Event()
+        blocked = asyncio.get_running_loop().run_in_executor(store._executor, gate.wait)
+        writes = [asyncio.ensure_future(store.insert([_stored_row(f"t{i}")])) for i in range(10)]
+        writes.append(asyncio.ensure_future(store.insert([_stored_row("taken")])))  # a duplicate token
+        writes.append(asyncio.ensure_future(store.finish("taken", {"status_id": 3})))
+        await asyncio.sleep(0.01)
+        gate.set()
+        await blocked
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert isinstance(outcomes[10], IntegrityError)
+        assert outcomes[:10] == [None] * 10 and outcomes[11] is True
+        assert len(await store.get_many([f"t{i}" for i in range(10)])) == 10
+        assert (await store.get("taken"))["status_id"] == 3
+        # One shared transaction failed on the duplicate; then one each.
+        assert len(commits) == 11
+
+        commits.clear()
+        gate.clear()
+        blocked = asyncio.get_running_loop().run_in_executor(store._executor, gate.wait)
+        writes = [asyncio.ensure_future(store.finish(f"t{i}", {"status_id": 3})) for i in range(10)]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await blocked
+        assert await asyncio.gather(*writes) == [True] * 10
+        assert len(commits) == 1  # ten results, one commit
+        store.close()
+
+    asyncio.run(scenario())

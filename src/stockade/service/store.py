@@ -4,13 +4,17 @@ migrations in service/migrations; this module only reads and writes it.
 
 SQLAlchemy here is synchronous; every call runs on a small thread pool owned by
 the store (one thread for SQLite, whose writers serialize anyway), so the event
-loop never blocks on the database.
+loop never blocks on the database. Writes are group-committed: those that arrive
+while a commit is in flight share the next transaction, so a busy server pays
+one commit (one fsync) and one thread hop for many of them; each write still
+returns only once its own transaction is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +40,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -108,6 +112,16 @@ def utcnow() -> dt.datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def _settle(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+    for future, (ok, value) in zip(futures, outcomes, strict=True):
+        if future.done():  # its caller went away
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL: readers never block the writer. synchronous=FULL: a commit is on disk
@@ -135,9 +149,60 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._executor = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else 4, thread_name_prefix="store")
+        # Writes waiting for the next group commit, and whether a writer job is
+        # queued or running on the executor (it takes every waiting write in turn).
+        self._writes: list[tuple[Any, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._writes_lock = threading.Lock()
+        self._writer_busy = False
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _write(self, fn: Any, *args: Any) -> Any:
+        """fn(connection, *args) in a transaction shared with the writes that
+        arrived meanwhile; returns fn's result once that transaction committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._writes_lock:
+            self._writes.append((fn, args, future))
+            start = not self._writer_busy
+            self._writer_busy = True
+        if start:
+            loop.run_in_executor(self._executor, self._write_all, loop)
+        return await future
+
+    def _write_all(self, loop: asyncio.AbstractEventLoop) -> None:
+        # On the store's thread: commit what is waiting, then what arrived
+        # during that commit, until nothing waits.
+        while True:
+            with self._writes_lock:
+                batch, self._writes = self._writes, []
+                if not batch:
+                    self._writer_busy = False
+                    return
+            outcomes = self._commit(batch)
+            try:
+                loop.call_soon_threadsafe(_settle, [future for _, _, future in batch], outcomes)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def _commit(self, batch: list[tuple[Any, tuple[Any, ...], asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        """(ok, result or exception) per write: one transaction for all, or, if
+        it fails, one each, so an error is only its own write's."""
+        if len(batch) > 1:
+            try:
+                with self.engine.begin() as connection:
+                    return [(True, fn(connection, *args)) for fn, args, _ in batch]
+            except Exception:  # noqa: S110 - retried one by one below, where it is reported
+                pass
+        outcomes: list[tuple[bool, Any]] = []
+        for fn, args, _ in batch:
+            try:
+                with self.engine.begin() as connection:
+                    outcomes.append((True, fn(connection, *args)))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
 
     # --- schema
     def migrate_sync(self) -> None:
@@ -158,38 +223,37 @@ class Store:
         self._executor.shutdown(wait=True)
         self.engine.dispose()
 
-    # --- writes
-    def _insert(self, rows: Sequence[Row]) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(_INSERT, list(rows))
+    # --- writes (each fn(connection, ...) runs inside a group commit)
+    @staticmethod
+    def _insert(connection: Connection, rows: list[Row]) -> None:
+        connection.execute(_INSERT, rows)
 
     async def insert(self, rows: Sequence[Row]) -> None:
         """Store new submissions; returns once they are committed."""
         if rows:
-            await self._call(self._insert, rows)
+            await self._write(self._insert, list(rows))
 
-    def _finish(self, token: str, values: Row) -> bool:
-        with self.engine.begin() as connection:
-            result = connection.execute(_FINISH, {**values, "where_token": token})
-            return result.rowcount == 1
+    @staticmethod
+    def _finish(connection: Connection, token: str, values: Row) -> bool:
+        return connection.execute(_FINISH, {**values, "where_token": token}).rowcount == 1
 
     async def finish(self, token: str, values: Row) -> bool:
         """Write a result, only if the submission has none yet (exactly one result)."""
-        return await self._call(self._finish, token, values)
+        return await self._write(self._finish, token, values)
 
-    def _set(self, token: str, values: Row) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(_SET, {**values, "where_token": token})
+    @staticmethod
+    def _set(connection: Connection, token: str, values: Row) -> None:
+        connection.execute(_SET, {**values, "where_token": token})
 
     async def callback_done(self, token: str) -> None:
-        await self._call(self._set, token, {"callback_pending": False})
+        await self._write(self._set, token, {"callback_pending": False})
 
-    def _delete(self, token: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(delete(submissions).where(submissions.c.token == token))
+    @staticmethod
+    def _delete(connection: Connection, token: str) -> None:
+        connection.execute(delete(submissions).where(submissions.c.token == token))
 
     async def delete(self, token: str) -> None:
-        await self._call(self._delete, token)
+        await self._write(self._delete, token)
 
     # --- reads
     def _get_many(self, tokens: Iterable[str]) -> dict[str, Row]:
