@@ -495,7 +495,14 @@ class Sandbox:
                 signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
 
         exited = loop.create_future()
-        loop.add_reader(box.pidfd, lambda: exited.done() or exited.set_result(None))
+
+        def on_exit() -> None:
+            # A pidfd stays readable: watched any longer, it would spin the loop.
+            loop.remove_reader(box.pidfd)
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(box.pidfd, on_exit)
         watched.append(box.pidfd)
         eofs = [self._reader(loop, box.out_r, out, "stdout", limits.output, kill, watched),
                 self._reader(loop, box.err_r, out, "stderr", limits.output, kill, watched)]
