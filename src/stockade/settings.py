@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     port: int = Field(2358, ge=0, le=65535)
     data_dir: Path = Path(".stockade")
     database_url: str | None = None  # None: SQLite (WAL) in data_dir
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # Runs at once. Two per core: part of a box's life is setup that waits on the
+    # kernel, and with one per core the CPU sat idle then (docs/performance.md).
+    workers: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1), ge=1)
     max_queue_size: int = Field(100, ge=1)
     max_request_size: int = Field(32 * 1024 * 1024, ge=1024)  # bytes of one HTTP body
     # Compiled products, shared by every box (so it must be traversable by the box
@@ -54,6 +56,9 @@ class Settings(BaseSettings):
     cache_dir: Path | None = None
     cache_size: int = Field(256 * 1024 * 1024, ge=0)  # bytes of compiled artifacts kept
     box_slots: int = Field(32, ge=1)
+    # Boxes kept built ahead of time, so that a run pays only for its own program
+    # (Sandbox(warm=...)); None: one per worker, at most half the slots.
+    warm_boxes: int | None = Field(None, ge=0)
     log_level: str = "info"
 
     # --- authentication (Judge0's AUTHN_*/AUTHZ_*); empty means none configured
@@ -143,6 +148,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _warm_boxes_fit(self) -> Settings:
+        # Each warm box holds a slot; the sandbox keeps at least half for runs.
+        if self.warm_boxes is not None and self.warm_boxes > self.box_slots // 2:
+            raise ValueError(f"warm_boxes ({self.warm_boxes}) exceeds half of box_slots ({self.box_slots // 2})")
+        return self
+
+    @model_validator(mode="after")
     def _defaults_within_maxima(self) -> Settings:
         pairs = [
             ("cpu_time_limit", "max_cpu_time_limit"),
@@ -196,6 +208,12 @@ class Settings(BaseSettings):
     @property
     def authz_tokens(self) -> list[str]:
         return list(self.authz_token)
+
+    @property
+    def warm_box_count(self) -> int:
+        if self.warm_boxes is not None:
+            return self.warm_boxes
+        return min(self.workers, self.box_slots // 2)
 
     @property
     def sqlalchemy_url(self) -> str:

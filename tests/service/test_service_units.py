@@ -75,6 +75,16 @@ def test_settings_environment_and_toml(tmp_path, monkeypatch):
         Settings.load(allow_enable_network=True)
 
 
+def test_settings_workers_and_warm_boxes(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert Settings.load().workers == 6  # two per core: a box is partly I/O-bound setup
+    assert Settings.load(workers=5).warm_box_count == 5  # one warm box per worker...
+    assert Settings.load(workers=40, box_slots=32).warm_box_count == 16  # ...at most half the slots
+    assert Settings.load(warm_boxes=0).warm_box_count == 0
+    with pytest.raises(ValueError, match="exceeds half of box_slots"):
+        Settings.load(warm_boxes=5, box_slots=8)
+
+
 @pytest.mark.parametrize("address", [
     "127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.100.100.200",
     "192.0.0.192", "0.0.0.0", "224.0.0.1", "::1", "fe80::1", "fd00:ec2::254", "::ffff:127.0.0.1", "::",

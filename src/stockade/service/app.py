@@ -52,7 +52,7 @@ def _default_engine(settings: Settings, catalog: Iterable[Runtime]) -> Any:
     from stockade.engine import ArchiveLimits, Engine
     from stockade.sandbox import Sandbox
 
-    sandbox = Sandbox(slots=settings.box_slots)
+    sandbox = Sandbox(slots=settings.box_slots, warm=settings.warm_box_count)
     return Engine(
         sandbox,
         catalog,
@@ -65,13 +65,16 @@ def _default_engine(settings: Settings, catalog: Iterable[Runtime]) -> Any:
 
 def create_app(settings: Settings, *, engine: Any = None, catalog: Iterable[Runtime] | None = None) -> FastAPI:
     """The FastAPI app for these settings. `engine` and `catalog` default to the
-    real ones (a sandbox with settings.box_slots boxes, the installed runtimes)."""
+    real ones (a sandbox with settings.box_slots boxes, settings.warm_box_count of
+    them built ahead of time, and the installed runtimes)."""
     if catalog is None:
         from stockade.runtimes import Catalog
 
         catalog = Catalog.load()
+    sandbox = None  # ours to warm up and close, when the engine is ours
     if engine is None:
         engine = _default_engine(settings, catalog)
+        sandbox = engine.sandbox
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     languages = Languages(catalog)
     store = Store(settings.sqlalchemy_url)
@@ -125,14 +128,18 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Iterable[Runt
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.migrate()
+        warm = await sandbox.prewarm() if sandbox is not None else 0
         recovered = await dispatcher.start()
         await callbacks.resume()
-        log.info("stockade service ready: %d workers, %d recovered submissions", settings.workers, recovered)
+        log.info("stockade service ready: %d workers, %d warm boxes, %d recovered submissions",
+                 settings.workers, warm, recovered)
         try:
             yield
         finally:
             await dispatcher.stop()
             await callbacks.close()
+            if sandbox is not None:
+                sandbox.close()  # the warm boxes nobody took
             closer = getattr(engine, "aclose", None) or getattr(engine, "close", None)
             if closer is not None:
                 result = closer()
