@@ -101,22 +101,28 @@ async def measure(url: str, script: str, count: int, clients: int) -> None:
           f"bare p50 {p50_bare * ms:.1f} ms   ratio {p50_api / p50_bare:.2f}  (target <= 2)")
 
 
-async def engine_alone(count: int) -> list[float]:
+async def engine_alone(count: int, data_dir: str) -> list[float]:
     """The same submission through Engine.run in this process: the API's share is
-    the difference. This process is smaller than the server, which matters:
-    spawning a box forks the caller, and a fork costs more the bigger it is."""
-    from stockade.engine import Engine, Submission
+    the difference. The engine is built as the server builds its own (same
+    settings, so the same warm boxes). This process is smaller than the server,
+    which matters: spawning a box forks the caller, and a fork costs more the
+    bigger it is."""
+    from stockade.engine import Submission
     from stockade.runtimes import Catalog
-    from stockade.sandbox import Sandbox
+    from stockade.service.app import _default_engine
+    from stockade.settings import Settings
 
-    engine = Engine(Sandbox(), Catalog.load())
+    engine = _default_engine(Settings.load(data_dir=data_dir), Catalog.load())
     submission = Submission("python3", source=SOURCE.encode())
     latencies = []
-    for i in range(count + 10):
-        started = time.perf_counter()
-        await engine.run(submission)
-        if i >= 10:
-            latencies.append(time.perf_counter() - started)
+    try:
+        for i in range(count + 10):
+            started = time.perf_counter()
+            await engine.run(submission)
+            if i >= 10:
+                latencies.append(time.perf_counter() - started)
+    finally:
+        engine.sandbox.close()
     return latencies
 
 
@@ -144,7 +150,7 @@ def main() -> None:
                     raise SystemExit("the server did not start")
                 time.sleep(0.05)
             asyncio.run(measure(url, script, count, clients))
-            alone = asyncio.run(engine_alone(50))
+            alone = asyncio.run(engine_alone(50, data_dir))
             print(f"  engine alone (no HTTP, no store) p50 {statistics.median(alone) * 1000:.1f} ms")
         finally:
             server.terminate()
