@@ -4,6 +4,7 @@ compile cache unchanged; the next run fine). Programs are data in hostile/."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -152,3 +153,32 @@ def test_a_product_that_is_a_link_is_no_product(fresh_engine, tmp_path):
     assert result.message == "the compiler produced no program"
     assert b"HOST SECRET" not in result.compile_output
     assert os.listdir(os.path.join(fresh_engine.cache.root, "objects")) == []
+
+
+def test_a_cached_program_in_a_warm_box_cannot_change_its_product():
+    # A warm box takes the cached product as a root-owned copy instead of a bind.
+    from stockade.sandbox import Sandbox
+
+    warm = Sandbox(slots=4, warm=2)
+    engine, path = support.make_engine(warm, prefix="stockade-hostile-warm-")
+    try:
+        source = program("write_into_cache.c")
+
+        async def twice():
+            first = await engine.run(Submission("c", source))
+            await warm.prewarm()
+            before = warm.warm_runs
+            second = await engine.run(Submission("c", source))
+            return first, second, warm.warm_runs - before
+
+        first, second, warm_runs = asyncio.run(twice())
+        assert first.verdict is Verdict.ok and second.compile_cached, (first, second)
+        assert warm_runs == 1  # the cached run took a warm box
+        out = second.tests[0].run.stdout.decode()
+        assert "CHANGED" not in out and out.endswith("done\n"), out
+        objects = os.path.join(engine.cache.root, "objects")
+        (entry,) = os.listdir(objects)
+        assert set(tree_digest(os.path.join(objects, entry))) == {"meta.json", "product", "product/main"}
+    finally:
+        warm.close()
+        support.remove(path)

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -378,3 +379,74 @@ def test_warm_boxes_of_a_finished_event_loop_are_replaced(warm_sandbox):
     assert warm_sandbox.warm_runs == 3
     warm_sandbox.close()
     assert leftovers(warm_sandbox) == []
+
+
+@pytest.fixture
+def host_dir():
+    # Reachable by the slot uids (pytest's own tmp_path is under a 0700 directory).
+    with tempfile.TemporaryDirectory(dir="/tmp") as path:
+        os.chmod(path, 0o755)
+        yield pathlib.Path(path)
+
+
+def test_a_copied_tree_is_read_only_for_the_box(warm_sandbox, host_dir):
+    product = host_dir / "product"
+    (product / "sub").mkdir(parents=True)
+    (product / "main").write_bytes(b"#!/bin/sh\necho main ran\n")
+    os.chmod(product / "main", 0o755)
+    (product / "sub" / "data").write_text("data\n")
+    os.symlink("/etc/shadow", product / "link")  # never followed, never copied
+    probe = ("import os\nprint(open('/box/build/sub/data').read().strip(), sorted(os.listdir('/box/build')))\n"
+             "for path, flags in (('/box/build/main', os.O_WRONLY), ('/box/build/new', os.O_WRONLY | os.O_CREAT),"
+             " ('/box/build/sub/data', os.O_WRONLY)):\n"
+             "    try:\n        os.close(os.open(path, flags))\n        print('WRITABLE', path)\n"
+             "    except OSError as e:\n        print(e.strerror)\n")
+    mount = Mount(str(product), "/box/build", copy=True)
+
+    async def runs():
+        await warm_sandbox.prewarm()
+        ran = await warm_sandbox.run(["/box/build/main"], mounts=[mount])
+        probed = await warm_sandbox.run([PY, "-c", probe], mounts=[mount])
+        return ran, probed
+
+    ran, probed = asyncio.run(runs())
+    assert warm_sandbox.warm_runs == 2, (warm_sandbox.warm_runs, warm_sandbox.cold_runs)
+    assert ran.stdout == b"main ran\n", ran
+    assert probed.stdout.decode().splitlines() == ["data ['main', 'sub']"] + ["Permission denied"] * 3, probed
+    assert (product / "main").read_bytes() == b"#!/bin/sh\necho main ran\n"
+    # The cold path binds the same tree read-only: the program sees the same files.
+    cold = Sandbox_run_cold([PY, "-c", probe], mounts=[mount])
+    assert cold.stdout.decode().splitlines()[0] == "data ['link', 'main', 'sub']"
+
+
+def Sandbox_run_cold(argv, **kw):
+    from stockade.sandbox import Sandbox
+
+    box = Sandbox(slots=2)
+    try:
+        return box.run_sync(argv, **kw)
+    finally:
+        box.close()
+
+
+def test_warm_mounts_are_in_every_warm_box(host_dir):
+    from stockade.sandbox import Sandbox
+
+    config = host_dir / "config"
+    config.mkdir()
+    (config / "tool.ini").write_text("x=1\n")
+    standing = Mount(str(config), "/etc/stockade-test-config")
+    box = Sandbox(slots=4, warm=1, warm_mounts=[standing])
+    try:
+        async def runs():
+            await box.prewarm()
+            first = await box.run(["/bin/cat", "/etc/stockade-test-config/tool.ini"], mounts=[standing])
+            other = await box.run(["/bin/ls", "/data"], mounts=[Mount(str(config), "/data")])
+            return first, other
+
+        first, other = asyncio.run(runs())
+        assert first.stdout == b"x=1\n" and other.stdout == b"tool.ini\n", (first, other)
+        assert (box.warm_runs, box.cold_runs) == (1, 1)
+    finally:
+        box.close()
+    assert leftovers(box) == []

@@ -202,7 +202,8 @@ class Engine:
             else:
                 # Read-only: a program cannot change what the next run (or the next
                 # submission with the same hash) executes.
-                mounts.append(Mount(lease.path, BUILD_DIR, writable=False))
+                # (A warm box gets a root-owned copy instead: just as unchangeable.)
+                mounts.append(Mount(lease.path, BUILD_DIR, writable=False, copy=True))
         results: list[TestResult] = []
         if progress:
             progress(0, len(tests))

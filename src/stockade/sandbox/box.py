@@ -31,6 +31,7 @@ from stockade.sandbox.workdir import (
     File,
     check_relpath,
     collect,
+    copy_in,
     make_box_dir,
     remove_tree,
     write_files,
@@ -50,6 +51,8 @@ _MIN_CPU_CHECK = 0.01
 _WARM_LIMITS = Limits()
 # The largest run sent to a warm box (below a pipe's 64 KiB: never blocks).
 _WARM_MESSAGE_MAX = 60_000
+# The largest tree a warm box takes as a copy instead of a bind (Mount.copy).
+_COPY_MAX = 256 * MiB
 
 
 def _default_state_dir() -> str:
@@ -126,8 +129,10 @@ class Sandbox:
     does not exist (or is None), util-linux's setpriv and prlimit do its work,
     about 1 ms slower per run (see launch.py).
     `warm` boxes are kept built ahead of time, each holding a slot, so that a
-    run (without extra mounts) pays only for its own program: see "warm boxes"
-    below. They are built on the event loop of the runs, after the first one.
+    run pays only for its own program: see "warm boxes" below. They are built
+    on the event loop of the runs, after the first one (or by `prewarm`), with
+    `warm_mounts` (say, every runtime's configuration directory) bound in each;
+    a run with other mounts than those (and than Mount.copy trees) goes cold.
     """
 
     def __init__(
@@ -141,6 +146,7 @@ class Sandbox:
         tune_cgroups: bool = True,
         launcher: str | None = launch.DEFAULT_LAUNCHER,
         warm: int = 0,
+        warm_mounts: Sequence[Mount] = (),
     ):
         if not 1 <= slots <= 4096:
             raise LimitError("slots must be between 1 and 4096")
@@ -160,6 +166,8 @@ class Sandbox:
         self._slots = SlotPool(os.path.join(self.state_dir, "locks"), slots, first_uid, self.is_root)
         self._ncpu = len(os.sched_getaffinity(0))
         self.warm = warm if self.launcher else 0
+        self.warm_mounts = tuple(warm_mounts)
+        _check_input(["/bin/true"], {}, {}, self.warm_mounts, b"", bwrap.BOX_DIR)
         self._warm: list[_Box] = []  # built, idle, waiting for a run
         self._warming: set[asyncio.Task] = set()
         self.warm_runs = self.cold_runs = 0  # runs that found a warm box, runs that did not
@@ -206,12 +214,12 @@ class Sandbox:
         files = files or {}
         env = dict(env or {})
         _check_input(argv, files, env, mounts, stdin, cwd)
-        message = self._warm_message(argv, limits, env, mounts, cwd)
+        message = self._warm_message(argv, files, limits, env, mounts, cwd)
         box = self._take_warm() if message is not None else None
         self._refill_warm()
         if box is not None:
             self.warm_runs += 1
-            return await self._run_warm(box, message, files, stdin, limits, collect)
+            return await self._run_warm(box, message, files, mounts, stdin, limits, collect)
         self.cold_runs += 1
         slot = await self._acquire_slot()
         try:
@@ -246,12 +254,15 @@ class Sandbox:
     # one, writes its files and limits, sends the program, limits and environment
     # on that pipe, and pays only for the exec of its program; a new warm box is
     # then built in the background. A warm box serves exactly one run and is
-    # torn down like any other. Only runs with the warm boxes' shape (no extra
-    # mounts, the default /tmp size) and a built launcher use them.
+    # torn down like any other. Only runs with the warm boxes' shape (mounts
+    # among warm_mounts or copied, the default /tmp size) and a built launcher
+    # use them.
 
-    def _warm_message(self, argv, limits: Limits, env, mounts, cwd) -> bytes | None:
+    def _warm_message(self, argv, files, limits: Limits, env, mounts, cwd) -> bytes | None:
         """The run as stockade-launch --exec-fd reads it; None if no warm box fits."""
-        if not self.warm or not self.launcher or mounts or limits.tmp_size != _WARM_LIMITS.tmp_size:
+        if not self.warm or not self.launcher or limits.tmp_size != _WARM_LIMITS.tmp_size:
+            return None
+        if not all(mount in self.warm_mounts or self._copyable(mount, files) for mount in mounts):
             return None
         items = [f"R{name}:{soft}:{hard}" for name, soft, hard in launch.rlimits(limits, self.cgroups.kind == "none")]
         # The environment bwrap would have made: ours, the caller's, PWD of --chdir.
@@ -260,6 +271,18 @@ class Sandbox:
         message = b"".join(item.encode() + b"\0" for item in items)
         # It must fit in the pipe: the write never waits for the box.
         return message if len(message) <= _WARM_MESSAGE_MAX else None
+
+    def _copyable(self, mount: Mount, files) -> bool:
+        """A read-only tree that a warm box can hold as a root-owned copy in /box
+        (where none of the run's own files is): the box's user cannot change it.
+        Only as root: rootless, the box's user would own the copy."""
+        if not (mount.copy and not mount.writable and self.is_root):
+            return False
+        inside = os.path.normpath(mount.target).removeprefix(bwrap.BOX_DIR + "/")
+        if inside == os.path.normpath(mount.target) or ".." in inside.split("/"):
+            return False
+        return not any(name == inside or name.startswith(inside + "/") for name in
+                       ("/".join(check_relpath(name)) for name in files))
 
     def _take_warm(self) -> _Box | None:
         loop = asyncio.get_running_loop()
@@ -288,7 +311,7 @@ class Sandbox:
             box = self._new_box(slot, {}, _WARM_LIMITS)
             exec_r, box.exec_w = box.pipe()
             inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}"]
-            failure = await self._start(box, inner, {}, (), bwrap.BOX_DIR, _WARM_LIMITS, (exec_r,))
+            failure = await self._start(box, inner, {}, self.warm_mounts, bwrap.BOX_DIR, _WARM_LIMITS, (exec_r,))
             if failure is not None:
                 log.warning("cannot build a warm box: %s", failure.message)
                 self.warm = 0  # the cold path reports the same failure to each run
@@ -330,13 +353,18 @@ class Sandbox:
             self._teardown_now(self._warm.pop(0))
         return slot or await self._slots.acquire()
 
-    async def _run_warm(self, box: _Box, message: bytes, files, stdin, limits: Limits, patterns) -> RunResult:
+    async def _run_warm(self, box: _Box, message: bytes, files, mounts, stdin, limits: Limits, patterns) -> RunResult:
         try:
             try:
                 write_files(box.workdir, box.slot.uid, box.slot.gid, files)
+                for mount in mounts:
+                    if mount in self.warm_mounts:
+                        continue  # bound in every warm box already
+                    target = os.path.normpath(mount.target).removeprefix(bwrap.BOX_DIR + "/").split("/")
+                    copy_in(box.workdir, mount.source, target, max_total=_COPY_MAX)
                 box.group.set_limits(memory=limits.memory, pids=limits.processes)
-            except SandboxError as exc:
-                return RunResult(Status.sandbox_error, message=str(exc))
+            except (SandboxError, LimitError, OSError) as exc:
+                return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
             try:
                 _write_all(box.exec_w, message)
             except BrokenPipeError:  # the launcher is gone: the box died idle

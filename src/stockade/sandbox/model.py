@@ -129,11 +129,16 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Mount:
-    """An extra host path made visible in the box (read-only unless writable)."""
+    """An extra host path made visible in the box (read-only unless writable).
+
+    `copy`: a small read-only tree (a compiled program) that may be copied into
+    the box instead of bound, owned by root so the box's user cannot change it;
+    this lets a run with it take a warm box, which cannot take new mounts."""
 
     source: str
     target: str
     writable: bool = False
+    copy: bool = False
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*$")

@@ -70,6 +70,73 @@ def write_files(path: str, uid: int, gid: int, files: Mapping[str, bytes | File]
         os.close(dir_fd)
 
 
+def copy_in(path: str, source: str, target: Sequence[str], max_total: int) -> None:
+    """Copy the tree `source` into the box directory `path` at `target` (parts of
+    a relative path that does not exist yet), read-only for the box: everything
+    is owned by the supervisor's uid (root), directories 0755, files 0644 or
+    0755. Only directories and regular files are copied: a link is never
+    followed, nor copied. LimitError past `max_total` bytes."""
+    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        *parents, leaf = target
+        parent = _make_dirs(dir_fd, parents, os.geteuid(), os.getegid())
+        try:
+            os.mkdir(leaf, 0o755, dir_fd=parent)
+            into = os.open(leaf, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+        finally:
+            if parent != dir_fd:
+                os.close(parent)
+    finally:
+        os.close(dir_fd)
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        os.close(into)
+        raise
+    stack = [(src, into)]  # (source dir, copy dir) pairs still to copy; ours to close
+    total = 0
+    try:
+        while stack:
+            src, dst = stack[-1]
+            for entry in os.scandir(src):
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    os.mkdir(entry.name, 0o755, dir_fd=dst)
+                    sub_src = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=src)
+                    try:
+                        sub_dst = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dst)
+                    except OSError:
+                        os.close(sub_src)
+                        raise
+                    stack.insert(0, (sub_src, sub_dst))
+                elif stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+                    if total > max_total:
+                        raise LimitError(f"{source} is larger than {max_total} bytes")
+                    _copy_file(entry.name, src, dst, 0o755 if st.st_mode & 0o100 else 0o644)
+            stack.pop()
+            os.close(src)
+            os.close(dst)
+    finally:
+        for src, dst in stack:
+            os.close(src)
+            os.close(dst)
+
+
+def _copy_file(name: str, src_dir: int, dst_dir: int, mode: int) -> None:
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=src_dir)
+    try:
+        dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dst_dir)
+        try:
+            while os.sendfile(dst, src, None, 1 << 24):
+                pass
+            os.fchmod(dst, mode)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
 def _make_dirs(dir_fd: int, parts: list[str], uid: int, gid: int) -> int:
     fd = dir_fd
     for part in parts:
