@@ -12,9 +12,9 @@ from stockade.engine.archive import ArchiveLimits
 from stockade.engine.cache import CompileCache
 from stockade.engine.judging import normalize, outputs_match
 from stockade.engine.model import Submission, SubmissionResult, TestCase, TestResult, Verdict
-from stockade.engine.pipeline import Engine, default_cache_dir
+from stockade.engine.pipeline import Engine, default_cache_dir, standing_mounts
 
 __all__ = [
     "ArchiveLimits", "CompileCache", "Engine", "Submission", "SubmissionResult", "TestCase",
-    "TestResult", "Verdict", "default_cache_dir", "normalize", "outputs_match",
+    "TestResult", "Verdict", "default_cache_dir", "normalize", "outputs_match", "standing_mounts",
 ]

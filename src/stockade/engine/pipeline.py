@@ -240,6 +240,13 @@ def _mounts(runtime: Runtime) -> list[Mount]:
     return [Mount(path, path, writable=False) for path in runtime.mounts]
 
 
+def standing_mounts(catalog: Catalog) -> list[Mount]:
+    """Every available runtime's own read-only paths (/etc/php, the JDK's /etc
+    directory): give them to Sandbox(warm_mounts=...) and every run can take a
+    warm box, whatever its language."""
+    return list(dict.fromkeys(mount for runtime in catalog.available() for mount in _mounts(runtime)))
+
+
 def _product_mode(runtime: Runtime, name: str, inputs: Mapping[str, File]) -> int:
     if name in inputs:
         return inputs[name].mode

@@ -104,6 +104,8 @@ class SlotPool:
                     self._waiters.remove(waiter)
 
     def release(self, slot: Slot) -> None:
+        if slot.index not in self._fds:
+            return  # the pool was closed (which let go of every lock)
         fcntl.flock(self._fds[slot.index], fcntl.LOCK_UN)
         self._free.append(slot.index)
         while self._waiters:
