@@ -16,15 +16,23 @@ from stockade_server import Server  # noqa: E402
 AUTH_TOKEN = "sdk-secret"
 
 
+# These servers live for the whole session, also while tests/sandbox runs its
+# own Sandbox(slots=4): box slots are host-wide, and a server's idle warm boxes
+# would hold the very slots those tests need. (tests/service's servers keep the
+# default: they start after the sandbox tests.)
+NO_WARM_BOXES = {"STOCKADE_WARM_BOXES": "0"}
+
+
 @pytest.fixture(scope="session")
 def sdk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("stockade-sdk")).start()
+    srv = Server(tmp_path_factory.mktemp("stockade-sdk"), NO_WARM_BOXES).start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="session")
 def sdk_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("stockade-sdk-auth"), {"STOCKADE_AUTHN_TOKEN": AUTH_TOKEN}).start()
+    srv = Server(tmp_path_factory.mktemp("stockade-sdk-auth"),
+                 {**NO_WARM_BOXES, "STOCKADE_AUTHN_TOKEN": AUTH_TOKEN}).start()
     yield srv
     srv.stop()
