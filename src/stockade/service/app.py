@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 
-from stockade.runtimes import Runtime
+from stockade.runtimes import Catalog
 from stockade.service.callbacks import Callbacks
 from stockade.service.dispatch import Dispatcher
 from stockade.service.gate import Gate
@@ -48,11 +48,14 @@ class Service:
     engine: Any
 
 
-def _default_engine(settings: Settings, catalog: Iterable[Runtime]) -> Any:
-    from stockade.engine import ArchiveLimits, Engine
+def _default_engine(settings: Settings, catalog: Catalog) -> Any:
+    from stockade.engine import ArchiveLimits, Engine, standing_mounts
     from stockade.sandbox import Sandbox
 
-    sandbox = Sandbox(slots=settings.box_slots, warm=settings.warm_box_count)
+    # Every runtime's own read-only paths are bound in each warm box, so a run in
+    # any language can take one.
+    sandbox = Sandbox(slots=settings.box_slots, warm=settings.warm_box_count,
+                      warm_mounts=standing_mounts(catalog))
     return Engine(
         sandbox,
         catalog,
@@ -63,13 +66,11 @@ def _default_engine(settings: Settings, catalog: Iterable[Runtime]) -> Any:
     )
 
 
-def create_app(settings: Settings, *, engine: Any = None, catalog: Iterable[Runtime] | None = None) -> FastAPI:
+def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | None = None) -> FastAPI:
     """The FastAPI app for these settings. `engine` and `catalog` default to the
     real ones (a sandbox with settings.box_slots boxes, settings.warm_box_count of
     them built ahead of time, and the installed runtimes)."""
     if catalog is None:
-        from stockade.runtimes import Catalog
-
         catalog = Catalog.load()
     sandbox = None  # ours to warm up and close, when the engine is ours
     if engine is None:
