@@ -4,6 +4,7 @@ clean teardown on every way out (normal end, limits, cancellation, SIGTERM)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -443,3 +444,28 @@ def test_warm_mounts_are_in_every_warm_box(host_dir):
     finally:
         box.close()
     assert leftovers(box) == []
+
+
+def test_a_slot_keeps_its_network_namespace_but_nothing_in_it():
+    from stockade.sandbox import Sandbox
+
+    # One slot (of its own uid range): every run lands in the same slot.
+    box = Sandbox(slots=1, first_uid=61000)
+    try:
+        # Abstract unix sockets belong to the network namespace (and only AF_UNIX
+        # sockets pass seccomp): the one name a run could leave for the next.
+        listen = ("import os, socket; s = socket.socket(socket.AF_UNIX); s.bind('\\0stockade-test'); s.listen();"
+                  "print(os.readlink('/proc/self/ns/net'))")
+        probe = ("import os, socket; print(os.readlink('/proc/self/ns/net'));"
+                 "print(socket.socket(socket.AF_UNIX).connect_ex('\\0stockade-test'))")
+        first = box.run_sync([PY, "-c", listen])
+        second = box.run_sync([PY, "-c", probe])
+        assert first.status is Status.ok and second.status is Status.ok, (first, second)
+        netns, refused = second.stdout.decode().split()
+        # The listener died with its run: nothing of it is left to connect to.
+        assert int(refused) == errno.ECONNREFUSED
+        if box.netns_per_slot:  # as root with the launcher: the same namespace, reused
+            assert first.stdout.decode().strip() == netns
+        assert netns != os.readlink("/proc/self/ns/net")
+    finally:
+        box.close()

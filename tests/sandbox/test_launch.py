@@ -29,8 +29,9 @@ def test_launcher_is_built():
     assert not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([LAUNCHER, *args], capture_output=True, text=True, env={}, timeout=30, check=False)
+def run(*args: str, pass_fds=()) -> subprocess.CompletedProcess:
+    return subprocess.run([LAUNCHER, *args], capture_output=True, text=True, env={}, timeout=30, check=False,
+                          pass_fds=pass_fds)
 
 
 def test_sets_rlimits_then_execs():
@@ -172,3 +173,28 @@ def test_exec_fd_takes_nothing_else():
     done = subprocess.run([LAUNCHER, "--exec-fd=5", "--", "/bin/true"], capture_output=True, text=True, check=False)
     assert done.returncode == 127 and "no --uid, no program" in done.stderr
     assert exec_fd(b"A/bin/true\0", "--uid=65534", "--gid=65534").returncode == 127
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can make and join a network namespace")
+def test_make_netns_and_join_it():
+    fd = launch.make_netns(LAUNCHER)
+    try:
+        ours = os.readlink("/proc/self/ns/net")
+        seen = []
+        for _ in range(2):
+            done = run(f"--netns-fd={fd}", "--uid=65534", "--gid=65534", "--", PY, "-c",
+                       "import os, socket; print(os.readlink('/proc/self/ns/net'));"
+                       "print(sorted(n for _, n in socket.if_nameindex())); print(os.listdir('/proc/self/fd'))",
+                       pass_fds=[fd])
+            assert done.returncode == 0, done.stderr
+            netns, interfaces, fds = done.stdout.splitlines()
+            assert netns != ours and interfaces == "['lo']" and fds == "['0', '1', '2', '3']"
+            seen.append(netns)
+        assert seen[0] == seen[1]  # the same namespace, joined twice
+    finally:
+        os.close(fd)
+
+
+def test_make_netns_needs_no_other_option():
+    done = run("--make-netns", "--uid=65534")
+    assert done.returncode == 127 and "unknown option" in done.stderr

@@ -100,6 +100,11 @@ def test_bwrap_argv_has_every_layer():
     # No host path beyond /usr, the /lib links, the generated /etc, and the box.
     binds = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")]
     assert all(b.startswith(("/usr", "/run/stockade/boxes/3")) or b == "/gen/etc" for b in binds), binds
+    # In the slot's own network namespace: every namespace but that one.
+    joined = _argv(own_netns=False)
+    assert "--unshare-all" not in joined and "--share-net" not in joined
+    for flag in ("--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup"):
+        assert flag in joined
     launched = _argv(launcher="/run/stockade/stockade-launch")
     assert "--ro-bind /run/stockade/stockade-launch /.stockade-launch" in " ".join(launched)
 
@@ -134,6 +139,7 @@ def test_rlimit_argv():
 def test_identity_argv():
     assert identity_argv(60003, 60003, "/run/stockade/stockade-launch") == [
         "/run/stockade/stockade-launch", "--uid=60003", "--gid=60003", "--"]
+    assert identity_argv(60003, 60003, "/l", netns_fd=9) == ["/l", "--netns-fd=9", "--uid=60003", "--gid=60003", "--"]
     assert identity_argv(60003, 60003, None) == [
         "/usr/bin/setpriv", "--reuid=60003", "--regid=60003", "--clear-groups", "--"]
 

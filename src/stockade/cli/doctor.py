@@ -77,6 +77,11 @@ def check_layers() -> list[Layer]:
     if cg.kind != "none":
         layers.append(Layer("cgroup migration", "favordynmods on" in sandbox.cgroup_tuning or "switched on" in sandbox.cgroup_tuning,
                             sandbox.cgroup_tuning, required=False))
+    if sandbox.netns_per_slot:
+        layers.append(Layer("network", True, "each slot has its own network namespace (loopback only, made by root: "
+                            "no capability inside), reused by its boxes one after another", required=False))
+    else:
+        layers.append(Layer("network", True, "a new network namespace (loopback only) for each box", required=False))
     if sandbox.is_root:
         layers.append(Layer("host uid", True, "each box runs as its slot's unprivileged uid (60000 + slot), never as root", required=False))
     else:

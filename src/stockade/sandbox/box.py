@@ -147,6 +147,7 @@ class Sandbox:
         launcher: str | None = launch.DEFAULT_LAUNCHER,
         warm: int = 0,
         warm_mounts: Sequence[Mount] = (),
+        netns_per_slot: bool = True,
     ):
         if not 1 <= slots <= 4096:
             raise LimitError("slots must be between 1 and 4096")
@@ -171,6 +172,11 @@ class Sandbox:
         self._warm: list[_Box] = []  # built, idle, waiting for a run
         self._warming: set[asyncio.Task] = set()
         self.warm_runs = self.cold_runs = 0  # runs that found a warm box, runs that did not
+        # As root with the launcher: each slot's own network namespace (loopback
+        # only), made once and joined by each of its boxes, instead of a new one
+        # per box, whose creation and teardown cost more than the rest of bwrap.
+        self.netns_per_slot = netns_per_slot and self.is_root and self.launcher is not None
+        self._netns: dict[int, int] = {}  # slot index -> fd of its network namespace
         _become_subreaper()
 
     # -- setup -------------------------------------------------------------
@@ -245,6 +251,16 @@ class Sandbox:
     def close(self) -> None:
         self._discard_warm()
         self._slots.close()
+        for fd in self._netns.values():
+            os.close(fd)
+        self._netns.clear()
+
+    def _slot_netns(self, slot: Slot) -> int | None:
+        if not self.netns_per_slot:
+            return None
+        if slot.index not in self._netns:
+            self._netns[slot.index] = launch.make_netns(self.launcher)
+        return self._netns[slot.index]
 
     # -- warm boxes ----------------------------------------------------------
     #
@@ -380,7 +396,9 @@ class Sandbox:
     # -- one run -----------------------------------------------------------
 
     def _new_box(self, slot: Slot, files, limits: Limits) -> _Box:
-        workdir = os.path.join(self.boxes_dir, str(slot.index))
+        # Named like the slot's cgroup: unique on the host while our lock holds it
+        # (another Sandbox may use the same index with another uid range).
+        workdir = os.path.join(self.boxes_dir, f"{slot.uid}-{slot.index}")
         if os.path.lexists(workdir):  # left by a supervisor that was killed -9
             remove_tree(workdir)
         make_box_dir(workdir, slot.uid, slot.gid, files)
@@ -436,10 +454,11 @@ class Sandbox:
                 # A runtime's own configuration (/etc/php): bound over our /etc.
                 self._etc.mountpoint(etc_dir, mount.target, os.path.isdir(mount.source))
         args_r, args_w = box.pipe()
+        netns = self._slot_netns(box.slot)
         command = bwrap.build_argv(
             self._bwrap.path, inner, workdir=box.workdir, etc_dir=etc_dir,
             tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=box.block_r,
-            seccomp_fd=seccomp_r, launcher=self.launcher,
+            seccomp_fd=seccomp_r, launcher=self.launcher, own_netns=netns is None,
         )
         # bwrap's options arrive on --args, which bwrap reads to EOF before doing
         # anything: it waits there while we move it into the box's cgroup, so it
@@ -451,7 +470,7 @@ class Sandbox:
             # root maps the box's user to host uid 0. The launcher switches identity
             # and execs bwrap, so that Popen can vfork: Popen(user=) must fork,
             # copying the whole supervisor (milliseconds in a large server process).
-            launch_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher), *launch_argv]
+            launch_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher, netns), *launch_argv]
             # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
             # does): its own pipes must belong to it, not to root with mode 0600.
             for fd in (in_r, out_w, err_w):
@@ -461,7 +480,8 @@ class Sandbox:
             # no secret of ours. close_fds: only the fds named here pass.
             box.proc = subprocess.Popen(
                 launch_argv, stdin=in_r, stdout=out_w, stderr=err_w,
-                pass_fds=(args_r, info_w, box.block_r, seccomp_r, *extra_fds), env={}, cwd="/", close_fds=True,
+                pass_fds=(args_r, info_w, box.block_r, seccomp_r, *extra_fds, *([netns] if netns is not None else [])),
+                env={}, cwd="/", close_fds=True,
             )
         except OSError as exc:
             return RunResult(Status.sandbox_error, message=f"cannot start bubblewrap: {exc}")

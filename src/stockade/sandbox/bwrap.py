@@ -109,6 +109,7 @@ def build_argv(
     block_fd: int,
     seccomp_fd: int,
     launcher: str | None = None,
+    own_netns: bool = True,
 ) -> list[str]:
     """The full bwrap command line for one box. Every flag says what it stops."""
     a = [bwrap]
@@ -116,7 +117,12 @@ def build_argv(
     # process, no host network (only its own loopback), no host IPC objects, not
     # its own cgroup path. Never --share-net: the host's network namespace is the
     # host's loopback services (Judge0's CVE-2024-29021).
-    a += ["--unshare-all", "--unshare-user"]
+    if own_netns:
+        a += ["--unshare-all", "--unshare-user"]
+    else:
+        # Already in the slot's own loopback-only network namespace (made by
+        # root, so the box has no capability over it): every other namespace.
+        a += ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup"]
     # No nested user namespace: it is the door to most kernel privilege exploits.
     a += ["--disable-userns"]
     # If the supervisor dies, the box dies (no orphaned untrusted code).

@@ -1,8 +1,9 @@
 /*
  * stockade-launch: set rlimits, maybe drop to an unprivileged uid, exec.
  *
- *   stockade-launch [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...
+ *   stockade-launch [--netns-fd=N] [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...
  *   stockade-launch --exec-fd=N
+ *   stockade-launch --make-netns
  *
  * Stockade runs it twice per box, in place of two dynamically linked execs:
  *   - outside, as root: --uid/--gid switch to the slot's host uid (no
@@ -17,6 +18,11 @@
  * rlimit), "E" KEY=VALUE (the whole environment), "C" a directory to enter, and
  * "A" the program and its arguments, in order. EOF without any "A": exit 127.
  *
+ * --netns-fd (root, before the uid changes) joins the network namespace open
+ * on fd N, and closes it: a slot's own loopback-only namespace, made once by
+ * --make-netns, which creates it, brings its loopback up, prints "ready" and
+ * waits for EOF on stdin while the supervisor opens /proc/PID/ns/net.
+ *
  * It parses only what Stockade's supervisor writes (numbers and fixed names;
  * user input only ever appears after "--", as argv items passed through
  * unchanged). Any error: a message on stderr and exit status 127, before exec.
@@ -24,6 +30,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,8 +136,30 @@ static int exec_from(int fd) {
     return error == ENOENT ? 127 : 126;
 }
 
+/* A new network namespace with only its loopback, up; held until stdin ends. */
+static int make_netns(void) {
+    if (unshare(CLONE_NEWNET))
+        die("unshare(CLONE_NEWNET)", strerror(errno));
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strcpy(request.ifr_name, "lo");
+    if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &request))
+        die("reading the loopback's flags", strerror(errno));
+    request.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(sock, SIOCSIFFLAGS, &request))
+        die("bringing the loopback up", strerror(errno));
+    close(sock);
+    if (write(1, "ready\n", 6) != 6)
+        die("writing ready", strerror(errno));
+    char buffer[64];
+    while (read(0, buffer, sizeof buffer) > 0)
+        ;
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    long long uid = -1, gid = -1, exec_fd = -1;
+    long long uid = -1, gid = -1, exec_fd = -1, netns_fd = -1;
     int i = 1;
     for (; i < argc && strcmp(argv[i], "--"); i++) {
         if (!strncmp(argv[i], "--uid=", 6))
@@ -138,6 +170,10 @@ int main(int argc, char **argv) {
             set_rlimit(argv[i] + 9, argv[i]);
         else if (!strncmp(argv[i], "--exec-fd=", 10))
             exec_fd = (long long)number(argv[i] + 10, argv[i]);
+        else if (!strncmp(argv[i], "--netns-fd=", 11))
+            netns_fd = (long long)number(argv[i] + 11, argv[i]);
+        else if (!strcmp(argv[i], "--make-netns") && argc == 2)
+            return make_netns();
         else
             die("unknown option", argv[i]);
     }
@@ -152,6 +188,13 @@ int main(int argc, char **argv) {
         die("usage: stockade-launch [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...", NULL);
     if ((uid < 0) != (gid < 0))
         die("--uid and --gid go together", NULL);
+    if (netns_fd >= 0) {
+        if (netns_fd < 3 || netns_fd > 1024)
+            die("--netns-fd must be a descriptor above 2", NULL);
+        if (setns((int)netns_fd, CLONE_NEWNET))
+            die("joining the slot's network namespace", strerror(errno));
+        close((int)netns_fd);
+    }
     if (uid >= 0) {
         if (uid == 0 || gid == 0 || uid > 0xfffffffeLL || gid > 0xfffffffeLL)
             die("refusing to run as uid or gid 0 (or out of range)", NULL);

@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -64,11 +65,30 @@ def rlimit_argv(limits: Limits, per_process_fallback: bool, launcher: str | None
     return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, soft, hard in values), "--"]
 
 
-def identity_argv(uid: int, gid: int, launcher: str | None) -> list[str]:
-    """Switch to uid/gid with no supplementary groups, then exec what follows."""
+def identity_argv(uid: int, gid: int, launcher: str | None, netns_fd: int | None = None) -> list[str]:
+    """Switch to uid/gid with no supplementary groups (after joining the network
+    namespace open on netns_fd, with the launcher), then exec what follows."""
     if launcher:
-        return [launcher, f"--uid={uid}", f"--gid={gid}", "--"]
+        netns = [f"--netns-fd={netns_fd}"] if netns_fd is not None else []
+        return [launcher, *netns, f"--uid={uid}", f"--gid={gid}", "--"]
     return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+
+
+def make_netns(launcher: str) -> int:
+    """A new network namespace holding only its loopback, up; an fd to it.
+    Made by root in the host's user namespace: a box joining it has no
+    capability over it (it cannot even bring the loopback down)."""
+    proc = subprocess.Popen([launcher, "--make-netns"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={}, close_fds=True)
+    try:
+        if proc.stdout.readline() != b"ready\n":
+            raise SandboxUnavailable(f"cannot make a network namespace: {proc.stderr.read().decode().strip()}")
+        return os.open(f"/proc/{proc.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        proc.stdin.close()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def vet(path: str, owners: Sequence[int]) -> None:
