@@ -580,12 +580,14 @@ class Sandbox:
         # kernel kills every process in it before pid 1 is reported exited.
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(asyncio.gather(*eofs, _readable(loop, box.box_pidfd)), _DRAIN_GRACE)
-        # Then the cgroup is empty (one read), unless something escaped the
-        # pid namespace into it: that is killed too, frozen first.
-        with contextlib.suppress(OSError):
-            group.kill()
+        except TimeoutError:
+            # Something still holds the box's pipes or pid 1: kill the whole cgroup
+            # now (frozen first). Otherwise every box process is gone, and the
+            # cgroup's removal checks it is empty anyway.
+            with contextlib.suppress(OSError):
+                group.kill()
         if _unread(box.block_r):
             return _setup_failure(bytes(out.stderr))
         usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
