@@ -469,3 +469,34 @@ def test_a_slot_keeps_its_network_namespace_but_nothing_in_it():
         assert netns != os.readlink("/proc/self/ns/net")
     finally:
         box.close()
+
+
+TWO_PROCESSES = ("import os, time\npid = os.fork()\nb = bytearray(60 << 20)\nt = time.process_time()\n"
+                 "while time.process_time() - t < 0.7: pass\nif pid: os.waitpid(pid, 0); print('both done')\n")
+
+
+@pytest.mark.parametrize("per_process", [False, True])
+def test_per_process_time_limit(sandbox, per_process):
+    result = sandbox.run_sync([PY, "-c", TWO_PROCESSES],
+                              limits=Limits(cpu_time=1, memory=256 * MiB, per_process_time=per_process))
+    if per_process:  # 0.7 s each is within 1 s each, though 1.4 s together
+        assert result.status is Status.ok and result.stdout == b"both done\n" and result.time > 1.2, result
+    else:
+        assert result.status is Status.time_limit and result.time < 1.3, result
+
+
+def test_per_process_time_limit_stops_one_process(sandbox):
+    result = sandbox.run_sync([PY, "-c", "while True: pass"], limits=Limits(cpu_time=1, per_process_time=True))
+    assert result.status is Status.time_limit and result.signal == signal.SIGXCPU, result
+
+
+@pytest.mark.parametrize("per_process", [False, True])
+def test_per_process_memory_limit(sandbox, per_process):
+    limits = Limits(cpu_time=5, memory=100 * MiB, per_process_memory=per_process)
+    together = sandbox.run_sync([PY, "-c", TWO_PROCESSES], limits=limits)
+    alone = sandbox.run_sync([PY, "-c", "b = bytearray(150 << 20)"], limits=limits)
+    if per_process:  # 60 MB each fits; 150 MB in one process does not: MemoryError, not a kill
+        assert together.status is Status.ok and together.memory > 100 * MiB, together
+        assert alone.status is Status.runtime_error and b"MemoryError" in alone.stderr, alone
+    else:
+        assert together.status is Status.memory_limit and alone.status is Status.memory_limit, (together, alone)

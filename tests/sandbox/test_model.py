@@ -136,6 +136,17 @@ def test_rlimit_argv():
     assert "--cpu=3:4" in prlimit and "--nofile=10:10" in prlimit and "--core=0:0" in prlimit
 
 
+def test_per_process_limits():
+    each = Limits(cpu_time=1.2, memory=64 * MiB, processes=8, per_process_time=True, per_process_memory=True)
+    args = rlimit_argv(each, per_process_fallback=False)
+    assert "--rlimit=cpu:2:3" in args and f"--rlimit=as:{64 * MiB}:{64 * MiB}" in args
+    assert each.total_memory == 8 * 64 * MiB
+    assert Limits(memory=1024 * MiB, processes=64, per_process_memory=True).total_memory == 2048 * MiB
+    assert Limits(memory=64 * MiB, processes=8).total_memory == 64 * MiB
+    with pytest.raises(LimitError, match="per_process_time must be true or false"):
+        Limits(per_process_time=1)
+
+
 def test_identity_argv():
     assert identity_argv(60003, 60003, "/run/stockade/stockade-launch") == [
         "/run/stockade/stockade-launch", "--uid=60003", "--gid=60003", "--"]

@@ -343,6 +343,24 @@ def test_time_over_the_limit_but_within_extra_time_is_a_time_limit(http):
     assert float(body["time"]) > 0.3
 
 
+def test_per_process_and_thread_limits(http):
+    # Two processes, 0.6 s of CPU and 60 MB each: over the limits together, within them each.
+    source = ("import os, time\npid = os.fork()\nb = bytearray(60 << 20)\nt = time.process_time()\n"
+              "while time.process_time() - t < 0.6: pass\nif pid: os.waitpid(pid, 0); print('both done')")
+    limits = {"cpu_time_limit": 1, "cpu_extra_time": 0, "memory_limit": 100000, "wall_time_limit": 5}
+    whole = run(http, {"source_code": source, "language_id": PY, **limits})
+    assert whole["status"]["id"] in (5, 11, 12), whole  # the sums are over: time or memory stops it
+    each = run(http, {"source_code": source, "language_id": PY, **limits,
+                      "enable_per_process_and_thread_time_limit": True,
+                      "enable_per_process_and_thread_memory_limit": True})
+    assert each["status"]["id"] == 3 and each["stdout"] == "both done\n", each
+    assert float(each["time"]) > 1 and each["enable_per_process_and_thread_time_limit"] is True
+    # Per process, one process over the memory limit still fails to get it.
+    big = run(http, {"source_code": "b = bytearray(150 << 20)", "language_id": PY, "memory_limit": 100000,
+                     "enable_per_process_and_thread_memory_limit": True})
+    assert big["status"]["id"] == 11 and "MemoryError" in big["stderr"], big
+
+
 def test_memory_limit_says_so_in_message(http):
     source = "x = bytearray(200 * 1024 * 1024)\nprint(len(x))"
     body = run(http, {"source_code": source, "language_id": PY, "memory_limit": 64000})

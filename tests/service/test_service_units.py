@@ -117,7 +117,8 @@ def test_pinned_request_keeps_host_and_tls_name():
 def _row(**changes):
     row = {"token": "t", "cpu_time_limit": 2.0, "cpu_extra_time": 0.5, "wall_time_limit": 5.0,
            "memory_limit": 128000, "stack_limit": 64000, "max_processes_and_or_threads": 60,
-           "max_file_size": 1024, "callback_url": None}
+           "max_file_size": 1024, "callback_url": None,
+           "enable_per_process_and_thread_time_limit": False, "enable_per_process_and_thread_memory_limit": False}
     row.update(changes)
     return row
 
@@ -127,6 +128,10 @@ def test_limits_map_judge0_units_to_the_box():
     assert limits.cpu_time == 2.5 and limits.wall_time == 5.0
     assert limits.memory == 128000 * 1024 and limits.stack == 64000 * 1024
     assert limits.processes == 60 and limits.file_size == limits.output == 1024 * 1024
+    assert not limits.per_process_time and not limits.per_process_memory
+    each = adapter.limits_of(_row(enable_per_process_and_thread_time_limit=True,
+                                  enable_per_process_and_thread_memory_limit=True), Settings.load())
+    assert each.per_process_time and each.per_process_memory
     zero = adapter.limits_of(_row(cpu_time_limit=0, stack_limit=0, max_file_size=0, memory_limit=2048), Settings.load())
     assert zero.cpu_time == 20.0 and zero.memory == 4 * MiB and zero.stack == zero.memory and zero.file_size == 4096 * 1024
 

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import json
 import logging
+import math
 import os
 import select
 import signal
@@ -378,7 +379,7 @@ class Sandbox:
                         continue  # bound in every warm box already
                     target = os.path.normpath(mount.target).removeprefix(bwrap.BOX_DIR + "/").split("/")
                     copy_in(box.workdir, mount.source, target, max_total=_COPY_MAX)
-                box.group.set_limits(memory=limits.memory, pids=limits.processes)
+                box.group.set_limits(memory=limits.total_memory, pids=limits.processes)
             except (SandboxError, LimitError, OSError) as exc:
                 return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
             try:
@@ -404,7 +405,7 @@ class Sandbox:
         make_box_dir(workdir, slot.uid, slot.gid, files)
         try:
             # Host-wide name: the uid is unique on the host while our lock holds it.
-            group = self.cgroups.create(f"box-{slot.uid}-{slot.index}", memory=limits.memory, pids=limits.processes)
+            group = self.cgroups.create(f"box-{slot.uid}-{slot.index}", memory=limits.total_memory, pids=limits.processes)
         except BaseException:
             remove_tree(workdir)
             raise
@@ -568,7 +569,8 @@ class Sandbox:
             delay = max(_MIN_CPU_CHECK, (limits.cpu_time - used) / self._ncpu)
             timers.append(loop.call_later(delay, check_cpu))
 
-        if self.cgroups.kind != "none":
+        if self.cgroups.kind != "none" and not limits.per_process_time:
+            # (Per-process time limits are rlimits: the sum may exceed cpu_time.)
             timers.append(loop.call_later(max(_MIN_CPU_CHECK, limits.cpu_time / self._ncpu), check_cpu))
 
         await exited
@@ -709,8 +711,10 @@ class Sandbox:
         events = set(out.events)
         if oom:
             events.add(Status.memory_limit)
-        if cpu > limits.cpu_time or sig == signal.SIGXCPU:
+        if sig == signal.SIGXCPU or (cpu > limits.cpu_time and not limits.per_process_time):
             events.add(Status.time_limit)
+        elif limits.per_process_time and sig == signal.SIGKILL and cpu >= max(1, math.ceil(limits.cpu_time)):
+            events.add(Status.time_limit)  # SIGXCPU ignored: the hard rlimit's SIGKILL
         if exit_code not in (0, None) or sig is not None:
             events.add(Status.runtime_error)
         verdict = decide(events)

@@ -37,9 +37,13 @@ SETPRIV = "/usr/bin/setpriv"
 
 def rlimits(limits: Limits, per_process_fallback: bool) -> list[tuple[str, int, int]]:
     """(name, soft, hard) of every rlimit a box's program starts with."""
-    cpu = math.ceil(limits.cpu_time) + 1
-    values = [
+    if limits.per_process_time:
+        # The limit itself, per process (SIGXCPU, then SIGKILL a second later).
+        cpu = max(1, math.ceil(limits.cpu_time))
+    else:
         # Backstop for the cgroup CPU watch (SIGXCPU, then SIGKILL one second later).
+        cpu = math.ceil(limits.cpu_time) + 1
+    values = [
         ("cpu", cpu, cpu + 1),
         # No file bigger than this (SIGXFSZ): /box and /tmp stay small.
         ("fsize", limits.file_size, limits.file_size),
@@ -54,6 +58,8 @@ def rlimits(limits: Limits, per_process_fallback: bool) -> list[tuple[str, int, 
     if per_process_fallback:
         # Without a cgroup these are all we have (per process, per uid).
         values += [("nproc", limits.processes, limits.processes), ("as", limits.memory, limits.memory)]
+    elif limits.per_process_memory:
+        values += [("as", limits.memory, limits.memory)]
     return values
 
 

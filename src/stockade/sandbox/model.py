@@ -47,6 +47,11 @@ def decide(events: set[Status]) -> Status:
     return Status.ok
 
 
+# With per-process memory limits, the whole run still stops here (memory x
+# processes could be tens of GiB).
+PER_PROCESS_TOTAL_MEMORY = 2 * GiB
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one run may use. Every field has a safe default.
@@ -63,6 +68,12 @@ class Limits:
     open_files  file descriptors per process (64)
     stack       stack size per process (64 MiB)
     tmp_size    size of the box's /tmp tmpfs (16 MiB)
+    per_process_time    cpu_time bounds each process, not their sum (Judge0's
+                        enable_per_process_and_thread_time_limit): an rlimit,
+                        so in whole seconds; wall_time still bounds the run
+    per_process_memory  memory bounds each process's address space, not their
+                        sum (..._memory_limit); the run's total stays capped at
+                        memory x processes, and never above 2 GiB (or memory)
     """
 
     cpu_time: float = 2.0
@@ -74,6 +85,8 @@ class Limits:
     open_files: int = 64
     stack: int = 64 * MiB
     tmp_size: int = 16 * MiB
+    per_process_time: bool = False
+    per_process_memory: bool = False
 
     def __post_init__(self) -> None:
         for name in ("cpu_time", "wall_time"):
@@ -90,6 +103,16 @@ class Limits:
             raise LimitError("processes must be at least 1")
         if self.open_files < 4:
             raise LimitError("open_files must be at least 4 (stdin, stdout, stderr and one more)")
+        for name in ("per_process_time", "per_process_memory"):
+            if not isinstance(getattr(self, name), bool):
+                raise LimitError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @property
+    def total_memory(self) -> int:
+        """What the whole run may use (the cgroup's limit)."""
+        if not self.per_process_memory:
+            return self.memory
+        return min(self.memory * self.processes, max(self.memory, PER_PROCESS_TOTAL_MEMORY))
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ def limits_of(row: Row, settings: Settings) -> Limits:
         file_size=file_size,
         # Judge0 writes stdout and stderr to files under its file size limit.
         output=file_size,
+        # Judge0's per-process-and-thread switches: each process gets the limit.
+        per_process_time=bool(row["enable_per_process_and_thread_time_limit"]),
+        per_process_memory=bool(row["enable_per_process_and_thread_memory_limit"]),
     )
 
 
@@ -118,9 +121,11 @@ def result_columns(row: Row, result: SubmissionResult) -> Row:
     elif verdict in (Verdict.time_limit, Verdict.wall_time_limit):
         status = TIME_LIMIT
         message = "Time limit exceeded" if verdict is Verdict.time_limit else "Time limit exceeded (wall clock)"
-    elif run is not None and row["cpu_time_limit"] > 0 and run.time > row["cpu_time_limit"]:
+    elif (run is not None and row["cpu_time_limit"] > 0 and run.time > row["cpu_time_limit"]
+          and not row["enable_per_process_and_thread_time_limit"]):
         # The box allows cpu_time_limit + cpu_extra_time; a run that finished in the
         # extra time is still over the limit the client asked for (isolate's rule).
+        # With per-process limits `time` is the sum of all processes': no verdict.
         status, message = TIME_LIMIT, "Time limit exceeded"
     elif verdict is Verdict.memory_limit:
         # Judge0 has no memory verdict: an OOM kill is a runtime error. Say why.
