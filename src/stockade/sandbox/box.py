@@ -353,15 +353,11 @@ class Sandbox:
             self._teardown_now(self._warm.pop())
 
     def _teardown_now(self, box: _Box) -> None:
-        """Kill and remove a box that never ran anything of a caller's."""
+        """Remove a warm box (used or not) and give its slot back."""
         try:
-            self._stop(box)
+            self._remove(box)
         finally:
-            try:
-                box.group.remove()
-            finally:
-                remove_tree(box.workdir)
-                self._slots.release(box.slot)
+            self._slots.release(box.slot)
 
     async def _acquire_slot(self) -> Slot:
         slot = self._slots.try_acquire()
@@ -387,10 +383,7 @@ class Sandbox:
             except BrokenPipeError:  # the launcher is gone: the box died idle
                 return RunResult(Status.sandbox_error, message="the prepared box ended before the run")
             box.close(box.exec_w)
-            result = await self._watch(box, stdin, limits)
-            if patterns and result.status is not Status.sandbox_error:
-                result = replace(result, files=collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
-            return result
+            return self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
         finally:
             self._teardown_now(box)
 
@@ -422,18 +415,25 @@ class Sandbox:
             # The wall clock starts when the program may start.
             _write_all(box.block_w, b"1")
             box.close(box.block_w)
-            result = await self._watch(box, stdin, limits)
-            if patterns and result.status is not Status.sandbox_error:
-                result = replace(result, files=collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
-            return result
+            return self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
+        finally:
+            self._remove(box)
+
+    @staticmethod
+    def _collected(box: _Box, result: RunResult, patterns, limits: Limits) -> RunResult:
+        if patterns and result.status is not Status.sandbox_error:
+            result = replace(result, files=collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
+        return result
+
+    def _remove(self, box: _Box) -> None:
+        """Every way out of a box: its processes, fds, cgroup and directory."""
+        try:
+            self._stop(box)
         finally:
             try:
-                self._stop(box)
+                box.group.remove()
             finally:
-                try:
-                    box.group.remove()
-                finally:
-                    remove_tree(box.workdir)
+                remove_tree(box.workdir)
 
     async def _start(self, box: _Box, inner, env, mounts, cwd, limits: Limits, extra_fds=()) -> RunResult | None:
         """Start bwrap for `box` and wait until the box's pid 1 exists, in its
