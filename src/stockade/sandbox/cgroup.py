@@ -165,6 +165,16 @@ def _rmdir_group(path: str) -> None:
         delay = min(delay * 2, 0.01)
 
 
+def _limited(cg: Cgroup, memory: int | None, pids: int | None) -> Cgroup:
+    """A new group with its limits set, or removed again if they cannot be."""
+    try:
+        cg.set_limits(memory, pids)
+    except SandboxError:
+        cg.remove()
+        raise
+    return cg
+
+
 def _check_name(name: str) -> None:
     # The name becomes a path component under our parent: never let it walk out.
     if not name or "/" in name or name in (".", "..") or "\0" in name:
@@ -333,12 +343,7 @@ class V2Backend(CgroupBackend):
                 _mkdir(cg.path)
         except OSError as e:
             raise SandboxError(f"cannot create cgroup {cg.path}: {e}") from e
-        try:
-            cg.set_limits(memory, pids)
-        except SandboxError:
-            cg.remove()
-            raise
-        return cg
+        return _limited(cg, memory, pids)
 
 
 # ---------------------------------------------------------------- cgroup v1
@@ -458,12 +463,7 @@ class V1Backend(CgroupBackend):
         except OSError as e:
             cg.remove()
             raise SandboxError(f"cannot create cgroup {name} in v1 hierarchies: {e}") from e
-        try:
-            cg.set_limits(memory, pids)
-        except SandboxError:
-            cg.remove()
-            raise
-        return cg
+        return _limited(cg, memory, pids)
 
 
 # ---------------------------------------------------------------- detection
