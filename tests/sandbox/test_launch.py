@@ -171,8 +171,9 @@ def test_exec_fd_refuses_a_bad_run(message, error):
 
 def test_exec_fd_takes_nothing_else():
     done = subprocess.run([LAUNCHER, "--exec-fd=5", "--", "/bin/true"], capture_output=True, text=True, check=False)
-    assert done.returncode == 127 and "no --uid, no program" in done.stderr
+    assert done.returncode == 127 and "no --uid, no --netns-fd, no program" in done.stderr
     assert exec_fd(b"A/bin/true\0", "--uid=65534", "--gid=65534").returncode == 127
+    assert exec_fd(b"A/bin/true\0", "--netns-fd=9").returncode == 127
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can make and join a network namespace")

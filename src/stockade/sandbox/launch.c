@@ -178,8 +178,8 @@ int main(int argc, char **argv) {
             die("unknown option", argv[i]);
     }
     if (exec_fd >= 0) {
-        if (uid >= 0 || i < argc)
-            die("--exec-fd takes the run from the fd: no --uid, no program", NULL);
+        if (uid >= 0 || netns_fd >= 0 || i < argc)
+            die("--exec-fd takes the run from the fd: no --uid, no --netns-fd, no program", NULL);
         if (exec_fd < 3 || exec_fd > 1024)
             die("--exec-fd must be a descriptor above 2", NULL);
         return exec_from((int)exec_fd);
