@@ -19,7 +19,7 @@ INTERFACE CONTRACT (implemented by the cgroup helper; the supervisor relies on i
     cg.oom_killed() -> bool # an OOM kill happened in the group
     cg.pids() -> list[int]
     cg.kill()               # SIGKILL every process, even ones forking (v2 cgroup.kill; v1 freeze/kill/thaw)
-    cg.remove()             # kill, then rmdir (idempotent; never raises on "already gone")
+    cg.remove()             # rmdir, killing first if it is not empty (idempotent; "already gone" is fine)
 """
 
 from __future__ import annotations
@@ -139,6 +139,20 @@ def _kill_until_empty(procs_path: str, what: str) -> None:
         _sigkill(pids)
         time.sleep(delay)
         delay = min(delay * 2, 0.01)
+
+
+def _rmdir_if_empty(path: str) -> bool:
+    """rmdir a group that holds no process (the normal end of a run: one system
+    call, no listing of its processes); False when it is busy."""
+    try:
+        _rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno in (errno.EBUSY, errno.ENOTEMPTY):
+            return False
+        raise SandboxError(f"cannot remove cgroup {path}: {e}") from e
+    return True
 
 
 def _rmdir_group(path: str) -> None:
@@ -314,6 +328,8 @@ class V2Cgroup(Cgroup):
             _write(self._f("cgroup.freeze"), "0")
 
     def remove(self) -> None:
+        if _rmdir_if_empty(self.path):
+            return
         self.kill()
         _rmdir_group(self.path)
 
@@ -356,6 +372,7 @@ class V1Cgroup(Cgroup):
         self.paths = {c: os.path.join(p, name) for c, p in backend.parents.items()}
         # Distinct directories: co-mounted hierarchies (cpu,cpuacct) share one.
         self._dirs = list(dict.fromkeys(self.paths.values()))
+        self._memory: int | None = None  # the limit we set last (None: a new group, unlimited)
 
     def _f(self, controller: str, file: str) -> str:
         return os.path.join(self.paths[controller], file)
@@ -381,10 +398,11 @@ class V1Cgroup(Cgroup):
                 # raising, memsw does. Equal values mean no swap at all.
                 files = ["memory.limit_in_bytes"]
                 if self._backend.has_memsw:
-                    current = int(_read(self._f("memory", "memory.limit_in_bytes")))
-                    files.insert(0 if memory > current else 1, "memory.memsw.limit_in_bytes")
+                    raising = self._memory is not None and memory > self._memory
+                    files.insert(0 if raising else 1, "memory.memsw.limit_in_bytes")
                 for file in files:
                     _write(self._f("memory", file), str(memory))
+                self._memory = memory
             if pids is not None:
                 _write(self._f("pids", "pids.max"), str(pids))
         except OSError as e:
@@ -428,6 +446,12 @@ class V1Cgroup(Cgroup):
         _kill_until_empty(procs, self.paths["freezer"])
 
     def remove(self) -> None:
+        # A process is in every hierarchy at once: if the first directory goes,
+        # the group was empty and so are the others (nothing can join it again).
+        if _rmdir_if_empty(self._dirs[0]):
+            for d in self._dirs[1:]:
+                _rmdir_group(d)
+            return
         try:
             self.kill()
         except FileNotFoundError:
