@@ -500,3 +500,17 @@ def test_per_process_memory_limit(sandbox, per_process):
         assert alone.status is Status.runtime_error and b"MemoryError" in alone.stderr, alone
     else:
         assert together.status is Status.memory_limit and alone.status is Status.memory_limit, (together, alone)
+
+
+def test_undecodable_bytes_pass_and_lone_surrogates_are_refused(sandbox, warm_sandbox):
+    arg = os.fsdecode(b"caf\xe9")  # the byte 0xE9 as Python keeps it: a surrogate escape
+
+    async def warm_run():
+        await warm_sandbox.prewarm()
+        return await warm_sandbox.run(["/bin/echo", arg])
+
+    assert sandbox.run_sync(["/bin/echo", arg]).stdout == b"caf\xe9\n"
+    assert asyncio.run(warm_run()).stdout == b"caf\xe9\n" and warm_sandbox.warm_runs == 1
+    for bad in (dict(argv=["/bin/echo", "\ud800"]), dict(argv=["/bin/true"], env={"X": "\ud800"})):
+        with pytest.raises(LimitError, match="lone surrogate"):
+            sandbox.run_sync(**bad)

@@ -343,6 +343,16 @@ def test_time_over_the_limit_but_within_extra_time_is_a_time_limit(http):
     assert float(body["time"]) > 0.3
 
 
+def test_a_lone_surrogate_in_arguments_is_422(http):
+    for field in ("command_line_arguments", "compiler_options"):
+        body = json.dumps({"language_id": 50 if field == "compiler_options" else PY, "source_code": "x",
+                           field: "a \ud800 b"})  # ensure_ascii: sent as the escape \ud800
+        response = http.post("/submissions", params={"wait": "true"}, content=body,
+                             headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert "lone surrogate" in response.json()[field][0]
+
+
 def test_per_process_and_thread_limits(http):
     # Two processes, 0.6 s of CPU and 60 MB each: over the limits together, within them each.
     source = ("import os, time\npid = os.fork()\nb = bytearray(60 << 20)\nt = time.process_time()\n"

@@ -285,7 +285,7 @@ class Sandbox:
         # The environment bwrap would have made: ours, the caller's, PWD of --chdir.
         items += [f"E{key}={value}" for key, value in {**bwrap.BASE_ENV, **env, "PWD": cwd}.items()]
         items += [f"C{cwd}", *(f"A{arg}" for arg in argv)]
-        message = b"".join(item.encode() + b"\0" for item in items)
+        message = b"".join(os.fsencode(item) + b"\0" for item in items)
         # It must fit in the pipe: the write never waits for the box.
         return message if len(message) <= _WARM_MESSAGE_MAX else None
 
@@ -510,7 +510,7 @@ class Sandbox:
                 return await setup_failed()
             raise
         try:
-            _write_all(args_w, b"".join(arg.encode() + b"\0" for arg in command[1:split]))
+            _write_all(args_w, b"".join(os.fsencode(arg) + b"\0" for arg in command[1:split]))
         except BrokenPipeError:  # bwrap (or the launcher) died before reading them
             return await setup_failed()
         box.close(args_w)
@@ -764,6 +764,13 @@ def _check_input(argv, files, env, mounts, stdin, cwd) -> None:
         raise LimitError("argv must be a non-empty list of strings")
     if any("\0" in a for a in argv):
         raise LimitError("argv items must not contain NUL bytes")
+    # What reaches the box is bytes (os.fsencode: undecodable bytes that came in
+    # as surrogate escapes go back out as those bytes); other surrogates cannot.
+    for text in (*argv, *env, *env.values(), cwd, *(m.source for m in mounts), *(m.target for m in mounts)):
+        try:
+            os.fsencode(text)
+        except UnicodeEncodeError:
+            raise LimitError(f"not valid text (a lone surrogate): {text!r}") from None
     for name in files:
         check_relpath(name)
     for key, value in env.items():

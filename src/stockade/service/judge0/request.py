@@ -273,6 +273,11 @@ class SubmissionParser:
         if "\x00" in text or "\n" in text or "\r" in text:
             add(field, "must not contain line breaks or null bytes")
             return
+        try:  # JSON may carry a lone surrogate ("\ud800"): no program argument can
+            text.encode()
+        except UnicodeEncodeError:
+            add(field, "must be valid Unicode text (it holds a lone surrogate)")
+            return
         try:
             split_words(text, field.replace("_", " "))
         except InvalidSubmission as exc:
