@@ -351,6 +351,11 @@ def test_a_lone_surrogate_in_arguments_is_422(http):
                              headers={"Content-Type": "application/json"})
         assert response.status_code == 422, response.text
         assert "lone surrogate" in response.json()[field][0]
+    # Echoed back in an error message: the same escape, never a 500.
+    for field, value in (("language_id", "7\ud8001"), ("callback_url", "http://\ud800/")):
+        body = json.dumps({"language_id": PY, "source_code": "x", field: value})
+        response = http.post("/submissions", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422 and field in response.json(), response.text
 
 
 def test_per_process_and_thread_limits(http):

@@ -9,8 +9,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Query, Request, Response, responses
+from fastapi.responses import PlainTextResponse
 
 from stockade.service.callbacks import RefusedTarget, resolve_target
 from stockade.service.dispatch import QueueFull
@@ -28,6 +28,16 @@ from stockade.service.store import IN_QUEUE, PROCESSING, Row
 
 if TYPE_CHECKING:
     from stockade.service.app import Service
+
+
+class JSONResponse(responses.JSONResponse):
+    """JSON that can carry back what a client sent: a lone surrogate (valid JSON,
+    "\\ud800", but not UTF-8) echoed in an error message goes out as the same
+    escape instead of failing the response with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
 
 
 def error(status: int, message: str) -> JSONResponse:
