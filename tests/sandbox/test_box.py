@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -514,3 +515,16 @@ def test_undecodable_bytes_pass_and_lone_surrogates_are_refused(sandbox, warm_sa
     for bad in (dict(argv=["/bin/echo", "\ud800"]), dict(argv=["/bin/true"], env={"X": "\ud800"})):
         with pytest.raises(LimitError, match="lone surrogate"):
             sandbox.run_sync(**bad)
+
+
+def test_warm_boxes_go_when_their_process_exits_without_close():
+    script = ("import asyncio\nfrom stockade.sandbox import Sandbox\n"
+              "box = Sandbox(slots=4, warm=2, first_uid=61100)\n"
+              "async def main():\n    assert await box.prewarm() == 2\n    await box.run(['/bin/true'])\n"
+              "asyncio.run(main())\nprint(box.boxes_dir)\n")  # and no close()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    boxes_dir = done.stdout.strip()
+    left = [p for p in os.listdir(boxes_dir) if p.startswith("611")]
+    left += [p for p in glob.glob("/sys/fs/cgroup/*/stockade/box-611*")]
+    assert left == []

@@ -59,7 +59,7 @@ def judge_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
 ) -> None:
     """Compile FILE once, run it on every test of DIR and judge each."""
-    from stockade.engine import Submission
+    from stockade.engine import Submission, standing_mounts
     from stockade.runtimes import Catalog
     from stockade.sandbox import Sandbox
 
@@ -72,8 +72,14 @@ def judge_command(
                             arguments=args or "", run_limits=limits, tests=cases,
                             stop_at_first_failure=stop, exact=exact)
     try:
-        engine = make_engine(Sandbox(), catalog)
-        result = _run_with_progress(engine, submission, quiet=as_json or not sys.stderr.isatty())
+        # Many tests, one event loop: warm boxes make each test cost only its own
+        # program (a box is built for the next one while this one runs).
+        sandbox = Sandbox(warm=2 if len(cases) > 1 else 0, warm_mounts=standing_mounts(catalog))
+        try:
+            engine = make_engine(sandbox, catalog)
+            result = _run_with_progress(engine, submission, quiet=as_json or not sys.stderr.isatty())
+        finally:
+            sandbox.close()  # the warm boxes left over
     except (InvalidSubmission, UnknownRuntime) as exc:
         usage_error(str(exc))
     except SandboxError as exc:

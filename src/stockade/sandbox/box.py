@@ -9,6 +9,7 @@ Every way out of `run` goes through the same `finally` blocks."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import errno
@@ -172,6 +173,7 @@ class Sandbox:
         _check_input(["/bin/true"], {}, {}, self.warm_mounts, b"", bwrap.BOX_DIR)
         self._warm: list[_Box] = []  # built, idle, waiting for a run
         self._warming: set[asyncio.Task] = set()
+        self._exit_hook = False
         self.warm_runs = self.cold_runs = 0  # runs that found a warm box, runs that did not
         # As root with the launcher: each slot's own network namespace (loopback
         # only), made once and joined by each of its boxes, instead of a new one
@@ -250,6 +252,9 @@ class Sandbox:
         return len(self._warm)
 
     def close(self) -> None:
+        if self._exit_hook:
+            atexit.unregister(self._discard_warm)
+            self._exit_hook = False
         self._discard_warm()
         self._slots.close()
         for fd in self._netns.values():
@@ -318,6 +323,12 @@ class Sandbox:
         while self.warm and self.launcher and len(self._warm) + len(self._warming) < self.warm:
             task = loop.create_task(self._make_warm())
             self._warming.add(task)
+            if not self._exit_hook:
+                # Idle warm boxes die with us (--die-with-parent), but their cgroups
+                # and directories would stay: a process that never calls close()
+                # still removes them on its way out.
+                atexit.register(self._discard_warm)
+                self._exit_hook = True
 
     async def _make_warm(self) -> None:
         slot = self._slots.try_acquire()
