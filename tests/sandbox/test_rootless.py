@@ -86,3 +86,25 @@ def test_unusable_cache_home_is_a_clear_failure_not_a_traceback(program_dir):
     assert done.returncode == 1
     assert done.stderr.decode().startswith("stockade: sandbox failure: cannot use the compile cache")
     assert b"Traceback" not in done.stderr
+
+
+def test_warm_boxes_rootless(program_dir):
+    # No uid switch, no network namespace made by root, no copies: warm boxes still work.
+    script = write(program_dir, "warm.py", (
+        "import asyncio, json\nfrom stockade.sandbox import Sandbox, Limits\n"
+        "box = Sandbox(slots=4, warm=1)\n"
+        "async def main():\n"
+        "    ready, runs = [], []\n"
+        "    for _ in range(3):\n"
+        "        ready.append(await box.prewarm())\n"
+        "        runs.append(await box.run(['/bin/sh', '-c', 'id -u; ulimit -n'], limits=Limits(open_files=33)))\n"
+        "    print(json.dumps({'ready': ready, 'out': [r.stdout.decode() for r in runs],"
+        " 'warm': box.warm_runs, 'netns_per_slot': box.netns_per_slot}))\n"
+        "asyncio.run(main())\nbox.close()\n"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": HOME}
+    done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           sys.executable, script], capture_output=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["ready"] == [1, 1, 1] and seen["warm"] == 3 and seen["netns_per_slot"] is False
+    assert seen["out"] == ["1000\n33\n"] * 3

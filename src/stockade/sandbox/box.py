@@ -640,8 +640,9 @@ class Sandbox:
                     self._adopt_box_pid(box, box.info + _read_available(box.info_r))
                 if box.box_pidfd != -1:
                     _reap_orphan(box.box_pid, box.box_pidfd, block=True)
-                elif box.info_r != -1:
-                    # Killed between cloning pid 1 and reporting it: find it.
+                elif box.info_r != -1 and self.is_root:
+                    # Killed between cloning pid 1 and reporting it: find it by its
+                    # slot's own uid (rootless, every box shares ours: not safe).
                     _reap_orphans_of(box.slot.uid)
             elif box.box_pidfd != -1:
                 _reap_orphan(box.box_pid, box.box_pidfd)
@@ -893,20 +894,26 @@ def _reap_orphan(pid: int, pidfd: int, block: bool = False):
     """bwrap's monitor exits as soon as it knows the exit code, sometimes before
     reaping the box's pid 1; as child subreaper we inherit that zombie and reap
     it here, returning its rusage (which covers every process it reaped).
-    WNOWAIT on the pidfd first proves it is our child: a zombie's pid cannot be
-    recycled, so wait4 by pid is then safe. Not our child: None."""
+    WNOWAIT on the pidfd first proves it is our child: a child's pid cannot be
+    recycled before we reap it, so wait4 by pid is then safe. Not our child:
+    None. `block`: a live child of ours is killed (through the pidfd: that very
+    process; without a cgroup, and with bwrap's PDEATHSIG lost to its uid
+    changes, nothing else would end it), then reaped."""
     try:
-        if os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)) is None:
-            return None  # still alive (only without block): its parent will reap it
+        if os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+            if not block:
+                return None  # still alive: its parent will reap it
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
     except ChildProcessError:
         return None
     return os.wait4(pid, 0)[2]
 
 
 def _reap_orphans_of(uid: int) -> None:
-    """Reap our children running as `uid` (a slot's): orphans of a bwrap we
-    killed before it told us its box's pid. They are dying (bwrap gave them
-    PDEATHSIG), so the wait is short. Only after a cancellation mid-build."""
+    """Reap our children running as `uid` (a slot's, used by no other box now):
+    orphans of a bwrap we killed before it told us its box's pid. Only after a
+    cancellation mid-build."""
     me = str(os.getpid())
     for name in filter(str.isdigit, os.listdir("/proc")):
         try:
