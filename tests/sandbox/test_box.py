@@ -528,3 +528,17 @@ def test_warm_boxes_go_when_their_process_exits_without_close():
     left = [p for p in os.listdir(boxes_dir) if p.startswith("611")]
     left += [p for p in glob.glob("/sys/fs/cgroup/*/stockade/box-611*")]
     assert left == []
+
+
+def test_a_file_given_twice_is_the_callers_error_warm_or_cold(sandbox, warm_sandbox):
+    files = {"a/b": b"1", "a//b": b"2"}  # one path, twice
+    with pytest.raises(LimitError, match="given twice"):
+        sandbox.run_sync(["/bin/true"], files=files)
+
+    async def warm_run():
+        await warm_sandbox.prewarm()
+        await warm_sandbox.run(["/bin/true"], files=files)
+
+    with pytest.raises(LimitError, match="given twice"):
+        asyncio.run(warm_run())
+    assert warm_sandbox.warm_runs == 1

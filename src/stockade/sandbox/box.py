@@ -282,7 +282,7 @@ class Sandbox:
 
     def _warm_message(self, argv, files, limits: Limits, env, mounts, cwd) -> bytes | None:
         """The run as stockade-launch --exec-fd reads it; None if no warm box fits."""
-        if not self.warm or not self.launcher or limits.tmp_size != _WARM_LIMITS.tmp_size:
+        if not self.warm or limits.tmp_size != _WARM_LIMITS.tmp_size:  # (warm is 0 without the launcher)
             return None
         if not all(mount in self.warm_mounts or self._copyable(mount, files) for mount in mounts):
             return None
@@ -316,11 +316,13 @@ class Sandbox:
         return None
 
     def _refill_warm(self) -> None:
+        if not self.warm:
+            return
         loop = asyncio.get_running_loop()
         if any(box.loop is not loop for box in self._warm):
             self._discard_warm()
         self._warming = {t for t in self._warming if not t.done() and t.get_loop() is loop}
-        while self.warm and self.launcher and len(self._warm) + len(self._warming) < self.warm:
+        while len(self._warm) + len(self._warming) < self.warm:
             task = loop.create_task(self._make_warm())
             self._warming.add(task)
             if not self._exit_hook:
@@ -336,13 +338,19 @@ class Sandbox:
             return  # every slot is busy: runs go cold until one is free
         box = None
         try:
-            box = self._new_box(slot, {}, _WARM_LIMITS)
+            try:
+                box = self._new_box(slot, {}, _WARM_LIMITS)
+            except BaseException:
+                self._slots.release(slot)
+                raise
             exec_r, box.exec_w = box.pipe()
             inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}"]
             failure = await self._start(box, inner, {}, self.warm_mounts, bwrap.BOX_DIR, _WARM_LIMITS, (exec_r,))
             if failure is not None:
                 log.warning("cannot build a warm box: %s", failure.message)
                 self.warm = 0  # the cold path reports the same failure to each run
+                while self._warm:  # and idle boxes would only hold slots now
+                    self._teardown_now(self._warm.pop())
             else:
                 # Let bwrap finish the box now; the launcher then waits for the run.
                 _write_all(box.block_w, b"1")
@@ -380,14 +388,17 @@ class Sandbox:
     async def _run_warm(self, box: _Box, message: bytes, files, mounts, stdin, limits: Limits, patterns) -> RunResult:
         try:
             try:
-                write_files(box.workdir, box.slot.uid, box.slot.gid, files)
+                write_files(box.workdir, box.slot.uid, box.slot.gid, files)  # LimitError: the caller's
                 for mount in mounts:
                     if mount in self.warm_mounts:
                         continue  # bound in every warm box already
                     target = os.path.normpath(mount.target).removeprefix(bwrap.BOX_DIR + "/").split("/")
-                    copy_in(box.workdir, mount.source, target, max_total=_COPY_MAX)
+                    try:
+                        copy_in(box.workdir, mount.source, target, max_total=_COPY_MAX)
+                    except LimitError as exc:  # a product too large to copy
+                        raise SandboxError(str(exc)) from exc
                 box.group.set_limits(memory=limits.total_memory, pids=limits.processes)
-            except (SandboxError, LimitError, OSError) as exc:
+            except (SandboxError, OSError) as exc:
                 return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
             try:
                 _write_all(box.exec_w, message)
