@@ -417,12 +417,13 @@ class Sandbox:
         workdir = os.path.join(self.boxes_dir, f"{slot.uid}-{slot.index}")
         if os.path.lexists(workdir):  # left by a supervisor that was killed -9
             remove_tree(workdir)
-        make_box_dir(workdir, slot.uid, slot.gid, files)
         try:
+            make_box_dir(workdir, slot.uid, slot.gid, files)  # LimitError: a file given twice
             # Host-wide name: the uid is unique on the host while our lock holds it.
             group = self.cgroups.create(f"box-{slot.uid}-{slot.index}", memory=limits.total_memory, pids=limits.processes)
         except BaseException:
-            remove_tree(workdir)
+            if os.path.lexists(workdir):
+                remove_tree(workdir)
             raise
         return _Box(slot, workdir, group, asyncio.get_running_loop())
 
