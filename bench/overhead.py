@@ -85,7 +85,9 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     width = 2 * cores
     cold = Sandbox(slots=width)
-    warm = Sandbox(slots=width + 2, warm=2)
+    # Its own uids: slots are host-wide, and the warm boxes this one keeps idle
+    # would otherwise hold slots the cold runs wait for.
+    warm = Sandbox(slots=width + 2, warm=2, first_uid=60000 + width)
     loop = asyncio.new_event_loop()
     for _ in range(10):  # warm caches (page cache, seccomp compile, imports)
         bare_once()
