@@ -1,7 +1,7 @@
 # Runs every setuid-root binary of the host's /usr while it waits on stdin, and reads its
 # effective uid from /proc: no_new_privs and nosuid mounts must leave it at the box's uid.
 # expect: status=ok
-# limits: cpu_time=4 wall_time=8
+# limits: cpu_time=4 wall_time=20
 # stdout-contains: DONE
 import os
 import stat
@@ -43,7 +43,7 @@ for path in found:
         except (OSError, StopIteration):
             break
         time.sleep(0.001)
-    print(f"{path} uids seen {sorted(seen)}")
+    print(f"{path} uids seen {sorted(seen)}", flush=True)
     if any("0" in uids for uids in seen):
         print(f"LEAK: {path} ran with uid 0: {sorted(seen)}")
     try:
@@ -53,7 +53,7 @@ for path in found:
         proc.wait()
     output.seek(0)
     out = output.read()
-    print(f"{path} -> {proc.returncode}: {out[:200]!r}")
+    print(f"{path} -> {proc.returncode}: {out[:200]!r}", flush=True)
     if b"uid=0" in out:
         print(f"LEAK: {path} ran something as root")
 # Every mount of the box is nosuid (and no_new_privs is set anyway).
