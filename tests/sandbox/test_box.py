@@ -166,10 +166,11 @@ def test_box_layout(sandbox):
     seen = json.loads(result.stdout)
     assert seen["cwd"] == "/box" and seen["uid"] == 1000 and seen["gid"] == 1000
     assert set(seen["env"]) == {"PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "EXTRA", "PWD"}  # PWD: bwrap --chdir
-    launcher = [".stockade-launch"] if sandbox.launcher else []
+    # The launcher is bound in only where it sets the rlimits inside (rootless).
+    launcher = [".stockade-launch"] if sandbox.launcher and not sandbox.is_root else []
     assert seen["root"] == [*launcher, "bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"]
     assert seen["fds"] == ["0", "1", "2", "3"]  # 3: the listdir itself
-    assert len(seen["pids"]) <= 3  # bwrap's init, launcher->python, nothing of the host
+    assert len(seen["pids"]) <= 3  # bwrap's init, python, nothing of the host
 
 
 def test_mount_read_only(sandbox):
@@ -352,6 +353,24 @@ def test_runs_that_do_not_fit_a_warm_box_go_cold(warm_sandbox):
     assert b"4096" in small_tmp.stdout and len(huge_argv.stdout) == 70_001
     assert warm_sandbox.warm_runs == 0 and warm_sandbox.cold_runs == 3
 
+
+
+def test_the_next_warm_box_is_built_after_the_run_and_close_finishes_it(warm_sandbox):
+    # The replacement box is built once the run's result is out (never on the
+    # run's own path); a close() while it is still building tears it down too.
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(warm_sandbox.prewarm()) == 2
+        result = loop.run_until_complete(warm_sandbox.run(["/bin/echo", "warm"]))
+        assert result.stdout == b"warm\n" and warm_sandbox.warm_runs == 1
+        building = [task for task in warm_sandbox._warming if not task.done()]
+        assert len(building) == 1 and len(warm_sandbox._warm) == 1
+        loop.run_until_complete(asyncio.sleep(0))  # the build starts: slot, /box, cgroup, bwrap
+        warm_sandbox.close()
+        assert all(task.done() for task in building)
+        assert leftovers(warm_sandbox) == []
+    finally:
+        loop.close()
 
 def test_idle_warm_boxes_never_starve_cold_runs():
     from stockade.sandbox import Sandbox

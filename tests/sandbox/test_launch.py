@@ -132,6 +132,35 @@ def test_sandbox_with_launcher_applies_limits_inside(sandbox):
     assert limits == "(17, 17) (3, 4) (0, 0)"
 
 
+
+ROOT_AND_LIMITS = ("import os, resource as r; print(sorted(os.listdir('/')));"
+                   " print([r.getrlimit(getattr(r, 'RLIMIT_' + n)) for n in"
+                   " ('NOFILE', 'CPU', 'CORE', 'FSIZE', 'STACK', 'MEMLOCK')])")
+
+
+def test_cold_box_rlimits_are_set_before_bwrap_unless_too_tight(sandbox):
+    # As root: by the launcher that becomes the slot's uid and execs bwrap, so
+    # bwrap and the box inherit them; no exec inside, the launcher not even bound.
+    assert sandbox.is_root and sandbox.launcher
+    roomy = Limits(open_files=40, cpu_time=1.5, file_size=2 * 1024 * 1024, stack=8 * 1024 * 1024)
+    result = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=roomy)
+    assert result.status is Status.ok, result
+    root, limits = result.stdout.decode().splitlines()
+    assert ".stockade-launch" not in root
+    assert limits == f"[(40, 40), (3, 4), (0, 0), ({2 << 20}, {2 << 20}), ({8 << 20}, {8 << 20}), (0, 0)]"
+    # Tighter than bwrap itself can build under: the launcher sets them on the program.
+    tight = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=Limits(open_files=12, cpu_time=1.5))
+    assert tight.status is Status.ok, tight
+    root, limits = tight.stdout.decode().splitlines()
+    assert ".stockade-launch" in root and limits.startswith("[(12, 12), (3, 4), (0, 0), ")
+    # And the limit set from outside holds: a CPU hog is stopped (the cgroup
+    # watch first; the rlimit is its backstop), descriptors run out at 40.
+    hog = sandbox.run_sync([PY, "-c", "while True: pass"], limits=Limits(cpu_time=0.3))
+    assert hog.status is Status.time_limit
+    fds = sandbox.run_sync([PY, "-c", "import os\nlast = 0\ntry:\n    while True: last = os.open('/dev/null', 0)\n"
+                                      "except OSError as e: print(last, e.errno)"], limits=roomy)
+    assert fds.stdout == b"39 24\n", fds  # fd 39 is the last one; then EMFILE
+
 def exec_fd(message: bytes, *options: str) -> subprocess.CompletedProcess:
     r, w = os.pipe()
     os.write(w, message)

@@ -134,7 +134,27 @@ def test_rlimit_argv():
     prlimit = rlimit_argv(limits, per_process_fallback=False, launcher=None)
     assert prlimit[0] == "/usr/bin/prlimit" and prlimit[-1] == "--"
     assert "--cpu=3:4" in prlimit and "--nofile=10:10" in prlimit and "--core=0:0" in prlimit
+    # Or before bwrap, by the launcher that becomes the slot's uid.
+    ident = identity_argv(60003, 60003, "/run/stockade/stockade-launch", rlimits=[("nofile", 64, 64), ("core", 0, 0)])
+    assert ident == ["/run/stockade/stockade-launch", "--rlimit=nofile:64:64", "--rlimit=core:0:0",
+                     "--uid=60003", "--gid=60003", "--"]
+    with pytest.raises(ValueError):
+        identity_argv(60003, 60003, None, rlimits=[("core", 0, 0)])
 
+
+
+def test_rlimits_set_outside_only_when_bwrap_can_build_under_them():
+    from stockade.sandbox.launch import rlimits, settable_outside
+
+    # The defaults, and anything roomy: on the box's pid 1, before bwrap builds the box.
+    assert settable_outside(rlimits(Limits(), per_process_fallback=False))
+    assert settable_outside(rlimits(Limits(open_files=32, stack=MiB, file_size=MiB), per_process_fallback=False))
+    # Too tight for bwrap's own setup: on the program only, by the box's first program.
+    for tight in (Limits(open_files=31), Limits(stack=MiB - 1), Limits(file_size=1000),
+                  Limits(per_process_memory=True)):
+        assert not settable_outside(rlimits(tight, per_process_fallback=False)), tight
+    # Without a cgroup the memory and process limits are rlimits too (per process): inside.
+    assert not settable_outside(rlimits(Limits(), per_process_fallback=True))
 
 def test_per_process_limits():
     each = Limits(cpu_time=1.2, memory=64 * MiB, processes=8, per_process_time=True, per_process_memory=True)

@@ -1,8 +1,8 @@
 """Sandbox: run one command in one box and account for it exactly.
 
 One run: take a slot -> make /box -> make the cgroup -> spawn bwrap as the
-slot's uid with an empty environment -> handshake (pid into the cgroup,
-rlimits, then unblock) -> supervise on the event loop (stdin, bounded output,
+slot's uid, under the run's rlimits, with an empty environment -> handshake
+(pid into the cgroup, then unblock) -> supervise on the event loop (stdin, bounded output,
 wall and CPU time) -> kill the whole cgroup -> account -> tear down.
 Every way out of `run` goes through the same `finally` blocks."""
 
@@ -225,10 +225,13 @@ class Sandbox:
         _check_input(argv, files, env, mounts, stdin, cwd)
         message = self._warm_message(argv, files, limits, env, mounts, cwd)
         box = self._take_warm() if message is not None else None
-        self._refill_warm()
         if box is not None:
             self.warm_runs += 1
-            return await self._run_warm(box, message, files, mounts, stdin, limits, collect)
+            try:
+                return await self._run_warm(box, message, files, mounts, stdin, limits, collect)
+            finally:
+                self._refill_warm()
+        self._refill_warm()
         self.cold_runs += 1
         slot = await self._acquire_slot()
         try:
@@ -365,9 +368,18 @@ class Sandbox:
                 self._teardown_now(box)
 
     def _discard_warm(self) -> None:
-        for task in self._warming:
-            task.cancel()
+        building = [task for task in self._warming if not task.done()]
         self._warming.clear()
+        for task in building:
+            task.cancel()
+        # A build cut short tears down what it had started (bwrap, cgroup, /box)
+        # once its loop runs it again: when nothing runs that loop now (a sync
+        # close() after run_until_complete), run it until they have.
+        if building and not _loop_running():
+            for loop in {task.get_loop() for task in building}:
+                if not loop.is_closed():
+                    mine = [task for task in building if task.get_loop() is loop]
+                    loop.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
         while self._warm:
             self._teardown_now(self._warm.pop())
 
@@ -430,9 +442,15 @@ class Sandbox:
     async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
         box = self._new_box(slot, files, limits)
         try:
-            inner = [*launch.rlimit_argv(limits, self.cgroups.kind == "none",
-                                         launch.BOX_LAUNCHER if self.launcher else None), *argv]
-            failure = await self._start(box, inner, env, mounts, cwd, limits)
+            rlimits = launch.rlimits(limits, self.cgroups.kind == "none")
+            # Set by the step that becomes the slot's uid (no exec of its own),
+            # or else by the box's first program.
+            if self.is_root and self.launcher and launch.settable_outside(rlimits):
+                inner, outside = list(argv), rlimits
+            else:
+                inner, outside = [*launch.rlimit_argv(limits, self.cgroups.kind == "none",
+                                                      launch.BOX_LAUNCHER if self.launcher else None), *argv], []
+            failure = await self._start(box, inner, env, mounts, cwd, limits, rlimits=outside)
             if failure is not None:
                 return failure
             # The wall clock starts when the program may start.
@@ -458,7 +476,8 @@ class Sandbox:
             finally:
                 remove_tree(box.workdir)
 
-    async def _start(self, box: _Box, inner, env, mounts, cwd, limits: Limits, extra_fds=()) -> RunResult | None:
+    async def _start(self, box: _Box, inner, env, mounts, cwd, limits: Limits, extra_fds=(),
+                     rlimits=()) -> RunResult | None:
         """Start bwrap for `box` and wait until the box's pid 1 exists, in its
         cgroup; the program waits on block_w. A RunResult if bwrap failed."""
         loop = box.loop
@@ -482,7 +501,7 @@ class Sandbox:
         command = bwrap.build_argv(
             self._bwrap.path, inner, workdir=box.workdir, etc_dir=etc_dir,
             tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=box.block_r,
-            seccomp_fd=seccomp_r, launcher=self.launcher, own_netns=netns is None,
+            seccomp_fd=seccomp_r, launcher=None if rlimits else self.launcher, own_netns=netns is None,
         )
         # bwrap's options arrive on --args, which bwrap reads to EOF before doing
         # anything: it waits there while we move it into the box's cgroup, so it
@@ -494,7 +513,8 @@ class Sandbox:
             # root maps the box's user to host uid 0. The launcher switches identity
             # and execs bwrap, so that Popen can vfork: Popen(user=) must fork,
             # copying the whole supervisor (milliseconds in a large server process).
-            launch_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher, netns), *launch_argv]
+            launch_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher, netns, rlimits),
+                           *launch_argv]
             # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
             # does): its own pipes must belong to it, not to root with mode 0600.
             for fd in (in_r, out_w, err_w):
@@ -770,6 +790,14 @@ def _unread(fd: int) -> bool:
         return bool(os.read(fd, 1))
     except BlockingIOError:
         return False
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _decode_status(status: int) -> tuple[int | None, int | None]:

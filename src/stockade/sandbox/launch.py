@@ -2,9 +2,12 @@
 
 Outside the box, as root, something must switch to the slot's host uid and exec
 bwrap (Popen(user=) cannot vfork, so it would copy the whole supervisor on every
-spawn). Inside the box, the first program sets the rlimits and execs the user's
-program, so everything it starts inherits them (setting them from outside with
-prlimit(2) needs CAP_SYS_RESOURCE, which many container hosts lack).
+spawn). That same step sets the rlimits, so bwrap and everything in the box
+inherit them, without another exec. Where that cannot be done (rootless, where
+nothing switches uid; limits so tight that bwrap itself could not build the box
+under them; a warm box, built before its run is known), the box's first program
+sets them and execs the user's (setting them from outside with prlimit(2) needs
+CAP_SYS_RESOURCE, which many container hosts lack, this one included).
 
 Both steps are done by `stockade-launch` (launch.c, built statically by
 `make setup` into the venv's libexec/): one exec of a small static binary each.
@@ -63,6 +66,22 @@ def rlimits(limits: Limits, per_process_fallback: bool) -> list[tuple[str, int, 
     return values
 
 
+# The least bwrap needs to build a box under the program's rlimits.
+_SETUP_NOFILE = 32
+_SETUP_STACK = 1 << 20
+_SETUP_FSIZE = 1 << 20
+
+
+def settable_outside(values: list[tuple[str, int, int]]) -> bool:
+    """Whether these rlimits may be set before bubblewrap starts (by the step
+    that switches to the slot's uid, see identity_argv): they then bind bwrap's
+    own setup too, which needs a few descriptors, some stack and room to map
+    memory. Tighter ones are set by the box's first program (rlimit_argv)."""
+    limit = {name: soft for name, soft, _ in values}
+    return (limit["nofile"] >= _SETUP_NOFILE and limit["stack"] >= _SETUP_STACK
+            and limit["fsize"] >= _SETUP_FSIZE and "as" not in limit and "nproc" not in limit)
+
+
 def rlimit_argv(limits: Limits, per_process_fallback: bool, launcher: str | None = BOX_LAUNCHER) -> list[str]:
     """The box's first program and its options, up to and including "--"."""
     values = rlimits(limits, per_process_fallback)
@@ -71,12 +90,17 @@ def rlimit_argv(limits: Limits, per_process_fallback: bool, launcher: str | None
     return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, soft, hard in values), "--"]
 
 
-def identity_argv(uid: int, gid: int, launcher: str | None, netns_fd: int | None = None) -> list[str]:
+def identity_argv(uid: int, gid: int, launcher: str | None, netns_fd: int | None = None,
+                  rlimits: Sequence[tuple[str, int, int]] = ()) -> list[str]:
     """Switch to uid/gid with no supplementary groups (after joining the network
-    namespace open on netns_fd, with the launcher), then exec what follows."""
+    namespace open on netns_fd, and setting `rlimits`, with the launcher), then
+    exec what follows."""
     if launcher:
         netns = [f"--netns-fd={netns_fd}"] if netns_fd is not None else []
-        return [launcher, *netns, f"--uid={uid}", f"--gid={gid}", "--"]
+        limits = [f"--rlimit={name}:{soft}:{hard}" for name, soft, hard in rlimits]
+        return [launcher, *netns, *limits, f"--uid={uid}", f"--gid={gid}", "--"]
+    if rlimits:
+        raise ValueError("rlimits before bubblewrap need the launcher")
     return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
 
