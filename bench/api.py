@@ -14,6 +14,7 @@ Usage: .venv/bin/python bench/api.py [N] [CLIENTS]     (defaults 500 16)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -39,14 +40,44 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def api_once(client: httpx.AsyncClient) -> float:
+class Connection:
+    """One keep-alive HTTP/1.1 connection, as lean as a load generator (wrk,
+    hey) is: the clients share the server's two cores, and a heavyweight
+    client library's own CPU (httpx: ~2 ms per request here) would be counted
+    against the server. Enough HTTP for uvicorn's answers (Content-Length)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:] if line)
+        return status, await self.reader.readexactly(int(headers["content-length"]))
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+REQUEST = json.dumps({"source_code": SOURCE, "language_id": 71}).encode()
+
+
+async def api_once(connection: Connection) -> float:
     started = time.perf_counter()
-    response = await client.post("/submissions", params={"wait": "true"},
-                                 json={"source_code": SOURCE, "language_id": 71})
+    status, raw = await connection.post("/submissions?wait=true", REQUEST)
     elapsed = time.perf_counter() - started
-    body = response.json()
-    if response.status_code != 201 or body.get("status", {}).get("id") != 3:
-        raise RuntimeError(f"unexpected answer: {response.status_code} {body}")
+    body = json.loads(raw)
+    if status != 201 or body.get("status", {}).get("id") != 3:
+        raise RuntimeError(f"unexpected answer: {status} {body}")
     return elapsed
 
 
@@ -62,30 +93,34 @@ async def bare_once(script: str) -> float:
 
 
 async def concurrently(make, count: int, clients: int) -> tuple[float, list[float]]:
-    """Run `count` calls with `clients` at a time; total seconds and latencies."""
+    """Run `count` calls with `clients` at a time (make(i) for client i); total
+    seconds and latencies."""
     latencies: list[float] = []
     remaining = iter(range(count))
 
-    async def client_loop() -> None:
+    async def client_loop(i: int) -> None:
         for _ in remaining:
-            latencies.append(await make())
+            latencies.append(await make(i))
 
     started = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    await asyncio.gather(*(client_loop(i) for i in range(clients)))
     return time.perf_counter() - started, latencies
 
 
-async def measure(url: str, script: str, count: int, clients: int) -> None:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        for _ in range(20):  # warm up: code paths, page cache, connections
-            await api_once(client)
+async def measure(port: int, script: str, count: int, clients: int) -> None:
+    connections = [Connection("127.0.0.1", port) for _ in range(clients)]
+    try:
+        for connection in connections:  # warm up: code paths, page cache, connections
+            await api_once(connection)
             await bare_once(script)
 
-        api_total, api_lat = await concurrently(lambda: api_once(client), count, clients)
-        bare_total, bare_lat = await concurrently(lambda: bare_once(script), count, clients)
-        single_api = [await api_once(client) for _ in range(50)]
+        api_total, api_lat = await concurrently(lambda i: api_once(connections[i]), count, clients)
+        bare_total, bare_lat = await concurrently(lambda i: bare_once(script), count, clients)
+        single_api = [await api_once(connections[0]) for _ in range(50)]
         single_bare = [await bare_once(script) for _ in range(50)]
+    finally:
+        for connection in connections:
+            await connection.close()
 
     api_rate, bare_rate = count / api_total, count / bare_total
     ms = 1000
@@ -149,7 +184,7 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the server did not start")
                 time.sleep(0.05)
-            asyncio.run(measure(url, script, count, clients))
+            asyncio.run(measure(port, script, count, clients))
             alone = asyncio.run(engine_alone(50, data_dir))
             print(f"  engine alone (no HTTP, no store) p50 {statistics.median(alone) * 1000:.1f} ms")
         finally:
