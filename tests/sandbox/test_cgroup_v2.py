@@ -186,6 +186,8 @@ def test_add_and_pids(fake, sleeper):
     cg.add(sleeper.pid)
     assert fake.read("stockade/slot-1/cgroup.procs") == str(sleeper.pid)
     assert cg.pids() == [sleeper.pid]
+    # What the launcher writes "0" to, to join the group itself: the one file.
+    assert cg.procs_files() == [os.path.join(fake.root, "stockade", "slot-1", "cgroup.procs")]
 
 
 def test_kill_writes_cgroup_kill(fake):

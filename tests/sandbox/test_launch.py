@@ -200,9 +200,33 @@ def test_exec_fd_refuses_a_bad_run(message, error):
 
 def test_exec_fd_takes_nothing_else():
     done = subprocess.run([LAUNCHER, "--exec-fd=5", "--", "/bin/true"], capture_output=True, text=True, check=False)
-    assert done.returncode == 127 and "no --uid, no --netns-fd, no program" in done.stderr
+    assert done.returncode == 127 and "no --uid, no --netns-fd, no --cgroup-procs, no program" in done.stderr
     assert exec_fd(b"A/bin/true\0", "--uid=65534", "--gid=65534").returncode == 127
     assert exec_fd(b"A/bin/true\0", "--netns-fd=9").returncode == 127
+    assert exec_fd(b"A/bin/true\0", "--cgroup-procs=/dev/null").returncode == 127
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root writes the host's cgroup.procs files")
+def test_cgroup_procs_moves_the_launcher_before_it_execs(sandbox):
+    group = sandbox.cgroups.create("launch-test-" + str(os.getpid()), memory=64 << 20, pids=8)
+    try:
+        files = group.procs_files()
+        assert files and all(path.endswith("/cgroup.procs") for path in files)
+        code = "print(open('/proc/self/cgroup').read())"
+        done = subprocess.run([LAUNCHER, *(f"--cgroup-procs={path}" for path in files), "--uid=65534",
+                               "--gid=65534", "--", PY, "-c", code], capture_output=True, text=True, env={},
+                              timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        # Every hierarchy of the group (v1: memory, pids, cpuacct, freezer; v2: one line).
+        lines = [line for line in done.stdout.splitlines() if line.endswith("/stockade/" + group.name)]
+        assert len(lines) == len(files), done.stdout
+        # A file that is not there: an error before anything runs, nothing moved.
+        missing = subprocess.run([LAUNCHER, "--cgroup-procs=/sys/fs/cgroup/no-such-group/cgroup.procs",
+                                  "--uid=65534", "--gid=65534", "--", "/bin/echo", "ran"],
+                                 capture_output=True, text=True, env={}, timeout=30, check=False)
+        assert missing.returncode == 127 and missing.stdout == "" and "no-such-group" in missing.stderr
+    finally:
+        group.remove()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can make and join a network namespace")

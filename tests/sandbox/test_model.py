@@ -140,6 +140,11 @@ def test_rlimit_argv():
                      "--uid=60003", "--gid=60003", "--"]
     with pytest.raises(ValueError):
         identity_argv(60003, 60003, None, rlimits=[("core", 0, 0)])
+    # And moves into the box's cgroup first, one cgroup.procs file per hierarchy.
+    joined = identity_argv(60003, 60003, "/l", netns_fd=7, cgroup_procs=["/cg/freezer/b/cgroup.procs",
+                                                                         "/cg/memory/b/cgroup.procs"])
+    assert joined == ["/l", "--netns-fd=7", "--cgroup-procs=/cg/freezer/b/cgroup.procs",
+                      "--cgroup-procs=/cg/memory/b/cgroup.procs", "--uid=60003", "--gid=60003", "--"]
 
 
 

@@ -503,18 +503,22 @@ class Sandbox:
             tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=box.block_r,
             seccomp_fd=seccomp_r, launcher=None if rlimits else self.launcher, own_netns=netns is None,
         )
-        # bwrap's options arrive on --args, which bwrap reads to EOF before doing
-        # anything: it waits there while we move it into the box's cgroup, so it
-        # creates the box (and the box's cgroup namespace) inside that cgroup.
+        # bwrap's options arrive on --args (off its command line, which the host
+        # can read), which bwrap reads to EOF before doing anything. Race-free
+        # start: bwrap creates the box, and the box's cgroup namespace, inside
+        # the box's cgroup: as root with the launcher it starts there (the
+        # launcher joins it before it execs bwrap); otherwise we move it in while
+        # it waits for those options.
         split = command.index("--")  # the program stays on the command line
         launch_argv = [self._bwrap.path, "--args", str(args_r), *command[split:]]
+        joined = self.is_root and self.launcher is not None
         if self.is_root:
             # bwrap starts as the slot's uid, never as root: a user namespace made by
             # root maps the box's user to host uid 0. The launcher switches identity
             # and execs bwrap, so that Popen can vfork: Popen(user=) must fork,
             # copying the whole supervisor (milliseconds in a large server process).
-            launch_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher, netns, rlimits),
-                           *launch_argv]
+            launch_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher, netns, rlimits,
+                                                 box.group.procs_files() if joined else ()), *launch_argv]
             # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
             # does): its own pipes must belong to it, not to root with mode 0600.
             for fd in (in_r, out_w, err_w):
@@ -544,14 +548,13 @@ class Sandbox:
             box.proc.returncode = 0
             return _setup_failure(_read_available(box.err_r))
 
-        # Race-free start: bwrap (and so every process of the box) is in the
-        # cgroup before it even reads its options.
-        try:
-            box.group.add(box.proc.pid)
-        except SandboxError:
-            if _exited(box.pidfd):
-                return await setup_failed()
-            raise
+        if not joined:
+            try:
+                box.group.add(box.proc.pid)
+            except SandboxError:
+                if _exited(box.pidfd):
+                    return await setup_failed()
+                raise
         try:
             _write_all(args_w, b"".join(os.fsencode(arg) + b"\0" for arg in command[1:split]))
         except BrokenPipeError:  # bwrap (or the launcher) died before reading them

@@ -206,6 +206,11 @@ class Cgroup:
     def add(self, pid: int) -> None:
         pass
 
+    def procs_files(self) -> list[str]:
+        """The cgroup.procs files a process writes "0" to, in this order, to
+        join the group itself (what add(pid) does from outside)."""
+        return []
+
     def cpu_time(self) -> float:
         return 0.0
 
@@ -266,6 +271,9 @@ class V2Cgroup(Cgroup):
             _write(self._f("cgroup.procs"), str(pid))
         except OSError as e:
             raise SandboxError(f"cannot move pid {pid} into cgroup {self.path}: {e}") from e
+
+    def procs_files(self) -> list[str]:
+        return [self._f("cgroup.procs")]
 
     def cpu_time(self) -> float:
         return (_keyed(self._stat("cpu.stat"), "usage_usec") or 0) / 1e6
@@ -384,12 +392,15 @@ class V1Cgroup(Cgroup):
             raise SandboxError(f"cgroup {self.paths[controller]}: cannot read {file}: {e}") from e
 
     def add(self, pid: int) -> None:
-        # Freezer first: whatever joined any of our groups can then be killed.
-        for d in reversed(self._dirs):
+        for path in self.procs_files():
             try:
-                _write(os.path.join(d, "cgroup.procs"), str(pid))
+                _write(path, str(pid))
             except OSError as e:
-                raise SandboxError(f"cannot move pid {pid} into cgroup {d}: {e}") from e
+                raise SandboxError(f"cannot move pid {pid} into cgroup {os.path.dirname(path)}: {e}") from e
+
+    def procs_files(self) -> list[str]:
+        # Freezer first: whatever joined any of our groups can then be killed.
+        return [os.path.join(d, "cgroup.procs") for d in reversed(self._dirs)]
 
     def set_limits(self, memory: int | None = None, pids: int | None = None) -> None:
         try:

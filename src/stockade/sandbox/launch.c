@@ -1,13 +1,16 @@
 /*
  * stockade-launch: set rlimits, maybe drop to an unprivileged uid, exec.
  *
- *   stockade-launch [--netns-fd=N] [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...
+ *   stockade-launch [--netns-fd=N] [--cgroup-procs=FILE]... [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...
  *   stockade-launch --exec-fd=N
  *   stockade-launch --make-netns
  *
  * Stockade runs it twice per box, in place of two dynamically linked execs:
- *   - outside, as root: --uid/--gid switch to the slot's host uid (no
- *     supplementary groups), then it execs bubblewrap (was: setpriv);
+ *   - outside, as root: --cgroup-procs move it into the box's cgroup (one
+ *     cgroup.procs file per hierarchy, in order), --rlimit set the run's
+ *     rlimits, --uid/--gid switch to the slot's host uid (no supplementary
+ *     groups), then it execs bubblewrap (was: setpriv), which so starts inside
+ *     the box's cgroup, under the box's rlimits;
  *   - inside the box, as its first program: the --rlimit options, then it execs
  *     the user's program, which inherits them (was: util-linux prlimit).
  * Built statically by `make setup`, so an exec costs no dynamic loading.
@@ -17,6 +20,9 @@
  * NUL-terminated items, each a type letter and a value: "R" NAME:SOFT:HARD (an
  * rlimit), "E" KEY=VALUE (the whole environment), "C" a directory to enter, and
  * "A" the program and its arguments, in order. EOF without any "A": exit 127.
+ *
+ * --cgroup-procs (root, before the uid changes) writes "0" (this process) to
+ * FILE, a cgroup.procs file of the box's cgroup.
  *
  * --netns-fd (root, before the uid changes) joins the network namespace open
  * on fd N, and closes it: a slot's own loopback-only namespace, made once by
@@ -29,6 +35,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <net/if.h>
 #include <sched.h>
@@ -84,6 +91,16 @@ static void set_rlimit(const char *spec, const char *option) {
         die("bad limits in", option);
     if (setrlimit(resource, &limit))
         die(option, strerror(errno));
+}
+
+/* Move this process into the cgroup whose cgroup.procs file is `path`. */
+static void join_cgroup(const char *path) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        die(path, strerror(errno));
+    if (write(fd, "0", 1) != 1)
+        die(path, strerror(errno));
+    close(fd);
 }
 
 #define MAX_MESSAGE (1 << 20)
@@ -158,8 +175,12 @@ static int make_netns(void) {
     return 0;
 }
 
+#define MAX_CGROUPS 16
+
 int main(int argc, char **argv) {
     long long uid = -1, gid = -1, exec_fd = -1, netns_fd = -1;
+    const char *cgroups[MAX_CGROUPS];
+    size_t ncgroups = 0;
     int i = 1;
     for (; i < argc && strcmp(argv[i], "--"); i++) {
         if (!strncmp(argv[i], "--uid=", 6))
@@ -172,20 +193,26 @@ int main(int argc, char **argv) {
             exec_fd = (long long)number(argv[i] + 10, argv[i]);
         else if (!strncmp(argv[i], "--netns-fd=", 11))
             netns_fd = (long long)number(argv[i] + 11, argv[i]);
+        else if (!strncmp(argv[i], "--cgroup-procs=", 15)) {
+            if (ncgroups == MAX_CGROUPS)
+                die("too many --cgroup-procs", NULL);
+            cgroups[ncgroups++] = argv[i] + 15;
+        }
         else if (!strcmp(argv[i], "--make-netns") && argc == 2)
             return make_netns();
         else
             die("unknown option", argv[i]);
     }
     if (exec_fd >= 0) {
-        if (uid >= 0 || netns_fd >= 0 || i < argc)
-            die("--exec-fd takes the run from the fd: no --uid, no --netns-fd, no program", NULL);
+        if (uid >= 0 || netns_fd >= 0 || ncgroups || i < argc)
+            die("--exec-fd takes the run from the fd: no --uid, no --netns-fd, no --cgroup-procs, no program", NULL);
         if (exec_fd < 3 || exec_fd > 1024)
             die("--exec-fd must be a descriptor above 2", NULL);
         return exec_from((int)exec_fd);
     }
     if (i + 1 >= argc)
-        die("usage: stockade-launch [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...", NULL);
+        die("usage: stockade-launch [--netns-fd=N] [--cgroup-procs=FILE]... [--uid=N --gid=N] "
+            "[--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...", NULL);
     if ((uid < 0) != (gid < 0))
         die("--uid and --gid go together", NULL);
     if (netns_fd >= 0) {
@@ -195,6 +222,9 @@ int main(int argc, char **argv) {
             die("joining the slot's network namespace", strerror(errno));
         close((int)netns_fd);
     }
+    /* Still as root: the cgroup files belong to root. */
+    for (size_t n = 0; n < ncgroups; n++)
+        join_cgroup(cgroups[n]);
     if (uid >= 0) {
         if (uid == 0 || gid == 0 || uid > 0xfffffffeLL || gid > 0xfffffffeLL)
             die("refusing to run as uid or gid 0 (or out of range)", NULL);

@@ -91,16 +91,18 @@ def rlimit_argv(limits: Limits, per_process_fallback: bool, launcher: str | None
 
 
 def identity_argv(uid: int, gid: int, launcher: str | None, netns_fd: int | None = None,
-                  rlimits: Sequence[tuple[str, int, int]] = ()) -> list[str]:
-    """Switch to uid/gid with no supplementary groups (after joining the network
-    namespace open on netns_fd, and setting `rlimits`, with the launcher), then
-    exec what follows."""
+                  rlimits: Sequence[tuple[str, int, int]] = (), cgroup_procs: Sequence[str] = ()) -> list[str]:
+    """Switch to uid/gid with no supplementary groups, then exec what follows;
+    with the launcher, first join the network namespace open on netns_fd, set
+    `rlimits` and move into the cgroup of `cgroup_procs` (its cgroup.procs
+    files), so that what it execs starts there."""
     if launcher:
         netns = [f"--netns-fd={netns_fd}"] if netns_fd is not None else []
         limits = [f"--rlimit={name}:{soft}:{hard}" for name, soft, hard in rlimits]
-        return [launcher, *netns, *limits, f"--uid={uid}", f"--gid={gid}", "--"]
-    if rlimits:
-        raise ValueError("rlimits before bubblewrap need the launcher")
+        groups = [f"--cgroup-procs={path}" for path in cgroup_procs]
+        return [launcher, *netns, *groups, *limits, f"--uid={uid}", f"--gid={gid}", "--"]
+    if rlimits or cgroup_procs:
+        raise ValueError("rlimits and cgroups before bubblewrap need the launcher")
     return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
 
