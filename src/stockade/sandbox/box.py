@@ -1,9 +1,10 @@
 """Sandbox: run one command in one box and account for it exactly.
 
 One run: take a slot -> make /box -> make the cgroup -> spawn bwrap as the
-slot's uid, under the run's rlimits, with an empty environment -> handshake
-(pid into the cgroup, then unblock) -> supervise on the event loop (stdin, bounded output,
-wall and CPU time) -> kill the whole cgroup -> account -> tear down.
+slot's uid, in the cgroup, under the run's rlimits, with an empty environment
+-> handshake (the box's pid 1 exists, then unblock) -> supervise on the event
+loop (stdin, bounded output, wall and CPU time) -> kill the whole cgroup ->
+account -> tear down.
 Every way out of `run` goes through the same `finally` blocks."""
 
 from __future__ import annotations
