@@ -119,7 +119,8 @@ def test_sandbox_without_launcher_still_applies_every_limit():
         finally:
             box.close()
             if os.geteuid() == 0:
-                subprocess.run(["umount", os.path.join(state, "boxes")], check=False, capture_output=True)
+                for mount in ("boxes", "dev"):  # the tmpfs mounts a root Sandbox makes in its state dir
+                    subprocess.run(["umount", os.path.join(state, mount)], check=False, capture_output=True)
 
 
 def test_sandbox_with_launcher_applies_limits_inside(sandbox):

@@ -109,6 +109,15 @@ def test_bwrap_argv_has_every_layer():
     assert "--ro-bind /run/stockade/stockade-launch /.stockade-launch" in " ".join(launched)
 
 
+
+def test_bwrap_argv_with_a_prepared_dev():
+    argv = _argv(dev_dir="/run/stockade/dev")
+    joined = " ".join(argv)
+    assert "--dev-bind /run/stockade/dev /dev" in joined and "--dev /dev" not in joined
+    # No read-only remount of /dev: it would add nodev and disable the nodes (root owns them all).
+    assert "--remount-ro /dev" not in joined and "--remount-ro /dev" in " ".join(_argv())
+    assert f"--size {8 * MiB} --tmpfs /dev/shm" in joined
+
 def test_bwrap_argv_environment_is_explicit():
     argv = _argv(env={"JAVA_OPTS": "-Xmx64m"})
     pairs = {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "--setenv"}

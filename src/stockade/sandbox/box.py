@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stockade.errors import LimitError, SandboxError, SandboxUnavailable
-from stockade.sandbox import bwrap, cgroup, launch, seccomp
+from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp
 from stockade.sandbox.etc import EtcTree
 from stockade.sandbox.model import GiB, Limits, MiB, Mount, RunResult, Status, decide
 from stockade.sandbox.slots import Slot, SlotPool
@@ -198,6 +198,8 @@ class Sandbox:
             os.chmod(path, mode)
         self._etc = EtcTree(self.state_dir)
         self._etc.current()  # build it now: a broken state directory fails here, not in a run
+        # As root, /dev is one prepared directory instead of bwrap's --dev (devtree.py).
+        self.dev_dir = devtree.prepare(self.state_dir)
         if self.is_root:
             _mount_box_space(self.boxes_dir, box_space or _default_box_space())
 
@@ -503,6 +505,7 @@ class Sandbox:
             self._bwrap.path, inner, workdir=box.workdir, etc_dir=etc_dir,
             tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=box.block_r,
             seccomp_fd=seccomp_r, launcher=None if rlimits else self.launcher, own_netns=netns is None,
+            dev_dir=self.dev_dir,
         )
         # bwrap's options arrive on --args (off its command line, which the host
         # can read), which bwrap reads to EOF before doing anything. Race-free

@@ -110,6 +110,7 @@ def build_argv(
     seccomp_fd: int,
     launcher: str | None = None,
     own_netns: bool = True,
+    dev_dir: str | None = None,
 ) -> list[str]:
     """The full bwrap command line for one box. Every flag says what it stops."""
     a = [bwrap]
@@ -146,14 +147,20 @@ def build_argv(
     a += ["--ro-bind", etc_dir, "/etc"]
     # A fresh procfs for the box's pid namespace (bwrap keeps /proc/sys read-only).
     a += ["--proc", "/proc"]
-    # Only null, zero, full, random, urandom, tty, pts: no disk or kernel devices.
-    a += ["--dev", "/dev"]
+    if dev_dir:
+        # Root's prepared /dev (devtree.py): null, zero, full, random, urandom,
+        # tty and the fd links, in one bind; the box's user cannot change it.
+        a += ["--dev-bind", dev_dir, "/dev"]
+    else:
+        # Only null, zero, full, random, urandom, tty, pts: no disk or kernel devices.
+        a += ["--dev", "/dev"]
     # Size-capped scratch space; its pages count against the box's memory too.
     a += ["--size", str(tmp_size), "--tmpfs", "/tmp"]
     a += ["--size", str(tmp_size), "--tmpfs", "/dev/shm"]
-    # bwrap's /dev tmpfs belongs to the box user: without this the program could
-    # replace /dev/null or /dev/stdin for everything it runs afterwards.
-    a += ["--remount-ro", "/dev"]
+    if not dev_dir:
+        # bwrap's /dev tmpfs belongs to the box user: without this the program could
+        # replace /dev/null or /dev/stdin for everything it runs afterwards.
+        a += ["--remount-ro", "/dev"]
     a += ["--bind", workdir, BOX_DIR]
     if launcher:
         # The box's first program (it sets the rlimits, then execs the user's).

@@ -1,6 +1,7 @@
 // TIOCSTI pushes bytes into a terminal's input (typed by whoever reads it next). Tried on
 // 0/1/2, on a pty made the controlling terminal, on /dev/tty, and with the upper 32 bits of
-// the command set (CVE-2019-10063): all must fail with EPERM from the seccomp filter.
+// the command set (CVE-2019-10063): all must fail with EPERM from the seccomp filter
+// (where the box has ptys at all: bwrap's own --dev, rootless).
 // TIOCLINUX likewise.
 // expect: status=ok
 // stdout-contains: DONE
@@ -38,7 +39,10 @@ int main(void) {
     }
     int master = posix_openpt(O_RDWR | O_NOCTTY);
     if (master < 0 || grantpt(master) || unlockpt(master)) {
-        printf("LEAK?: no pty to test with (%s)\n", strerror(errno));
+        // A box whose /dev is root's prepared one (sandbox/devtree.py) has no
+        // ptmx: there is no terminal at all to push input into.
+        printf("no pty in this box (%s)\n", strerror(errno));
+        puts("DONE");
         return 0;
     }
     fflush(stdout);
