@@ -8,7 +8,7 @@ from stockade.errors import LimitError
 from stockade.sandbox import Limits, MiB, Mount, Status, parse_size
 from stockade.sandbox import bwrap as bw
 from stockade.sandbox.box import _decode_status
-from stockade.sandbox.launch import identity_argv, rlimit_argv
+from stockade.sandbox.launch import identity_argv, rlimit_argv, rlimits
 from stockade.sandbox.model import PRECEDENCE, decide
 from stockade.sandbox.workdir import check_relpath
 
@@ -133,14 +133,14 @@ def test_bwrap_argv_mounts():
 
 def test_rlimit_argv():
     limits = Limits(cpu_time=1.2, file_size=1000, open_files=10, stack=8 * MiB)
-    args = rlimit_argv(limits, per_process_fallback=False)
+    args = rlimit_argv(rlimits(limits, per_process_fallback=False))
     assert args[0] == "/.stockade-launch" and args[-1] == "--"
     assert "--rlimit=cpu:3:4" in args and "--rlimit=fsize:1000:1000" in args and "--rlimit=nofile:10:10" in args
     assert "--rlimit=core:0:0" in args and not any(a.startswith(("--rlimit=nproc", "--rlimit=as")) for a in args)
-    fallback = rlimit_argv(Limits(processes=5, memory=64 * MiB), per_process_fallback=True)
+    fallback = rlimit_argv(rlimits(Limits(processes=5, memory=64 * MiB), per_process_fallback=True))
     assert "--rlimit=nproc:5:5" in fallback and f"--rlimit=as:{64 * MiB}:{64 * MiB}" in fallback
     # Without the launcher, util-linux's prlimit gets the same limits.
-    prlimit = rlimit_argv(limits, per_process_fallback=False, launcher=None)
+    prlimit = rlimit_argv(rlimits(limits, per_process_fallback=False), launcher=None)
     assert prlimit[0] == "/usr/bin/prlimit" and prlimit[-1] == "--"
     assert "--cpu=3:4" in prlimit and "--nofile=10:10" in prlimit and "--core=0:0" in prlimit
     # Or before bwrap, by the launcher that becomes the slot's uid.
@@ -158,9 +158,9 @@ def test_rlimit_argv():
 
 
 def test_rlimits_set_outside_only_when_bwrap_can_build_under_them():
-    from stockade.sandbox.launch import rlimits, settable_outside
+    from stockade.sandbox.launch import settable_outside
 
-    # The defaults, and anything roomy: on the box's pid 1, before bwrap builds the box.
+    # The defaults, and anything roomy: set before bwrap starts, by the launcher that switches uid.
     assert settable_outside(rlimits(Limits(), per_process_fallback=False))
     assert settable_outside(rlimits(Limits(open_files=32, stack=MiB, file_size=MiB), per_process_fallback=False))
     # Too tight for bwrap's own setup: on the program only, by the box's first program.
@@ -172,7 +172,7 @@ def test_rlimits_set_outside_only_when_bwrap_can_build_under_them():
 
 def test_per_process_limits():
     each = Limits(cpu_time=1.2, memory=64 * MiB, processes=8, per_process_time=True, per_process_memory=True)
-    args = rlimit_argv(each, per_process_fallback=False)
+    args = rlimit_argv(rlimits(each, per_process_fallback=False))
     assert "--rlimit=cpu:2:3" in args and f"--rlimit=as:{64 * MiB}:{64 * MiB}" in args
     assert each.total_memory == 8 * 64 * MiB
     assert Limits(memory=1024 * MiB, processes=64, per_process_memory=True).total_memory == 2048 * MiB

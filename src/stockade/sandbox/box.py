@@ -133,7 +133,7 @@ class Sandbox:
     about 1 ms slower per run (see launch.py).
     `warm` boxes are kept built ahead of time, each holding a slot, so that a
     run pays only for its own program: see "warm boxes" below. They are built
-    on the event loop of the runs, after the first one (or by `prewarm`), with
+    on the event loop of the runs, after each run (or by `prewarm`), with
     `warm_mounts` (say, every runtime's configuration directory) bound in each;
     a run with other mounts than those (and than Mount.copy trees) goes cold.
     """
@@ -228,19 +228,19 @@ class Sandbox:
         _check_input(argv, files, env, mounts, stdin, cwd)
         message = self._warm_message(argv, files, limits, env, mounts, cwd)
         box = self._take_warm() if message is not None else None
-        if box is not None:
-            self.warm_runs += 1
-            try:
-                return await self._run_warm(box, message, files, mounts, stdin, limits, collect)
-            finally:
-                self._refill_warm()
-        self._refill_warm()
-        self.cold_runs += 1
-        slot = await self._acquire_slot()
         try:
-            return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd)
+            if box is not None:
+                self.warm_runs += 1
+                return await self._run_warm(box, message, files, mounts, stdin, limits, collect)
+            self.cold_runs += 1
+            slot = await self._acquire_slot()
+            try:
+                return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd)
+            finally:
+                self._slots.release(slot)
         finally:
-            self._slots.release(slot)
+            # Replacements are built once the result is out, never on a run's path.
+            self._refill_warm()
 
     def run_sync(self, *args, **kwargs) -> RunResult:
         """`run` for callers without an event loop."""
@@ -451,8 +451,8 @@ class Sandbox:
             if self.is_root and self.launcher and launch.settable_outside(rlimits):
                 inner, outside = list(argv), rlimits
             else:
-                inner, outside = [*launch.rlimit_argv(limits, self.cgroups.kind == "none",
-                                                      launch.BOX_LAUNCHER if self.launcher else None), *argv], []
+                first = launch.rlimit_argv(rlimits, launch.BOX_LAUNCHER if self.launcher else None)
+                inner, outside = [*first, *argv], []
             failure = await self._start(box, inner, env, mounts, cwd, limits, rlimits=outside)
             if failure is not None:
                 return failure

@@ -21,6 +21,7 @@ CAP_MKNOD), `prepare` returns None and boxes use bwrap's --dev."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -93,18 +94,19 @@ def _mount(path: str) -> None:
 
 
 def _fill(path: str) -> None:
-    """Make what is missing (a tmpfs of ours: nothing else writes there)."""
-    old = os.umask(0)
-    try:
-        for name, (major, minor) in NODES.items():
-            node = os.path.join(path, name)
-            if not os.path.lexists(node):
-                os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(major, minor))
-        for name, target in LINKS.items():
-            link = os.path.join(path, name)
-            if not os.path.lexists(link):
-                os.symlink(target, link)
-        for name in DIRS:
-            os.makedirs(os.path.join(path, name), mode=0o755, exist_ok=True)
-    finally:
-        os.umask(old)
+    """Make what is missing (a tmpfs of ours: only Stockade writes there; another
+    Sandbox making the same entry at the same time is fine, check() decides).
+    Modes are set with chmod, never through the umask, which is the whole
+    process's (a server's other threads create files meanwhile)."""
+    for name, (major, minor) in NODES.items():
+        node = os.path.join(path, name)
+        with contextlib.suppress(FileExistsError):
+            os.mknod(node, stat.S_IFCHR | 0o600, os.makedev(major, minor))
+            os.chmod(node, 0o666)
+    for name, target in LINKS.items():
+        with contextlib.suppress(FileExistsError):
+            os.symlink(target, os.path.join(path, name))
+    for name in DIRS:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(os.path.join(path, name), 0o700)
+            os.chmod(os.path.join(path, name), 0o755)

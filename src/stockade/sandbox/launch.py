@@ -82,9 +82,9 @@ def settable_outside(values: list[tuple[str, int, int]]) -> bool:
             and limit["fsize"] >= _SETUP_FSIZE and "as" not in limit and "nproc" not in limit)
 
 
-def rlimit_argv(limits: Limits, per_process_fallback: bool, launcher: str | None = BOX_LAUNCHER) -> list[str]:
-    """The box's first program and its options, up to and including "--"."""
-    values = rlimits(limits, per_process_fallback)
+def rlimit_argv(values: Sequence[tuple[str, int, int]], launcher: str | None = BOX_LAUNCHER) -> list[str]:
+    """The box's first program, setting `values` (from rlimits()), and its
+    options, up to and including "--"."""
     if launcher:
         return [launcher, *(f"--rlimit={name}:{soft}:{hard}" for name, soft, hard in values), "--"]
     return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, soft, hard in values), "--"]
