@@ -372,6 +372,21 @@ def test_the_next_warm_box_is_built_after_the_run_and_close_finishes_it(warm_san
     finally:
         loop.close()
 
+
+def test_a_cancelled_run_starts_no_new_warm_box(warm_sandbox):
+    async def cancelled():
+        await warm_sandbox.prewarm()
+        run = asyncio.ensure_future(warm_sandbox.run(["/bin/sleep", "30"]))
+        await asyncio.sleep(0.2)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        return [task for task in warm_sandbox._warming if not task.done()]
+
+    assert asyncio.run(cancelled()) == [] and warm_sandbox.warm_runs == 1
+    warm_sandbox.close()
+    assert leftovers(warm_sandbox) == []
+
 def test_idle_warm_boxes_never_starve_cold_runs():
     from stockade.sandbox import Sandbox
 

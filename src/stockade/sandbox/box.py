@@ -239,8 +239,10 @@ class Sandbox:
             finally:
                 self._slots.release(slot)
         finally:
-            # Replacements are built once the result is out, never on a run's path.
-            self._refill_warm()
+            # Replacements are built once the result is out, never on a run's
+            # path; not for a cancelled run (its loop may be shutting down).
+            if not asyncio.current_task().cancelling():
+                self._refill_warm()
 
     def run_sync(self, *args, **kwargs) -> RunResult:
         """`run` for callers without an event loop."""
