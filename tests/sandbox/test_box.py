@@ -166,9 +166,9 @@ def test_box_layout(sandbox):
     seen = json.loads(result.stdout)
     assert seen["cwd"] == "/box" and seen["uid"] == 1000 and seen["gid"] == 1000
     assert set(seen["env"]) == {"PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "EXTRA", "PWD"}  # PWD: bwrap --chdir
-    # The launcher is bound in only where it sets the rlimits inside (rootless).
-    launcher = [".stockade-launch"] if sandbox.launcher and not sandbox.is_root else []
-    assert seen["root"] == [*launcher, "bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"]
+    # /.stockade-launch: the root tree's mountpoint for the launcher (bound only
+    # where it sets the rlimits inside: rootless, tight limits, warm boxes).
+    assert seen["root"] == [".stockade-launch", "bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"]
     assert seen["fds"] == ["0", "1", "2", "3"]  # 3: the listdir itself
     assert len(seen["pids"]) <= 3  # bwrap's init, python, nothing of the host
 

@@ -10,6 +10,7 @@ import pytest
 
 from stockade.errors import LimitError
 from stockade.sandbox import Mount, Status
+from stockade.sandbox.bwrap import root_dirs, root_links
 from stockade.sandbox.etc import EtcTree
 
 
@@ -36,6 +37,15 @@ def test_tree_holds_generated_names_and_host_copies(tmp_path):
     assert os.readlink(os.path.join(path, "alternatives", "java")) == "/usr/lib/jvm/java-17/bin/java"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
     assert stat.S_IMODE(os.stat(os.path.join(path, "passwd")).st_mode) == 0o644
+    # Around it, the root tree a box binds as /: mountpoints, the /usr links, the
+    # launcher's (empty) mountpoint, and nothing else.
+    root = os.path.dirname(path)
+    links = dict((link.lstrip("/"), target) for target, link in root_links())
+    assert sorted(os.listdir(root)) == sorted([".stockade-launch", "box", "dev", "etc", "proc", "tmp", "usr",
+                                               *links, *(p.lstrip("/") for p in root_dirs())])
+    assert all(os.readlink(os.path.join(root, link)) == target for link, target in links.items())
+    assert os.path.getsize(os.path.join(root, ".stockade-launch")) == 0
+    assert all(os.listdir(os.path.join(root, name)) == [] for name in ("box", "dev", "proc", "tmp", "usr"))
 
 
 def test_tree_follows_the_host_and_never_rewrites(tmp_path):
@@ -53,7 +63,7 @@ def test_tree_follows_the_host_and_never_rewrites(tmp_path):
     assert os.path.islink(os.path.join(tree.current(), "alternatives", "js"))
     # Named by content: another supervisor finds the same directory.
     assert EtcTree(str(tmp_path), host_etc=str(host)).current() == tree.current()
-    assert not [name for name in os.listdir(tmp_path) if name.startswith(".etc-")]  # no half-built tree left
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tree-")]  # no half-built tree left
 
 
 def test_missing_host_files_are_left_out(tmp_path):

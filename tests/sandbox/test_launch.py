@@ -109,11 +109,12 @@ def test_sandbox_without_launcher_still_applies_every_limit():
         box = Sandbox(slots=2, state_dir=state, launcher=None)
         try:
             assert box.launcher is None
-            result = box.run_sync(["/bin/sh", "-c", "ulimit -n; ulimit -c; id -u; ls -a /"],
+            # (/.stockade-launch is only the root tree's empty mountpoint: nothing is bound there.)
+            result = box.run_sync(["/bin/sh", "-c", "ulimit -n; ulimit -c; id -u; wc -c < /.stockade-launch"],
                                   limits=Limits(open_files=23))
             assert result.status is Status.ok, result
-            nofile, core, uid, *root = result.stdout.decode().split()
-            assert (nofile, core, uid) == ("23", "0", "1000") and ".stockade-launch" not in root
+            nofile, core, uid, launcher_size = result.stdout.decode().split()
+            assert (nofile, core, uid, launcher_size) == ("23", "0", "1000", "0")
             hog = box.run_sync([PY, "-c", "while True: pass"], limits=Limits(cpu_time=0.3))
             assert hog.status is Status.time_limit
         finally:
@@ -134,7 +135,9 @@ def test_sandbox_with_launcher_applies_limits_inside(sandbox):
 
 
 
-ROOT_AND_LIMITS = ("import os, resource as r; print(sorted(os.listdir('/')));"
+# Line 1: the size of /.stockade-launch (0: the root tree's empty mountpoint,
+# nothing bound there); line 2: the rlimits.
+ROOT_AND_LIMITS = ("import os, resource as r; print(os.path.getsize('/.stockade-launch'));"
                    " print([r.getrlimit(getattr(r, 'RLIMIT_' + n)) for n in"
                    " ('NOFILE', 'CPU', 'CORE', 'FSIZE', 'STACK', 'MEMLOCK')])")
 
@@ -146,14 +149,14 @@ def test_cold_box_rlimits_are_set_before_bwrap_unless_too_tight(sandbox):
     roomy = Limits(open_files=40, cpu_time=1.5, file_size=2 * 1024 * 1024, stack=8 * 1024 * 1024)
     result = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=roomy)
     assert result.status is Status.ok, result
-    root, limits = result.stdout.decode().splitlines()
-    assert ".stockade-launch" not in root
+    launcher_size, limits = result.stdout.decode().splitlines()
+    assert launcher_size == "0"
     assert limits == f"[(40, 40), (3, 4), (0, 0), ({2 << 20}, {2 << 20}), ({8 << 20}, {8 << 20}), (0, 0)]"
     # Tighter than bwrap itself can build under: the launcher sets them on the program.
     tight = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=Limits(open_files=12, cpu_time=1.5))
     assert tight.status is Status.ok, tight
-    root, limits = tight.stdout.decode().splitlines()
-    assert ".stockade-launch" in root and limits.startswith("[(12, 12), (3, 4), (0, 0), ")
+    launcher_size, limits = tight.stdout.decode().splitlines()
+    assert launcher_size == str(os.path.getsize(sandbox.launcher)) and limits.startswith("[(12, 12), (3, 4), (0, 0), ")
     # And the limit set from outside holds: a CPU hog is stopped (the cgroup
     # watch first; the rlimit is its backstop), descriptors run out at 40.
     hog = sandbox.run_sync([PY, "-c", "while True: pass"], limits=Limits(cpu_time=0.3))

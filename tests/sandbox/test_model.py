@@ -118,6 +118,17 @@ def test_bwrap_argv_with_a_prepared_dev():
     assert "--remount-ro /dev" not in joined and "--remount-ro /dev" in " ".join(_argv())
     assert f"--size {8 * MiB} --tmpfs /dev/shm" in joined
 
+
+def test_bwrap_argv_with_the_root_tree():
+    argv = _argv(root_dir="/run/stockade/tree-1", etc_dir="/run/stockade/tree-1/etc")
+    joined = " ".join(argv)
+    # The tree is bound read-only as / before anything is mounted on it...
+    assert argv.index("--ro-bind") == argv.index("/run/stockade/tree-1") - 1
+    assert argv[argv.index("/run/stockade/tree-1") + 1] == "/" and argv.index("/run/stockade/tree-1") < argv.index("/usr")
+    # ...so the links, the /etc bind and the read-only remount of / are its already.
+    assert "--symlink" not in argv and " /etc" not in joined and "--remount-ro / " not in joined + " "
+    assert "--ro-bind /usr /usr" in joined and "--proc /proc" in joined and "--bind /run/stockade/boxes/3 /box" in joined
+
 def test_bwrap_argv_environment_is_explicit():
     argv = _argv(env={"JAVA_OPTS": "-Xmx64m"})
     pairs = {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "--setenv"}

@@ -501,13 +501,17 @@ class Sandbox:
             if mount.target.startswith("/etc/"):
                 # A runtime's own configuration (/etc/php): bound over our /etc.
                 self._etc.mountpoint(etc_dir, mount.target, os.path.isdir(mount.source))
+        # The generated tree as the root (one bind), when every mount lands under
+        # /etc or /box, where it has or makes the mountpoint; else bwrap's tmpfs root.
+        in_tree = all(m.target.startswith(("/etc/", bwrap.BOX_DIR + "/")) for m in mounts)
+        root_dir = os.path.dirname(etc_dir) if in_tree else None
         args_r, args_w = box.pipe()
         netns = self._slot_netns(box.slot)
         command = bwrap.build_argv(
             self._bwrap.path, inner, workdir=box.workdir, etc_dir=etc_dir,
             tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=box.block_r,
             seccomp_fd=seccomp_r, launcher=None if rlimits else self.launcher, own_netns=netns is None,
-            dev_dir=self.dev_dir,
+            dev_dir=self.dev_dir, root_dir=root_dir,
         )
         # bwrap's options arrive on --args (off its command line, which the host
         # can read), which bwrap reads to EOF before doing anything. Race-free

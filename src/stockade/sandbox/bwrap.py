@@ -111,6 +111,7 @@ def build_argv(
     launcher: str | None = None,
     own_netns: bool = True,
     dev_dir: str | None = None,
+    root_dir: str | None = None,
 ) -> list[str]:
     """The full bwrap command line for one box. Every flag says what it stops."""
     a = [bwrap]
@@ -137,14 +138,20 @@ def build_argv(
     a += ["--uid", str(BOX_UID), "--gid", str(BOX_GID), "--hostname", "box"]
 
     # Filesystem: read-only system, nothing of the host's /home, /root, /var, /run...
+    if root_dir:
+        # The generated root tree (etc.py), read-only: the /usr links, every
+        # mountpoint below, and etc_dir as /etc, in one bind.
+        a += ["--ro-bind", root_dir, "/"]
     a += ["--ro-bind", "/usr", "/usr"]
-    for target, link in root_links():
-        a += ["--symlink", target, link]
+    if not root_dir:
+        for target, link in root_links():
+            a += ["--symlink", target, link]
     for path in root_dirs():
         a += ["--ro-bind", path, path]
-    # A generated /etc (etc.py): passwd/group naming the box user, no shadow, no
-    # host secrets; one read-only bind of a directory nothing in the box can change.
-    a += ["--ro-bind", etc_dir, "/etc"]
+    if not root_dir:
+        # A generated /etc (etc.py): passwd/group naming the box user, no shadow, no
+        # host secrets; one read-only bind of a directory nothing in the box can change.
+        a += ["--ro-bind", etc_dir, "/etc"]
     # A fresh procfs for the box's pid namespace (bwrap keeps /proc/sys read-only).
     a += ["--proc", "/proc"]
     if dev_dir:
@@ -167,8 +174,9 @@ def build_argv(
         a += ["--ro-bind", launcher, BOX_LAUNCHER]
     for mount in mounts:
         a += ["--bind" if mount.writable else "--ro-bind", mount.source, mount.target]
-    # The root directory itself is bwrap's tmpfs: make it read-only too.
-    a += ["--remount-ro", "/"]
+    if not root_dir:
+        # The root directory itself is bwrap's tmpfs: make it read-only too.
+        a += ["--remount-ro", "/"]
     a += ["--chdir", cwd]
 
     for key, value in {**BASE_ENV, **env}.items():

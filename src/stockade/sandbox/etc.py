@@ -1,18 +1,24 @@
-"""The box's /etc: one generated directory, bound read-only in a single mount.
+"""The box's /etc, and the root directory around it: one generated tree.
 
-It holds names for the box user (passwd, group; no shadow), loopback hosts, and
-copies of the only host files runtimes need: the dynamic loader's cache, the
-alternatives links (/usr/bin/java -> /etc/alternatives/java -> /usr/lib/jvm/...)
+/etc holds names for the box user (passwd, group; no shadow), loopback hosts,
+and copies of the only host files runtimes need: the dynamic loader's cache,
+the alternatives links (/usr/bin/java -> /etc/alternatives/java -> /usr/lib/jvm/...)
 and the local time zone link. Nothing else of the host's /etc reaches a box.
 
-One bind instead of a tmpfs, a bind per file and a read-only remount: about
-2 ms less per box. The copies follow the host: `EtcTree.current()` looks at the
-host files' stat (three calls) before every box and builds a new directory when
-they changed (a package installed a library or a toolchain). Directories are
-named by their content and never rewritten, so a box being built while another
-supervisor makes a new one still binds a complete tree. The one change ever made
-to a built tree is an empty mountpoint for a runtime's own /etc directory
-(/etc/php, /etc/java-17-openjdk), bound on top of it read-only."""
+The tree is a whole root directory: that etc/, the mountpoints the box's
+mounts land on (usr, proc, dev, tmp, box, the launcher's file), and the
+merged-/usr links (bin -> usr/bin...). A box binds it read-only as / in one
+mount, instead of bwrap's tmpfs root, the links, a bind of /etc and a
+read-only remount of / (see bwrap.build_argv); or, for a run mounting
+somewhere else than under /etc or /box, binds only its etc/ on bwrap's root.
+
+The copies follow the host: `EtcTree.current()` looks at the host files' stat
+(three calls) before every box and builds a new tree when they changed (a
+package installed a library or a toolchain). Trees are named by their content
+and never rewritten, so a box being built while another supervisor makes a new
+one still binds a complete tree. The one change ever made to a built tree is an
+empty mountpoint for a runtime's own /etc directory (/etc/php,
+/etc/java-17-openjdk), bound on top of it read-only."""
 
 from __future__ import annotations
 
@@ -23,9 +29,11 @@ import stat
 import threading
 
 from stockade.errors import LimitError
-from stockade.sandbox.bwrap import BOX_DIR, BOX_GID, BOX_UID
+from stockade.sandbox.bwrap import BOX_DIR, BOX_GID, BOX_LAUNCHER, BOX_UID, root_dirs, root_links
 
 HOST_ETC = "/etc"
+# Mountpoints in the root tree: every mount a box always has.
+ROOT_DIRS = ("usr", "proc", "dev", "tmp", BOX_DIR.strip("/"))
 # Host files under /etc copied into the box's, when present.
 HOST_FILES = ("ld.so.cache", "localtime")
 HOST_LINK_DIRS = ("alternatives",)  # directories of symlinks: the links are copied
@@ -47,7 +55,8 @@ def generated(uid: int = BOX_UID, gid: int = BOX_GID) -> dict[str, str]:
 
 
 class EtcTree:
-    """The current /etc directory for boxes, under `parent` (made 0755 by us)."""
+    """The current root tree for boxes, under `parent` (made 0755 by us);
+    current() is its etc/, the tree itself is that directory's parent."""
 
     def __init__(self, parent: str, host_etc: str = HOST_ETC):
         self.parent = parent
@@ -67,7 +76,8 @@ class EtcTree:
         return tuple(key)
 
     def current(self) -> str:
-        """The directory to bind at /etc, rebuilt if the host's files changed."""
+        """The directory to bind at /etc (in a tree to bind at /), rebuilt if
+        the host's files changed."""
         key = self._host_key()
         if key == self._key:
             return self._path
@@ -119,27 +129,36 @@ class EtcTree:
 
     def _build(self) -> str:
         files, dirs, links = self._contents()
+        layout = (ROOT_DIRS, root_links(), root_dirs(), BOX_LAUNCHER)
         digest = hashlib.sha256(repr((sorted(files.items()), sorted((k, sorted(v.items())) for k, v in dirs.items()),
-                                      sorted(links.items()))).encode()).hexdigest()[:16]
-        final = os.path.join(self.parent, f"etc-{digest}")
+                                      sorted(links.items()), layout)).encode()).hexdigest()[:16]
+        final = os.path.join(self.parent, f"tree-{digest}")
         if os.path.isdir(final) and not os.path.islink(final):
-            return final  # built before, by us or by another supervisor: never rewritten
-        tmp = os.path.join(self.parent, f".etc-{digest}.{os.getpid()}.{threading.get_ident()}")
+            return os.path.join(final, "etc")  # built before, by us or by another supervisor: never rewritten
+        tmp = os.path.join(self.parent, f".tree-{digest}.{os.getpid()}.{threading.get_ident()}")
         shutil.rmtree(tmp, ignore_errors=True)
         os.mkdir(tmp, 0o755)
-        for name, data in files.items():
-            with open(os.path.join(tmp, name), "wb") as f:
-                f.write(data)
-            os.chmod(os.path.join(tmp, name), 0o644)
-        for name, target in links.items():
-            os.symlink(target, os.path.join(tmp, name))
-        for name, entries in dirs.items():
+        for name in (*ROOT_DIRS, *(path.lstrip("/") for path in root_dirs())):
             os.mkdir(os.path.join(tmp, name), 0o755)
+        for target, link in root_links():
+            os.symlink(target, os.path.join(tmp, link.lstrip("/")))
+        # Where the launcher is bound, when a box runs it inside.
+        os.close(os.open(os.path.join(tmp, BOX_LAUNCHER.lstrip("/")), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        etc = os.path.join(tmp, "etc")
+        os.mkdir(etc, 0o755)
+        for name, data in files.items():
+            with open(os.path.join(etc, name), "wb") as f:
+                f.write(data)
+            os.chmod(os.path.join(etc, name), 0o644)
+        for name, target in links.items():
+            os.symlink(target, os.path.join(etc, name))
+        for name, entries in dirs.items():
+            os.mkdir(os.path.join(etc, name), 0o755)
             for entry, target in entries.items():
-                os.symlink(target, os.path.join(tmp, name, entry))
+                os.symlink(target, os.path.join(etc, name, entry))
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, final)
         except OSError:  # another supervisor renamed the same content first
             shutil.rmtree(tmp, ignore_errors=True)
-        return final
+        return os.path.join(final, "etc")

@@ -24,6 +24,6 @@ for name in set(root) - allowed:
 with open("/proc/self/mountinfo") as f:
     for line in f:
         source_root, mount_point = line.split()[3:5]
-        if "/work" in source_root or "/root" in source_root or "/home" in source_root:
+        if any(source_root == top or source_root.startswith(top + "/") for top in ("/work", "/root", "/home")):
             print(f"LEAK: mount of {source_root} at {mount_point}")
 print("DONE")
