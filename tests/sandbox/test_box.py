@@ -185,6 +185,23 @@ def test_mount_read_only(sandbox):
     assert result.stdout == b"compiled\nFalse\n", result.stderr
 
 
+
+def test_mounts_in_the_root_tree_and_beside_it(sandbox):
+    # Under /box (and /etc) the generated root tree serves, bound as / (its
+    # mount source is the tree); anywhere else, bwrap's own root makes the
+    # mountpoint; an unnormalized target counts as where it really lands.
+    code = ("import sys; print(open(sys.argv[1] + '/product').read(),"
+            " '/tree-' in next(l.split()[3] for l in open('/proc/self/mountinfo') if l.split()[4] == '/'))")
+    with tempfile.TemporaryDirectory(dir="/tmp") as host_dir:
+        os.chmod(host_dir, 0o755)
+        with open(os.path.join(host_dir, "product"), "w") as f:
+            f.write("compiled")
+        os.chmod(os.path.join(host_dir, "product"), 0o644)
+        seen = {target: sandbox.run_sync([PY, "-c", code, target], mounts=[Mount(host_dir, target)])
+                for target in ("/box/build", "/opt/p", "/box/../opt/q")}
+    assert {t: r.stdout for t, r in seen.items()} == {
+        "/box/build": b"compiled True\n", "/opt/p": b"compiled False\n", "/box/../opt/q": b"compiled False\n"}, seen
+
 def test_sandbox_error_is_a_result_not_an_exception(sandbox):
     result = py(sandbox, "print(1)", mounts=[Mount("/nonexistent/stockade", "/opt/x")])
     assert result.status is Status.sandbox_error

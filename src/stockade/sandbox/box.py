@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stockade.errors import LimitError, SandboxError, SandboxUnavailable
-from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp
+from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp, tmpfs
 from stockade.sandbox.etc import EtcTree
 from stockade.sandbox.model import GiB, Limits, MiB, Mount, RunResult, Status, decide
 from stockade.sandbox.slots import Slot, SlotPool
@@ -503,7 +503,7 @@ class Sandbox:
                 self._etc.mountpoint(etc_dir, mount.target, os.path.isdir(mount.source))
         # The generated tree as the root (one bind), when every mount lands under
         # /etc or /box, where it has or makes the mountpoint; else bwrap's tmpfs root.
-        in_tree = all(m.target.startswith(("/etc/", bwrap.BOX_DIR + "/")) for m in mounts)
+        in_tree = all(os.path.normpath(m.target).startswith(("/etc/", bwrap.BOX_DIR + "/")) for m in mounts)
         root_dir = os.path.dirname(etc_dir) if in_tree else None
         args_r, args_w = box.pipe()
         netns = self._slot_netns(box.slot)
@@ -1017,15 +1017,13 @@ def _mount_box_space(path: str, size: int) -> None:
     """Box directories live on their own size-capped tmpfs (root only): what a
     program writes to /box is memory charged to its cgroup and can never fill
     the host's disk."""
-    with open("/proc/self/mountinfo") as f:
-        if any(line.split()[4] == path for line in f):
+    if tmpfs.is_mounted(path):
+        return
+    try:
+        # Nothing setuid or device-like there.
+        tmpfs.mount(path, "stockade-boxes", tmpfs.MS_NOSUID | tmpfs.MS_NODEV, f"size={size},mode=0711")
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            log.warning("cannot mount a tmpfs for box directories (%s): using %s as it is", exc.strerror, path)
             return
-    libc = ctypes.CDLL(None, use_errno=True)
-    options = f"size={size},mode=0711".encode()
-    flags = 0x2 | 0x4  # MS_NOSUID | MS_NODEV: nothing setuid or device-like there
-    if libc.mount(b"stockade-boxes", path.encode(), b"tmpfs", flags, options) != 0:
-        err = ctypes.get_errno()
-        if err in (errno.EPERM, errno.EACCES):
-            log.warning("cannot mount a tmpfs for box directories (%s): using %s as it is", os.strerror(err), path)
-            return
-        raise SandboxUnavailable(f"cannot mount tmpfs on {path}: {os.strerror(err)}")
+        raise SandboxUnavailable(str(exc)) from None

@@ -22,11 +22,12 @@ CAP_MKNOD), `prepare` returns None and boxes use bwrap's --dev."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
 import os
 import stat
+
+from stockade.sandbox import tmpfs
 
 log = logging.getLogger("stockade.sandbox")
 
@@ -34,10 +35,6 @@ log = logging.getLogger("stockade.sandbox")
 NODES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
 LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
 DIRS = ("shm",)
-
-_MS_NOSUID = 0x2
-_MS_NOEXEC = 0x8
-
 
 def prepare(state_dir: str) -> str | None:
     """The prepared /dev under state_dir (made, or checked, now); None when it
@@ -47,8 +44,9 @@ def prepare(state_dir: str) -> str | None:
     path = os.path.join(state_dir, "dev")
     try:
         os.makedirs(path, mode=0o755, exist_ok=True)
-        if not _mounted(path):
-            _mount(path)
+        if not tmpfs.is_mounted(path):
+            # Devices allowed (no nodev), nothing setuid, nothing executable; tiny.
+            tmpfs.mount(path, "stockade-dev", tmpfs.MS_NOSUID | tmpfs.MS_NOEXEC, "size=64k,mode=0755")
         _fill(path)
         check(path)
     except OSError as exc:
@@ -78,19 +76,6 @@ def check(path: str) -> None:
         st = os.lstat(os.path.join(path, name))
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or stat.S_IMODE(st.st_mode) != 0o755:
             raise OSError(errno.EEXIST, f"{path}/{name} is not a root-owned directory")
-
-
-def _mounted(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-def _mount(path: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    # Devices allowed (no nodev), nothing setuid, nothing executable; tiny.
-    if libc.mount(b"stockade-dev", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NOEXEC, b"size=64k,mode=0755") != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"cannot mount a tmpfs at {path}: {os.strerror(err)}")
 
 
 def _fill(path: str) -> None:
