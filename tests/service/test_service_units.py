@@ -304,6 +304,49 @@ def test_dispatcher_stores_a_result_only_after_its_row_is_committed():
     asyncio.run(scenario())
 
 
+
+class _SlowFinishStore(_SlowStore):
+    """Inserts at once; each result's commit waits for `finish_gate` (a slow fsync)."""
+
+    def __init__(self):
+        super().__init__()
+        self.commit.set()
+        self.finish_gate = asyncio.Event()
+
+    async def finish(self, token, values):
+        await self.finish_gate.wait()
+        return await super().finish(token, values)
+
+
+def test_dispatcher_runs_on_while_a_result_waits_for_its_commit():
+    from stockade.service.dispatch import Dispatcher
+
+    async def scenario() -> None:
+        store = _SlowFinishStore()
+        ran: list[str] = []
+
+        async def execute(row):
+            ran.append(row["token"])
+            return {"status_id": 3}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
+        await dispatcher.start()
+        futures = await dispatcher.submit([_stored_row("a"), _stored_row("b")], wait=True)
+        await asyncio.sleep(0.05)
+        # One worker, and "a"'s result is not committed yet: "b" has run all the same...
+        assert ran == ["a", "b"] and dispatcher.busy == 0
+        # ...but nothing is answered before its own commit, and both still count as processing.
+        assert not any(f.done() for f in futures) and store.writes == [("insert", "a"), ("insert", "b")]
+        assert dispatcher.is_processing("a") and dispatcher.is_processing("b") and dispatcher.pending == 2
+        store.finish_gate.set()
+        results = await asyncio.gather(*futures)
+        assert [r["token"] for r in results] == ["a", "b"] and [r["status_id"] for r in results] == [3, 3]
+        assert store.writes[2:] == [("finish", "a"), ("finish", "b")] and dispatcher.pending == 0
+        assert not dispatcher.is_processing("a") and not dispatcher.is_processing("b")
+        await dispatcher.stop()
+
+    asyncio.run(scenario())
+
 def test_dispatcher_forgets_a_submission_whose_insert_failed():
     from stockade.service.dispatch import Dispatcher
 
@@ -326,7 +369,9 @@ def test_dispatcher_forgets_a_submission_whose_insert_failed():
             await submitting
         await asyncio.sleep(0.01)
         assert store.writes == [] and finished == [] and dispatcher.pending == 0
-        assert ran == ["a"]  # started before the failure; "b" never runs
+        # Both started before the failure (a worker goes on while a result waits
+        # for its commit); neither result was stored or answered.
+        assert ran == ["a", "b"]
         await dispatcher.stop()
 
     asyncio.run(scenario())

@@ -9,7 +9,9 @@ of tokens being run, and the futures of requests waiting for a result
 A run may start while its row is still being committed (that commit is the
 longest wait on an idle server's path); its result is stored, and answered,
 only after the commit, and dropped if the commit failed (nobody was told the
-submission exists).
+submission exists). A worker does not wait for its result's commit either: it
+takes the next submission while the result is committed (and then answered),
+so a slow fsync stalls answers, never runs.
 
 Swappable: the API only calls submit/wait_for/is_processing/has_room; a
 distributed dispatcher (Celery on Redis) can offer the same four.
@@ -28,6 +30,10 @@ log = logging.getLogger("stockade.dispatch")
 
 Execute = Callable[[Row], Awaitable[Row]]
 Fail = Callable[[Row, BaseException], Row]
+
+
+# How long stop() lets results that are being committed finish.
+_STORE_GRACE = 5.0
 
 
 class QueueFull(Exception):
@@ -63,6 +69,7 @@ class Dispatcher:
         self._processing: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[Row]]] = {}
         self._tasks: list[asyncio.Task] = []
+        self._storing: set[asyncio.Task] = set()  # results being committed, their workers gone on
         self.busy = 0
 
     # --- the API's side
@@ -132,43 +139,64 @@ class Dispatcher:
         return len(recovered)
 
     async def stop(self) -> None:
-        """Cancel the workers. A run cut short stays unfinished in the store and
-        runs again at the next start."""
+        """Cancel the workers, let results being stored finish (briefly). A run
+        cut short stays unfinished in the store and runs again at the next start."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._storing:
+            _, late = await asyncio.wait(set(self._storing), timeout=_STORE_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for token in list(self._waiters):
             self._drop_waiters(token)
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             token = await self._queue.get()
             self._processing.add(token)
             self.busy += 1
+            handed_off = False
             try:
-                await self._run_one(token)
+                result = await self._run_one(token)
+                if result is not None:
+                    # The result's commit goes on without this worker: a slow
+                    # fsync (100-300 ms happen on a busy disk) delays this answer
+                    # only, never the next run. Answered once committed, as before.
+                    task = loop.create_task(self._store_result(token, *result))
+                    self._storing.add(task)
+                    task.add_done_callback(self._storing.discard)
+                    handed_off = True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the store failed: the row stays unfinished for a restart
-                log.exception("submission %s could not be completed", token)
-                for future in self._waiters.pop(token, []):
-                    if not future.done():
-                        future.set_exception(exc)
+                self._failed(token, exc)
             finally:
                 self.busy -= 1
-                self._processing.discard(token)
+                if not handed_off:
+                    self._processing.discard(token)
 
-    async def _run_one(self, token: str) -> None:
+    def _failed(self, token: str, exc: Exception) -> None:
+        log.error("submission %s could not be completed", token, exc_info=exc)
+        for future in self._waiters.pop(token, []):
+            if not future.done():
+                future.set_exception(exc)
+
+    async def _run_one(self, token: str) -> tuple[Row, Row] | None:
+        """Run one queued submission: (row, result values) to store, or None
+        when there is nothing to store (its insert failed, or it was deleted)."""
         if token not in self._rows:  # its insert failed
-            return
+            return None
         row = self._rows[token]
         if row is None:
             row = await self.store.get(token)
             if row is None:  # deleted meanwhile
                 self._rows.pop(token, None)
                 self._drop_waiters(token)
-                return
+                return None
         try:
             values = await self.execute(row)
         except asyncio.CancelledError:
@@ -176,20 +204,31 @@ class Dispatcher:
         except Exception as exc:
             log.exception("submission %s failed in the engine", token)
             values = self.fail(row, exc)
-        commit = self._commits.get(token)
-        if commit is not None:
-            await asyncio.wait([commit])  # its outcome is _committed's business
-        if token not in self._rows:
-            return  # never stored (the insert failed): nobody waits for this result
-        # Exactly one result: the store writes only over an unfinished row.
-        stored = await self.store.finish(token, values)
-        self._rows.pop(token, None)
-        final = {**row, **values}
-        for future in self._waiters.pop(token, []):
-            if not future.done():
-                future.set_result(final)
-        if stored and self.on_finished is not None:
-            try:
-                self.on_finished(final)
-            except Exception:
-                log.exception("on_finished failed for %s", token)
+        return row, values
+
+    async def _store_result(self, token: str, row: Row, values: Row) -> None:
+        try:
+            commit = self._commits.get(token)
+            if commit is not None:
+                await asyncio.wait([commit])  # its outcome is _committed's business
+            if token not in self._rows:
+                return  # never stored (the insert failed): nobody waits for this result
+            # Exactly one result: the store writes only over an unfinished row.
+            stored = await self.store.finish(token, values)
+            self._rows.pop(token, None)
+            final = {**row, **values}
+            for future in self._waiters.pop(token, []):
+                if not future.done():
+                    future.set_result(final)
+            if stored and self.on_finished is not None:
+                try:
+                    self.on_finished(final)
+                except Exception:
+                    log.exception("on_finished failed for %s", token)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store failed: the row stays unfinished for a restart
+            self._failed(token, exc)
+        finally:
+            self._processing.discard(token)
+
