@@ -3,8 +3,11 @@ bound into every box; bwrap's own --dev without it."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -95,3 +98,13 @@ def test_box_sees_the_prepared_dev(sandbox):
     assert sorted(os.listdir(os.path.join(sandbox.dev_dir, "shm"))) == []
     again = sandbox.run_sync(["/bin/ls", "-A", "/dev/shm"])
     assert again.stdout == b""
+
+
+def test_doctor_reports_the_prepared_dev():
+    done = subprocess.run([sys.executable, "-m", "stockade.cli", "doctor", "--json"], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin"}, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert report["trusted"] is True and layers["/dev"]["active"] is True
+    assert "prepared directory" in layers["/dev"]["detail"] and "no ptys" in layers["/dev"]["detail"]

@@ -53,6 +53,7 @@ def test_doctor_reports_missing_layers_and_still_trusts_the_box():
     assert report["trusted"] is True
     assert layers["cgroups"]["active"] is False and "rlimits only" in layers["cgroups"]["detail"]
     assert layers["host uid"]["active"] is False
+    assert "bwrap's --dev" in layers["/dev"]["detail"]  # no mknod without root: bwrap builds /dev
     assert layers["probe inside a box"]["active"] is True
 
 

@@ -82,6 +82,12 @@ def check_layers() -> list[Layer]:
                             "no capability inside), reused by its boxes one after another", required=False))
     else:
         layers.append(Layer("network", True, "a new network namespace (loopback only) for each box", required=False))
+    if sandbox.dev_dir:
+        layers.append(Layer("/dev", True, f"one prepared directory of root's ({sandbox.dev_dir}: null, zero, full, "
+                            "random, urandom, tty, the fd links; no ptys), bound into every box", required=False))
+    else:
+        layers.append(Layer("/dev", True, "built by bwrap's --dev in every box, remounted read-only (no prepared "
+                            "/dev: needs root, mknod and a tmpfs mount)", required=False))
     if sandbox.is_root:
         layers.append(Layer("host uid", True, "each box runs as its slot's unprivileged uid (60000 + slot), never as root", required=False))
     else:
