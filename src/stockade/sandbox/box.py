@@ -170,6 +170,9 @@ class Sandbox:
         self._slots = SlotPool(os.path.join(self.state_dir, "locks"), slots, first_uid, self.is_root)
         self._ncpu = len(os.sched_getaffinity(0))
         self.warm = warm if self.launcher else 0
+        # As root with the launcher, the launcher starts bwrap: as the slot's uid,
+        # in the box's cgroup, under the run's rlimits (launch.identity_argv).
+        self._launcher_starts_bwrap = self.is_root and self.launcher is not None
         self.warm_mounts = tuple(warm_mounts)
         _check_input(["/bin/true"], {}, {}, self.warm_mounts, b"", bwrap.BOX_DIR)
         self._warm: list[_Box] = []  # built, idle, waiting for a run
@@ -179,7 +182,7 @@ class Sandbox:
         # As root with the launcher: each slot's own network namespace (loopback
         # only), made once and joined by each of its boxes, instead of a new one
         # per box, whose creation and teardown cost more than the rest of bwrap.
-        self.netns_per_slot = netns_per_slot and self.is_root and self.launcher is not None
+        self.netns_per_slot = netns_per_slot and self._launcher_starts_bwrap
         self._netns: dict[int, int] = {}  # slot index -> fd of its network namespace
         _become_subreaper()
 
@@ -450,7 +453,7 @@ class Sandbox:
             rlimits = launch.rlimits(limits, self.cgroups.kind == "none")
             # Set by the step that becomes the slot's uid (no exec of its own),
             # or else by the box's first program.
-            if self.is_root and self.launcher and launch.settable_outside(rlimits):
+            if self._launcher_starts_bwrap and launch.settable_outside(rlimits):
                 inner, outside = list(argv), rlimits
             else:
                 first = launch.rlimit_argv(rlimits, launch.BOX_LAUNCHER if self.launcher else None)
@@ -510,7 +513,8 @@ class Sandbox:
         command = bwrap.build_argv(
             self._bwrap.path, inner, workdir=box.workdir, etc_dir=etc_dir,
             tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=box.block_r,
-            seccomp_fd=seccomp_r, launcher=None if rlimits else self.launcher, own_netns=netns is None,
+            seccomp_fd=seccomp_r, launcher=self.launcher if inner[0] == launch.BOX_LAUNCHER else None,
+            own_netns=netns is None,
             dev_dir=self.dev_dir, root_dir=root_dir,
         )
         # bwrap's options arrive on --args (off its command line, which the host
@@ -521,7 +525,7 @@ class Sandbox:
         # it waits for those options.
         split = command.index("--")  # the program stays on the command line
         launch_argv = [self._bwrap.path, "--args", str(args_r), *command[split:]]
-        joined = self.is_root and self.launcher is not None
+        joined = self._launcher_starts_bwrap
         if self.is_root:
             # bwrap starts as the slot's uid, never as root: a user namespace made by
             # root maps the box's user to host uid 0. The launcher switches identity

@@ -86,8 +86,13 @@ def rlimit_argv(values: Sequence[tuple[str, int, int]], launcher: str | None = B
     """The box's first program, setting `values` (from rlimits()), and its
     options, up to and including "--"."""
     if launcher:
-        return [launcher, *(f"--rlimit={name}:{soft}:{hard}" for name, soft, hard in values), "--"]
+        return [launcher, *_rlimit_options(values), "--"]
     return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, soft, hard in values), "--"]
+
+
+def _rlimit_options(values: Sequence[tuple[str, int, int]]) -> list[str]:
+    """stockade-launch's options setting `values`."""
+    return [f"--rlimit={name}:{soft}:{hard}" for name, soft, hard in values]
 
 
 def identity_argv(uid: int, gid: int, launcher: str | None, netns_fd: int | None = None,
@@ -98,9 +103,8 @@ def identity_argv(uid: int, gid: int, launcher: str | None, netns_fd: int | None
     files), so that what it execs starts there."""
     if launcher:
         netns = [f"--netns-fd={netns_fd}"] if netns_fd is not None else []
-        limits = [f"--rlimit={name}:{soft}:{hard}" for name, soft, hard in rlimits]
         groups = [f"--cgroup-procs={path}" for path in cgroup_procs]
-        return [launcher, *netns, *groups, *limits, f"--uid={uid}", f"--gid={gid}", "--"]
+        return [launcher, *netns, *groups, *_rlimit_options(rlimits), f"--uid={uid}", f"--gid={gid}", "--"]
     if rlimits or cgroup_procs:
         raise ValueError("rlimits and cgroups before bubblewrap need the launcher")
     return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
