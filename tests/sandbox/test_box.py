@@ -593,3 +593,40 @@ def test_a_file_given_twice_is_the_callers_error_warm_or_cold(sandbox, warm_sand
     with pytest.raises(LimitError, match="given twice"):
         asyncio.run(warm_run())
     assert warm_sandbox.warm_runs == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+                    reason="slot cgroups are recycled on cgroup v1 only; this host has no v1 memory hierarchy")
+def test_a_slot_cgroup_serves_the_next_run_counting_only_it(monkeypatch):
+    from stockade.sandbox import Sandbox, cgroup
+
+    box = Sandbox(slots=1, first_uid=61200)  # one slot: every run lands in the same one
+    memory_dir = "/sys/fs/cgroup/memory/stockade/box-61200-0"
+    hog = "x = bytearray(100 << 20)\nimport time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    try:
+        first = py(box, hog + "\ny = bytearray(300 << 20)", limits=Limits(memory=200 * MiB))
+        assert first.status is Status.memory_limit and first.time >= 0.25, first
+        assert box.kept_cgroups == {"box-61200-0"} and leftovers(box) == []
+        kept = os.stat(memory_dir).st_ino
+        second = py(box, "pass", limits=Limits(memory=64 * MiB))
+        assert os.stat(memory_dir).st_ino == kept  # the same group, recycled
+        # Nothing of the first run is counted: no OOM kill, not its CPU nor its peak.
+        assert second.status is Status.ok and second.time < 0.2 and second.memory < 20 * MiB, second
+        assert py(box, hog, limits=Limits(memory=256 * MiB)).status is Status.ok  # its limit, raised again
+
+        # Removed behind our back (another process that held the slot): a new one.
+        for path in glob.glob("/sys/fs/cgroup/*/stockade/box-61200-0"):
+            os.rmdir(path)
+        third = py(box, "print('ok')", limits=Limits(memory=64 * MiB))
+        assert third.status is Status.ok and third.stdout == b"ok\n", third
+        assert os.stat(memory_dir).st_ino != kept
+
+        # A group a run left charged beyond the bound is removed, not kept.
+        monkeypatch.setattr(cgroup, "RECYCLE_MAX_CHARGE", -1)
+        assert py(box, "pass").status is Status.ok
+        assert box.kept_cgroups == set() and glob.glob("/sys/fs/cgroup/*/stockade/box-61200-0") == []
+        monkeypatch.undo()
+        assert py(box, "pass").status is Status.ok and box.kept_cgroups == {"box-61200-0"}
+    finally:
+        box.close()
+    assert box.kept_cgroups == set() and glob.glob("/sys/fs/cgroup/*/stockade/box-61200-*") == []

@@ -224,3 +224,94 @@ def test_none_backend_does_nothing():
     assert (cg.cpu_time(), cg.memory_peak(), cg.oom_killed(), cg.pids()) == (0.0, 0, False, [])
     cg.kill()
     cg.remove()
+
+
+def run_in(cg, code):
+    """Run `code` in `cg` to its end; its exit code."""
+    p = subprocess.Popen([sys.executable, "-c", PRELUDE + textwrap.dedent(code)], stdin=subprocess.PIPE)
+    try:
+        cg.add(p.pid)
+        p.stdin.write(b"go")
+        p.stdin.close()
+        return p.wait(timeout=20)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_recycled_group_counts_only_the_next_run(backend):
+    cg = backend.create(f"test-{os.getpid()}-recycle", memory=64 * MiB, pids=16)
+    mem = os.path.join(ROOT, "memory/stockade", cg.name)
+    try:
+        # First run: CPU, then an OOM kill.
+        assert run_in(cg, """
+            t = time.process_time()
+            while time.process_time() - t < 0.2:
+                pass
+            x = b'1' * (100 << 20)
+        """) == -signal.SIGKILL
+        assert cg.oom_killed() and cg.cpu_time() >= 0.15
+        inode = os.stat(mem).st_ino
+        assert cg.recycle()
+        cg.renew(memory=128 * MiB, pids=32)
+        assert os.stat(mem).st_ino == inode  # the same group, not a new one
+        assert int(open(f"{mem}/memory.limit_in_bytes").read()) == 128 * MiB
+        if os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):
+            assert int(open(f"{mem}/memory.memsw.limit_in_bytes").read()) == 128 * MiB
+        assert open(os.path.join(ROOT, "pids/stockade", cg.name, "pids.max")).read() == "32\n"
+        assert not cg.oom_killed() and cg.cpu_time() < 0.01 and cg.memory_peak() < MiB
+        # Second run: 80 MiB fits the new limit; what it reports is its own.
+        assert run_in(cg, "x = b'1' * (80 << 20)") == 0
+        assert not cg.oom_killed()
+        assert 80 * MiB <= cg.memory_peak() < 100 * MiB
+        assert 0 < cg.cpu_time() < 0.15
+        # Third run, a lower limit again (memsw must follow the limit down).
+        assert cg.recycle()
+        cg.renew(memory=32 * MiB, pids=8)
+        assert int(open(f"{mem}/memory.limit_in_bytes").read()) == 32 * MiB
+        assert run_in(cg, "x = b'1' * (64 << 20)") == -signal.SIGKILL
+        assert cg.oom_killed() and cg.memory_peak() <= 32 * MiB
+    finally:
+        cg.remove()
+    assert not any(os.path.exists(d) for d in group_dirs(cg.name))
+
+
+def test_a_busy_or_charged_group_is_not_recycled(backend, box, monkeypatch):
+    cg, p = box("time.sleep(30)")
+    assert not cg.recycle()  # a process is still in it
+    p.kill()
+    p.wait()
+    assert cg.recycle()
+    monkeypatch.setattr(cgroup, "RECYCLE_MAX_CHARGE", -1)  # whatever stays charged is too much
+    assert not cg.recycle()
+
+
+def test_renew_without_limits_means_unlimited(backend):
+    cg = backend.create(f"test-{os.getpid()}-unlimited", memory=64 * MiB, pids=16)
+    try:
+        assert cg.recycle()
+        cg.renew(memory=None, pids=None)
+        mem = os.path.join(ROOT, "memory/stockade", cg.name)
+        assert int(open(f"{mem}/memory.limit_in_bytes").read()) > 1 << 50
+        assert open(os.path.join(ROOT, "pids/stockade", cg.name, "pids.max")).read() == "max\n"
+        assert run_in(cg, "x = b'1' * (100 << 20)") == 0 and not cg.oom_killed()
+    finally:
+        cg.remove()
+
+
+def test_renew_fails_once_the_group_is_gone(backend):
+    # Another process that held the slot in between removed it (and may have
+    # made a new one of the same name): our open files are of the old one.
+    cg = backend.create(f"test-{os.getpid()}-gone", memory=64 * MiB, pids=16)
+    try:
+        assert cg.recycle()
+        for d in group_dirs(cg.name):
+            os.rmdir(d)
+        other = backend.create(cg.name, memory=32 * MiB, pids=8)
+        with pytest.raises((OSError, cgroup.SandboxError)):
+            cg.renew(memory=64 * MiB, pids=16)
+        mem = os.path.join(ROOT, "memory/stockade", cg.name)
+        assert int(open(f"{mem}/memory.limit_in_bytes").read()) == 32 * MiB  # the other's, untouched
+        other.remove()
+    finally:
+        cg.remove()

@@ -178,6 +178,9 @@ class Sandbox:
         self._warm: list[_Box] = []  # built, idle, waiting for a run
         self._warming: set[asyncio.Task] = set()
         self._exit_hook = False
+        # Slot cgroups between runs (cgroup name -> group), empty: see _group_for.
+        self._idle_groups: dict[str, cgroup.Cgroup] = {}
+        self._closed = False
         self.warm_runs = self.cold_runs = 0  # runs that found a warm box, runs that did not
         # As root with the launcher: each slot's own network namespace (loopback
         # only), made once and joined by each of its boxes, instead of a new one
@@ -229,6 +232,7 @@ class Sandbox:
         files = files or {}
         env = dict(env or {})
         _check_input(argv, files, env, mounts, stdin, cwd)
+        self._closed = False  # (a Sandbox may run again after close())
         message = self._warm_message(argv, files, limits, env, mounts, cwd)
         box = self._take_warm() if message is not None else None
         try:
@@ -251,6 +255,11 @@ class Sandbox:
         """`run` for callers without an event loop."""
         return asyncio.run(self.run(*args, **kwargs))
 
+    @property
+    def kept_cgroups(self) -> frozenset[str]:
+        """Names of the slot cgroups kept, empty, for their slots' next runs."""
+        return frozenset(self._idle_groups)
+
     def slot_in_use(self, index: int) -> bool:
         """Whether any process on this host holds slot `index` right now."""
         return self._slots.in_use(index)
@@ -264,9 +273,11 @@ class Sandbox:
 
     def close(self) -> None:
         if self._exit_hook:
-            atexit.unregister(self._discard_warm)
+            atexit.unregister(self._at_exit)
             self._exit_hook = False
+        self._closed = True  # groups of builds cut short are removed, not kept
         self._discard_warm()
+        self._remove_idle_groups()
         self._slots.close()
         for fd in self._netns.values():
             os.close(fd)
@@ -336,12 +347,7 @@ class Sandbox:
         while len(self._warm) + len(self._warming) < self.warm:
             task = loop.create_task(self._make_warm())
             self._warming.add(task)
-            if not self._exit_hook:
-                # Idle warm boxes die with us (--die-with-parent), but their cgroups
-                # and directories would stay: a process that never calls close()
-                # still removes them on its way out.
-                atexit.register(self._discard_warm)
-                self._exit_hook = True
+            self._hook_exit()
 
     async def _make_warm(self) -> None:
         slot = self._slots.try_acquire()
@@ -374,6 +380,19 @@ class Sandbox:
         finally:
             if box is not None:
                 self._teardown_now(box)
+
+    def _hook_exit(self) -> None:
+        if not self._exit_hook:
+            # Idle warm boxes die with us (--die-with-parent), but their cgroups
+            # and directories would stay, and so would idle slot cgroups: a
+            # process that never calls close() still removes them on its way out.
+            atexit.register(self._at_exit)
+            self._exit_hook = True
+
+    def _at_exit(self) -> None:
+        self._closed = True
+        self._discard_warm()
+        self._remove_idle_groups()
 
     def _discard_warm(self) -> None:
         building = [task for task in self._warming if not task.done()]
@@ -439,13 +458,42 @@ class Sandbox:
             remove_tree(workdir)
         try:
             make_box_dir(workdir, slot.uid, slot.gid, files)  # LimitError: a file given twice
-            # Host-wide name: the uid is unique on the host while our lock holds it.
-            group = self.cgroups.create(f"box-{slot.uid}-{slot.index}", memory=limits.total_memory, pids=limits.processes)
+            group = self._group_for(slot, limits)
         except BaseException:
             if os.path.lexists(workdir):
                 remove_tree(workdir)
             raise
         return _Box(slot, workdir, group, asyncio.get_running_loop())
+
+    def _group_for(self, slot: Slot, limits: Limits) -> cgroup.Cgroup:
+        """The slot's cgroup as its last run left it (cgroup.V1Cgroup.recycle),
+        its counters reset; else a new one."""
+        # Host-wide name: the uid is unique on the host while our lock holds it.
+        name = f"box-{slot.uid}-{slot.index}"
+        group = self._idle_groups.pop(name, None)
+        if group is not None:
+            try:
+                group.renew(memory=limits.total_memory, pids=limits.processes)
+                return group
+            except (OSError, SandboxError):
+                # Removed by another process that held the slot since: our open
+                # files are of a group that is gone. create() replaces whatever is there.
+                with contextlib.suppress(OSError, SandboxError):
+                    group.remove()
+        return self.cgroups.create(name, memory=limits.total_memory, pids=limits.processes)
+
+    def _release_group(self, group: cgroup.Cgroup) -> None:
+        """After a run: keep the group for its slot's next run, or remove it."""
+        if group.recycle() and not self._closed:
+            self._idle_groups[group.name] = group
+            self._hook_exit()
+        else:
+            group.remove()
+
+    def _remove_idle_groups(self) -> None:
+        while self._idle_groups:
+            with contextlib.suppress(OSError, SandboxError):
+                self._idle_groups.popitem()[1].remove()
 
     async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
         box = self._new_box(slot, files, limits)
@@ -480,7 +528,7 @@ class Sandbox:
             self._stop(box)
         finally:
             try:
-                box.group.remove()
+                self._release_group(box.group)
             finally:
                 remove_tree(box.workdir)
 
