@@ -107,14 +107,25 @@ async def concurrently(make, count: int, clients: int) -> tuple[float, list[floa
     return time.perf_counter() - started, latencies
 
 
-async def measure(port: int, script: str, count: int, clients: int) -> None:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU of process `pid` itself and of its reaped children (its boxes), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+async def measure(port: int, server_pid: int, script: str, count: int, clients: int) -> None:
     connections = [Connection("127.0.0.1", port) for _ in range(clients)]
     try:
         for connection in connections:  # warm up: code paths, page cache, connections
             await api_once(connection)
             await bare_once(script)
 
+        server_before, own_before = cpu_seconds(server_pid), time.process_time()
         api_total, api_lat = await concurrently(lambda i: api_once(connections[i]), count, clients)
+        server_cpu = [after - before for after, before in zip(cpu_seconds(server_pid), server_before, strict=True)]
+        own_cpu = time.process_time() - own_before
         bare_total, bare_lat = await concurrently(lambda i: bare_once(script), count, clients)
         single_api = [await api_once(connections[0]) for _ in range(50)]
         single_bare = [await bare_once(script) for _ in range(50)]
@@ -130,6 +141,8 @@ async def measure(port: int, script: str, count: int, clients: int) -> None:
     print(f"  bare spawn:      {bare_rate:7.1f} runs/s   p50 {statistics.median(bare_lat) * ms:6.1f} ms   "
           f"p99 {percentile(bare_lat, 99) * ms:6.1f} ms")
     print(f"  throughput ratio API/bare: {api_rate / bare_rate:.2f}  (target >= 0.6)")
+    print(f"  CPU per API request: server {server_cpu[0] / count * ms:.2f} ms, its boxes "
+          f"{server_cpu[1] / count * ms:.2f} ms, these clients {own_cpu / count * ms:.2f} ms")
     p50_api, p50_bare = statistics.median(single_api), statistics.median(single_bare)
     print("single client, one at a time (50 each):")
     print(f"  API p50 {p50_api * ms:.1f} ms   p99 {percentile(single_api, 99) * ms:.1f} ms   "
@@ -184,7 +197,7 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the server did not start")
                 time.sleep(0.05)
-            asyncio.run(measure(port, script, count, clients))
+            asyncio.run(measure(port, server.pid, script, count, clients))
             alone = asyncio.run(engine_alone(50, data_dir))
             print(f"  engine alone (no HTTP, no store) p50 {statistics.median(alone) * 1000:.1f} ms")
         finally:
