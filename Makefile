@@ -29,12 +29,18 @@ $(VENV)/.stamp: pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[service,test]'
 	@touch $@
 
-# The sandbox's small static helper (src/stockade/sandbox/launch.py says why).
+# The sandbox's small static helper (src/stockade/sandbox/launch.py says why),
+# and the library that starts bwrap without it (spawn.py).
 LAUNCHER := $(VENV)/libexec/stockade-launch
-launcher: $(LAUNCHER)
+SPAWNER := $(VENV)/libexec/libstockade-spawn.so
+launcher: $(LAUNCHER) $(SPAWNER)
 $(LAUNCHER): src/stockade/sandbox/launch.c $(VENV)/.stamp
 	@mkdir -p $(@D)
 	@gcc -static -O2 -Wall -Wextra -Werror -o $@.new $<
+	@chmod 0755 $@.new && mv -f $@.new $@
+$(SPAWNER): src/stockade/sandbox/spawn.c $(VENV)/.stamp
+	@mkdir -p $(@D)
+	@gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o $@.new $<
 	@chmod 0755 $@.new && mv -f $@.new $@
 
 run: setup runtimes

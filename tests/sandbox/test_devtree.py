@@ -108,3 +108,4 @@ def test_doctor_reports_the_prepared_dev():
     layers = {layer["name"]: layer for layer in report["layers"]}
     assert report["trusted"] is True and layers["/dev"]["active"] is True
     assert "prepared directory" in layers["/dev"]["detail"] and "no ptys" in layers["/dev"]["detail"]
+    assert layers["bwrap start"]["active"] and "no exec before bwrap" in layers["bwrap start"]["detail"]

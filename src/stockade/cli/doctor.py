@@ -68,6 +68,13 @@ def check_layers() -> list[Layer]:
         layers.append(Layer("rlimits", os.access(PRLIMIT, os.X_OK), f"{limited}, by {PRLIMIT}"))
         layers.append(Layer("launcher", False, f"stockade-launch not built (run `make setup`): {SETPRIV} and "
                             f"{PRLIMIT} do its work, about 1 ms slower per box", required=False))
+    if sandbox.is_root and sandbox.launcher:
+        if sandbox.spawner:
+            how = f"by our vfork child ({sandbox.spawner.path}): no exec before bwrap"
+        else:
+            how = "by stockade-launch (libstockade-spawn not built, run `make setup`: one exec more, ~0.4 ms per box)"
+        layers.append(Layer("bwrap start", True, f"as the slot's uid, in its cgroup, under its rlimits, {how}",
+                            required=False))
     cg = sandbox.cgroups
     layers.append(Layer(
         "cgroups", cg.kind != "none",

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stockade.errors import LimitError, SandboxError, SandboxUnavailable
-from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp, tmpfs
+from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp, spawn, tmpfs
 from stockade.sandbox.etc import EtcTree
 from stockade.sandbox.model import GiB, Limits, MiB, Mount, RunResult, Status, decide
 from stockade.sandbox.slots import Slot, SlotPool
@@ -101,6 +101,14 @@ class _Box:
 
 
 @dataclass
+class _Child:
+    """bwrap started by the spawner (a Popen's pid and returncode, no more)."""
+
+    pid: int
+    returncode: int | None = None
+
+
+@dataclass
 class _Outcome:
     """What the supervisor saw; turned into a RunResult at the end."""
 
@@ -148,6 +156,7 @@ class Sandbox:
         box_space: int | None = None,
         tune_cgroups: bool = True,
         launcher: str | None = launch.DEFAULT_LAUNCHER,
+        spawner: str | None = spawn.DEFAULT_LIBRARY,
         warm: int = 0,
         warm_mounts: Sequence[Mount] = (),
         netns_per_slot: bool = True,
@@ -173,6 +182,8 @@ class Sandbox:
         # As root with the launcher, the launcher starts bwrap: as the slot's uid,
         # in the box's cgroup, under the run's rlimits (launch.identity_argv).
         self._launcher_starts_bwrap = self.is_root and self.launcher is not None
+        # ... or, with libstockade-spawn, the same steps in our vfork child (no exec between).
+        self.spawner = spawn.load(spawner) if self._launcher_starts_bwrap else None
         self.warm_mounts = tuple(warm_mounts)
         _check_input(["/bin/true"], {}, {}, self.warm_mounts, b"", bwrap.BOX_DIR)
         self._warm: list[_Box] = []  # built, idle, waiting for a run
@@ -569,30 +580,38 @@ class Sandbox:
         # can read), which bwrap reads to EOF before doing anything. Race-free
         # start: bwrap creates the box, and the box's cgroup namespace, inside
         # the box's cgroup: as root with the launcher it starts there (the
-        # launcher joins it before it execs bwrap); otherwise we move it in while
-        # it waits for those options.
+        # spawner's child, or the launcher, joins it before it execs bwrap);
+        # otherwise we move it in while it waits for those options.
         split = command.index("--")  # the program stays on the command line
-        launch_argv = [self._bwrap.path, "--args", str(args_r), *command[split:]]
+        bwrap_argv = [self._bwrap.path, "--args", str(args_r), *command[split:]]
+        passed = (args_r, info_w, box.block_r, seccomp_r, *extra_fds)
         joined = self._launcher_starts_bwrap
         if self.is_root:
-            # bwrap starts as the slot's uid, never as root: a user namespace made by
-            # root maps the box's user to host uid 0. The launcher switches identity
-            # and execs bwrap, so that Popen can vfork: Popen(user=) must fork,
-            # copying the whole supervisor (milliseconds in a large server process).
-            launch_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher, netns, rlimits,
-                                                 box.group.procs_files() if joined else ()), *launch_argv]
             # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
             # does): its own pipes must belong to it, not to root with mode 0600.
             for fd in (in_r, out_w, err_w):
                 os.fchown(fd, box.slot.uid, box.slot.gid)
+        # Empty environment: bwrap (pid 1's parent, visible in /proc) holds no
+        # secret of ours. Only the fds named here pass.
         try:
-            # Empty environment: bwrap (pid 1's parent, visible in /proc) holds
-            # no secret of ours. close_fds: only the fds named here pass.
-            box.proc = subprocess.Popen(
-                launch_argv, stdin=in_r, stdout=out_w, stderr=err_w,
-                pass_fds=(args_r, info_w, box.block_r, seccomp_r, *extra_fds, *([netns] if netns is not None else [])),
-                env={}, cwd="/", close_fds=True,
-            )
+            if self.spawner is not None:
+                # bwrap starts as the slot's uid, never as root: a user namespace made
+                # by root maps the box's user to host uid 0 (spawn.py).
+                box.proc = _Child(self.spawner.spawn(
+                    bwrap_argv, stdio=(in_r, out_w, err_w), keep=passed, uid=box.slot.uid, gid=box.slot.gid,
+                    netns_fd=netns, cgroup_procs=box.group.procs_files(), rlimits=rlimits,
+                ))
+            else:
+                if self.is_root:
+                    # The launcher switches identity and execs bwrap, so that Popen
+                    # can vfork: Popen(user=) must fork, copying the whole supervisor
+                    # (milliseconds in a large server process).
+                    bwrap_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher, netns, rlimits,
+                                                        box.group.procs_files() if joined else ()), *bwrap_argv]
+                box.proc = subprocess.Popen(
+                    bwrap_argv, stdin=in_r, stdout=out_w, stderr=err_w,
+                    pass_fds=(*passed, *([netns] if netns is not None else [])), env={}, cwd="/", close_fds=True,
+                )
         except OSError as exc:
             return RunResult(Status.sandbox_error, message=f"cannot start bubblewrap: {exc}")
         # block_r stays open here: after the run, a byte still in it means bwrap
