@@ -74,7 +74,7 @@ class _Box:
     group: cgroup.Cgroup
     loop: asyncio.AbstractEventLoop
     fds: list[int] = field(default_factory=list)  # every fd we own, closed on every path out
-    watched: list[int] = field(default_factory=list)  # fds the event loop watches
+    watched: set[int] = field(default_factory=set)  # fds the event loop watches now
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     pidfd: int = -1  # bwrap's
@@ -637,7 +637,7 @@ class Sandbox:
                     return await setup_failed()
                 raise
         try:
-            _write_all(args_w, b"".join(os.fsencode(arg) + b"\0" for arg in command[1:split]))
+            _write_all(args_w, os.fsencode("\0".join(command[1:split]) + "\0"))  # (one encode, not one per item)
         except BrokenPipeError:  # bwrap (or the launcher) died before reading them
             return await setup_failed()
         box.close(args_w)
@@ -675,11 +675,12 @@ class Sandbox:
         def on_exit() -> None:
             # A pidfd stays readable: watched any longer, it would spin the loop.
             loop.remove_reader(box.pidfd)
+            watched.discard(box.pidfd)
             if not exited.done():
                 exited.set_result(None)
 
         loop.add_reader(box.pidfd, on_exit)
-        watched.append(box.pidfd)
+        watched.add(box.pidfd)
         eofs = [self._reader(loop, box.out_r, out, "stdout", limits.output, kill, watched),
                 self._reader(loop, box.err_r, out, "stderr", limits.output, kill, watched)]
         self._writer(loop, box.in_w, stdin, watched, box.close)
@@ -768,7 +769,7 @@ class Sandbox:
                     os.close(fd)
             box.fds.clear()
 
-    def _reader(self, loop, fd: int, out: _Outcome, name: str, cap: int, kill: Callable, watched: list[int]) -> asyncio.Future:
+    def _reader(self, loop, fd: int, out: _Outcome, name: str, cap: int, kill: Callable, watched: set[int]) -> asyncio.Future:
         """Read `fd` into out.<name> until EOF; past `cap` bytes keep the first
         `cap`, mark it truncated and kill the box (output_limit)."""
         buffer: bytearray = getattr(out, name)
@@ -784,6 +785,7 @@ class Sandbox:
                 chunk = b""
             if not chunk:
                 loop.remove_reader(fd)
+                watched.discard(fd)
                 if not done.done():
                     done.set_result(None)
                 return
@@ -796,10 +798,10 @@ class Sandbox:
                 kill(Status.output_limit)
 
         loop.add_reader(fd, on_readable)
-        watched.append(fd)
+        watched.add(fd)
         return done
 
-    def _writer(self, loop, fd: int, data: bytes, watched: list[int], close: Callable[[int], None]) -> None:
+    def _writer(self, loop, fd: int, data: bytes, watched: set[int], close: Callable[[int], None]) -> None:
         """Feed `data` to the box's stdin without ever blocking the loop; a
         program that never reads just leaves it in the pipe until it ends."""
         view = memoryview(data)
@@ -807,6 +809,7 @@ class Sandbox:
 
         def finish() -> None:
             loop.remove_writer(fd)
+            watched.discard(fd)
             close(fd)  # EOF for the program
 
         def on_writable() -> None:
@@ -824,7 +827,7 @@ class Sandbox:
             close(fd)
             return
         loop.add_writer(fd, on_writable)
-        watched.append(fd)
+        watched.add(fd)
 
     def _account(self, group, out: _Outcome, status: int, usages: list, wall: float, limits: Limits) -> RunResult:
         exit_code, sig = _decode_status(status)
@@ -944,7 +947,6 @@ async def _read_child_pid(loop, info_fd: int, pidfd: int, data: bytearray) -> in
             return
         data.extend(chunk)
         if not chunk or data.rstrip().endswith(b"}"):
-            loop.remove_reader(info_fd)
             if not got.done():
                 got.set_result(None)
 
@@ -1005,8 +1007,12 @@ def _readable(loop, fd: int) -> asyncio.Future:
         if not done.done():
             done.set_result(None)
 
+    def cancelled(future: asyncio.Future) -> None:
+        if future.cancelled():  # (else ready() removed it already)
+            loop.remove_reader(fd)
+
     loop.add_reader(fd, ready)
-    done.add_done_callback(lambda _: loop.remove_reader(fd))
+    done.add_done_callback(cancelled)
     return done
 
 
