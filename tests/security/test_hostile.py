@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -134,6 +135,23 @@ PROGRAMS = load_programs()
 # -- the host: planted secrets, listeners, and the checks after every run -----
 
 
+@functools.cache
+def setuid_binaries() -> list[str]:
+    """The host's setuid and setgid files under /usr (what every box sees, read
+    only): walked once here, not by the probe inside a box, where a walk of
+    /usr/lib on a busy disk once outlasted the probe's wall time."""
+    found = []
+    for top in ("/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec"):
+        for dirpath, _, names in os.walk(top):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(OSError):
+                    st = os.lstat(path)
+                    if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                        found.append(path)
+    return sorted(found)
+
+
 class Host:
     """Everything the programs must not reach, and the proofs that they did not."""
 
@@ -216,6 +234,7 @@ class Host:
             "unix_path": self.unix_path,
             "project_dir": str(Path(__file__).resolve().parents[2]),
             "state_dir": self.sandbox.state_dir,
+            "setuid_binaries": setuid_binaries(),
         }).encode()
 
     def snapshot(self) -> dict[str, tuple]:

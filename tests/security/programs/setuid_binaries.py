@@ -3,23 +3,18 @@
 # expect: status=ok
 # limits: cpu_time=4 wall_time=20
 # stdout-contains: DONE
+import json
 import os
-import stat
 import subprocess
+import sys
 import tempfile
 import time
 
-found = []
-for top in ("/usr/bin", "/usr/sbin", "/usr/lib"):
-    for dirpath, _, names in os.walk(top):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
-                found.append(path)
+# The driver walked /usr for them (the same /usr, bound read only): each must be here.
+found = json.load(open("/box/host.json"))["setuid_binaries"]
+missing = [path for path in found if not os.path.isfile(path)]
+if missing or not found:
+    sys.exit(f"not in the box: {missing}" if missing else "no setuid binary to try")
 print("setuid/setgid binaries:", found, flush=True)
 # Harmless arguments only: even a root `mount` would just print the table; `umount` gets a
 # path that does not exist.
