@@ -6,6 +6,7 @@ directory is only read (no-follow) and deleted (Judge0's CVE-2024-28185/28189)."
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import stat
@@ -228,6 +229,14 @@ def remove_tree(path: str) -> None:
     Subdirectories are renamed up to the top level (fd-relative renameat) before
     they are emptied, so the depth stays one: no recursion limit to hit, one
     open directory at a time. unlink of a symlink removes the link only."""
+    try:
+        os.rmdir(path)  # empty (a run that left nothing): one system call
+        return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
     try:
         top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except FileNotFoundError:
