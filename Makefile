@@ -11,8 +11,11 @@ PY := $(VENV)/bin/python
 DEB_CORE := bubblewrap libseccomp2 gcc libc6-dev python3-venv python3-dev iproute2 procps
 # Language toolchains for the runtime catalog (Debian packages only: /usr).
 DEB_RUNTIMES := gcc g++ openjdk-17-jdk-headless nodejs rustc golang-go ruby php-cli perl lua5.4
+# What only the test-suite needs: a PostgreSQL server (the service's tests on
+# PostgreSQL start a throwaway cluster of their own; Debian's stays unused).
+DEB_TEST := postgresql
 
-.PHONY: setup system-packages runtimes venv launcher run test lint bench clean
+.PHONY: setup system-packages runtimes test-packages venv launcher run test lint bench clean
 
 setup: system-packages venv launcher
 
@@ -21,6 +24,9 @@ system-packages:
 
 runtimes:
 	@bash scripts/apt-ensure.sh $(DEB_RUNTIMES)
+
+test-packages:
+	@bash scripts/apt-ensure.sh $(DEB_TEST)
 
 # The stamp depends on pyproject.toml, so the install runs only when it changed.
 venv: $(VENV)/.stamp
@@ -46,7 +52,7 @@ $(SPAWNER): src/stockade/sandbox/spawn.c $(VENV)/.stamp
 run: setup runtimes
 	$(VENV)/bin/stockade serve
 
-test: setup runtimes
+test: setup runtimes test-packages
 	$(VENV)/bin/python -m pytest -q
 
 lint: venv

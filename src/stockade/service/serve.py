@@ -4,12 +4,16 @@ and `python -m stockade.service`)."""
 from __future__ import annotations
 
 import logging
+import sys
 
+from stockade.errors import StockadeError
 from stockade.settings import Settings
 
 
 def serve(settings: Settings) -> None:
-    """Start uvicorn on settings.host:settings.port until interrupted."""
+    """Start uvicorn on settings.host:settings.port until interrupted. What
+    stops it from starting (no usable sandbox, a database it cannot reach) is
+    one line on stderr and exit status 1, not a traceback."""
     import uvicorn
 
     from stockade.service.app import create_app
@@ -19,7 +23,12 @@ def serve(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: only news worth reading
-    app = create_app(settings)
+    try:
+        check_database(settings.sqlalchemy_url)
+        app = create_app(settings)
+    except StockadeError as exc:
+        print(f"stockade: cannot serve: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     uvicorn.run(
         app,
         host=settings.host,
@@ -28,3 +37,29 @@ def serve(settings: Settings) -> None:
         access_log=False,  # one line per run is logged by the service itself
         timeout_graceful_shutdown=5,
     )
+
+
+def check_database(url: str) -> None:
+    """Connect once to a database server (not SQLite, whose file the store
+    creates): a wrong URL, a missing driver or a server that does not answer
+    is a StockadeError naming it (without its password)."""
+    if url.startswith("sqlite"):
+        return
+    from sqlalchemy import create_engine, exc, make_url
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError as error:
+        raise StockadeError(f"not a database URL: {error}") from None
+    try:
+        engine = create_engine(url)
+    except (exc.NoSuchModuleError, ImportError) as error:
+        raise StockadeError(f"no driver for the database {shown}: {error}") from None
+    try:
+        with engine.connect():
+            pass
+    except exc.SQLAlchemyError as error:
+        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise StockadeError(f"cannot reach the database {shown}: {detail}") from None
+    finally:
+        engine.dispose()

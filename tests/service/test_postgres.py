@@ -1,0 +1,122 @@
+"""The service on PostgreSQL: the same migrations, API and durability as on
+SQLite, against a real PostgreSQL server (Debian's, installed by `make test`):
+a throwaway cluster in a temporary directory, on a unix socket only, run by
+the `postgres` user, removed afterwards."""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from stockade_server import ADMIN, Server, free_port
+
+PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:]  # the newest installed
+
+pytestmark = [
+    pytest.mark.skipif(not PG_BIN, reason="PostgreSQL is not installed (make test installs it)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the throwaway cluster runs as the postgres user: root only"),
+]
+
+
+def as_postgres(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True,
+                          check=check, timeout=120, cwd="/")
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    bin_dir = PG_BIN[0]
+    root = tempfile.mkdtemp(prefix="stockade-pg-")
+    shutil.chown(root, "postgres", "postgres")
+    data, port = os.path.join(root, "data"), free_port()
+    try:
+        as_postgres(f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        as_postgres(f"{bin_dir}/pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w", "-o",
+                    f"-k {root} -p {port} -c listen_addresses=''", "start")
+        as_postgres(f"{bin_dir}/createdb", "-h", root, "-p", str(port), "stockade")
+        yield f"postgresql+psycopg://postgres@/stockade?host={root}&port={port}"
+    finally:
+        as_postgres(f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "stop", check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def wait_finished(client: httpx.Client, tokens: list[str], timeout: float = 120) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = client.get("/submissions/batch", params={"tokens": ",".join(tokens), "base64_encoded": "true",
+                                                          "fields": "token,status,stdout"}).json()["submissions"]
+        if all(s["status"]["id"] > 2 for s in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_the_service_runs_on_postgresql(make_server, database_url):
+    server = make_server({"STOCKADE_DATABASE_URL": database_url, "STOCKADE_ENABLE_SUBMISSION_DELETE": "true",
+                          "STOCKADE_AUTHZ_TOKEN": ADMIN})
+    admin = {"X-Auth-User": ADMIN}
+    with server.client() as client:
+        # One answered at once, with stdin, expected output and a verdict.
+        done = client.post("/submissions", params={"wait": "true", "base64_encoded": "true"}, json={
+            "language_id": 71, "source_code": b64("print(input()[::-1])"), "stdin": b64("stressed"),
+            "expected_output": b64("desserts"),
+        })
+        assert done.status_code == 201, done.text
+        assert done.json()["status"] == {"id": 3, "description": "Accepted"}
+        assert base64.b64decode(done.json()["stdout"]) == b"desserts\n"
+        token = done.json()["token"]
+        # Stored: read back, listed, counted, deleted.
+        again = client.get(f"/submissions/{token}", params={"fields": "token,status_id,time,memory,created_at"})
+        assert again.status_code == 200 and again.json()["status_id"] == 3, again.text
+        assert again.json()["created_at"].endswith("Z") and float(again.json()["time"]) >= 0
+        # A batch, queued and run by the workers.
+        batch = client.post("/submissions/batch", params={"base64_encoded": "true"}, json={"submissions": [
+            {"language_id": 71, "source_code": b64(f"print({i} * {i})")} for i in range(6)]})
+        assert batch.status_code == 201, batch.text
+        tokens = [item["token"] for item in batch.json()]
+        finished = wait_finished(client, tokens)
+        assert [base64.b64decode(s["stdout"]) for s in finished] == [f"{i * i}\n".encode() for i in range(6)]
+        listed = client.get("/submissions", params={"per_page": 100}, headers=admin).json()
+        assert {s["token"] for s in listed["submissions"]} >= {token, *tokens}
+        assert listed["meta"]["total_count"] == 7
+        statistics = client.get("/statistics").json()
+        assert statistics["submissions"]["total"] == 7, statistics
+        assert client.delete(f"/submissions/{token}", headers=admin).status_code == 200
+        assert client.get(f"/submissions/{token}").status_code == 404
+
+
+def test_kill_9_on_postgresql_loses_nothing(make_server, database_url, tmp_path):
+    env = {"STOCKADE_DATABASE_URL": database_url}
+    data_dir = tmp_path / "data"
+    server = make_server(env, data_dir=data_dir)
+    with server.client() as client:
+        source = b64("import time\ntime.sleep(0.5)\nprint('slow', input())")
+        response = client.post("/submissions/batch", params={"base64_encoded": "true"}, json={"submissions": [
+            {"language_id": 71, "source_code": source, "stdin": b64(str(i))} for i in range(12)]})
+        assert response.status_code == 201, response.text
+        tokens = [item["token"] for item in response.json()]
+        time.sleep(1.0)  # some finished, some running, some queued
+    server.kill()
+    restarted = make_server(env, data_dir=data_dir, port=server.port)
+    with restarted.client() as client:
+        finished = wait_finished(client, tokens)
+    assert [s["status"]["id"] for s in finished] == [3] * 12, finished
+    assert [base64.b64decode(s["stdout"]) for s in finished] == [f"slow {i}\n".encode() for i in range(12)]
+
+
+def test_a_bad_database_url_is_a_clear_error_at_start(tmp_path):
+    server = Server(tmp_path / "data", {"STOCKADE_DATABASE_URL": "postgresql+psycopg://nobody@/none?host=/nonexistent"})
+    with pytest.raises(RuntimeError) as failure:
+        server.start(timeout=30)
+    assert "Traceback" not in str(failure.value) and "database" in str(failure.value).lower(), str(failure.value)
