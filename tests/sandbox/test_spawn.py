@@ -145,6 +145,14 @@ def test_root_and_low_descriptors_are_refused_before_anything_runs(spawner):
         os.close(null)
 
 
+def test_kernels_without_close_range_cloexec_get_the_launcher(monkeypatch):
+    assert spawn.kernel_supported("6.1.0-18-amd64") and spawn.kernel_supported("5.11.0")
+    assert spawn.kernel_supported("6.18.2+") and spawn.kernel_supported("10.0")
+    assert not spawn.kernel_supported("5.10.0-28-amd64") and not spawn.kernel_supported("4.19.0")
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "5.10.0-28-amd64", "#1", "x86_64")))
+    assert spawn.load() is None
+
+
 def test_load_vets_the_library(tmp_path):
     writable = tmp_path / spawn.LIBRARY_NAME
     shutil.copyfile(spawn.DEFAULT_LIBRARY, writable)

@@ -14,7 +14,7 @@ import typer
 from stockade.cli import app
 from stockade.cli.common import run_cancellable
 from stockade.errors import StockadeError
-from stockade.sandbox import Limits, Sandbox, Status, bwrap, seccomp
+from stockade.sandbox import Limits, Sandbox, Status, bwrap, seccomp, spawn
 from stockade.sandbox.launch import PRLIMIT, SETPRIV
 
 
@@ -72,7 +72,9 @@ def check_layers() -> list[Layer]:
         if sandbox.spawner:
             how = f"by our vfork child ({sandbox.spawner.path}): no exec before bwrap"
         else:
-            how = "by stockade-launch (libstockade-spawn not built, run `make setup`: one exec more, ~0.4 ms per box)"
+            why = ("the kernel is older than 5.11" if not spawn.kernel_supported(os.uname().release)
+                   else "libstockade-spawn not built, run `make setup`")
+            how = f"by stockade-launch ({why}: one exec more, ~0.4 ms per box)"
         layers.append(Layer("bwrap start", True, f"as the slot's uid, in its cgroup, under its rlimits, {how}",
                             required=False))
     cg = sandbox.cgroups

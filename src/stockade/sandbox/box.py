@@ -76,7 +76,7 @@ class _Box:
     fds: list[int] = field(default_factory=list)  # every fd we own, closed on every path out
     watched: set[int] = field(default_factory=set)  # fds the event loop watches now
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | _Child | None = None
     pidfd: int = -1  # bwrap's
     box_pid: int = -1  # the box's pid 1
     box_pidfd: int = -1
@@ -138,7 +138,9 @@ class Sandbox:
     several milliseconds for the kernel to move the box into its cgroup.
     `launcher` is the static stockade-launch built by `make setup`; when it
     does not exist (or is None), util-linux's setpriv and prlimit do its work,
-    about 1 ms slower per run (see launch.py).
+    about 1 ms slower per run (see launch.py). `spawner` is libstockade-spawn,
+    with which, as root, bwrap starts from our own vfork child instead of
+    through the launcher (spawn.py; None: through the launcher).
     `warm` boxes are kept built ahead of time, each holding a slot, so that a
     run pays only for its own program: see "warm boxes" below. They are built
     on the event loop of the runs, after each run (or by `prewarm`), with

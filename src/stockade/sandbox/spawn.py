@@ -84,8 +84,22 @@ class Spawner:
         return pid
 
 
+# spawn.c closes every other descriptor with close_range(CLOSE_RANGE_CLOEXEC).
+_KERNEL_NEEDED = (5, 11)
+
+
+def kernel_supported(release: str) -> bool:
+    """Whether a kernel release ("6.1.0-18-amd64") has what spawn.c needs."""
+    numbers = []
+    for part in release.split("-")[0].split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers) >= _KERNEL_NEEDED
+
+
 def load(path: str | None = DEFAULT_LIBRARY) -> Spawner | None:
-    """The spawner, or None when the library is not built (or not asked for)."""
-    if path is None or not os.path.exists(path):
+    """The spawner, or None when the library is not built (or not asked for),
+    or the kernel is older than 5.11: then the launcher starts bwrap."""
+    if path is None or not os.path.exists(path) or not kernel_supported(os.uname().release):
         return None
     return Spawner(path)
