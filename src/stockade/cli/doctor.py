@@ -63,7 +63,9 @@ def check_layers() -> list[Layer]:
         return layers
     limited = "CPU, FSIZE, NOFILE, STACK, CORE=0, MEMLOCK=0 set before the program starts"
     if sandbox.launcher:
-        layers.append(Layer("rlimits", True, f"{limited}, by the static stockade-launch ({sandbox.launcher})"))
+        where = ("by the step that starts bwrap (see bwrap start), or" if sandbox.is_root else "by")
+        layers.append(Layer("rlimits", True, f"{limited}, {where} the static stockade-launch ({sandbox.launcher}) "
+                            "as the box's first program"))
     else:
         layers.append(Layer("rlimits", os.access(PRLIMIT, os.X_OK), f"{limited}, by {PRLIMIT}"))
         layers.append(Layer("launcher", False, f"stockade-launch not built (run `make setup`): {SETPRIV} and "
