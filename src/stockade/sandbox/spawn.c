@@ -59,13 +59,18 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
                   const sigset_t *old_mask, struct failure *failure) {
     /* Python's handlers must not run here, and what it ignores (SIGPIPE,
      * SIGXFSZ) must not stay ignored in the box: SIGXFSZ enforces the file
-     * size limit. Default for every signal, then the caller's mask back. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
+     * size limit. Default for every signal (the raw call: glibc's sigaction
+     * refuses its own two, 32 and 33, which an ignoring parent would pass
+     * on), then the caller's mask back. */
+    struct {
+        void *handler;
+        unsigned long flags;
+        void *restorer;
+        unsigned long mask;
+    } dfl = {SIG_DFL, 0, NULL, 0};
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL); /* (EINVAL for the libc-internal ones: fine) */
+            syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
     if (sigprocmask(SIG_SETMASK, old_mask, NULL)) {
         failure->step = STEP_SIGNALS;
         goto fail;
