@@ -325,7 +325,7 @@ class Sandbox:
         # The environment bwrap would have made: ours, the caller's, PWD of --chdir.
         items += [f"E{key}={value}" for key, value in {**bwrap.BASE_ENV, **env, "PWD": cwd}.items()]
         items += [f"C{cwd}", *(f"A{arg}" for arg in argv)]
-        message = b"".join(os.fsencode(item) + b"\0" for item in items)
+        message = os.fsencode("\0".join(items) + "\0")  # (one encode, not one per item)
         # It must fit in the pipe: the write never waits for the box.
         return message if len(message) <= _WARM_MESSAGE_MAX else None
 
