@@ -599,6 +599,7 @@ def test_a_file_given_twice_is_the_callers_error_warm_or_cold(sandbox, warm_sand
                     reason="slot cgroups are recycled on cgroup v1 only; this host has no v1 memory hierarchy")
 def test_a_slot_cgroup_serves_the_next_run_counting_only_it(monkeypatch):
     from stockade.sandbox import Sandbox, cgroup
+    from stockade.sandbox import box as box_module
 
     box = Sandbox(slots=1, first_uid=61200)  # one slot: every run lands in the same one
     memory_dir = "/sys/fs/cgroup/memory/stockade/box-61200-0"
@@ -623,6 +624,11 @@ def test_a_slot_cgroup_serves_the_next_run_counting_only_it(monkeypatch):
 
         # A group a run left charged beyond the bound is removed, not kept.
         monkeypatch.setattr(cgroup, "RECYCLE_MAX_CHARGE", -1)
+        assert py(box, "pass").status is Status.ok
+        assert box.kept_cgroups == set() and glob.glob("/sys/fs/cgroup/*/stockade/box-61200-0") == []
+        monkeypatch.undo()
+        # So is one past the number kept (each holds open files).
+        monkeypatch.setattr(box_module, "_KEPT_GROUPS", 0)
         assert py(box, "pass").status is Status.ok
         assert box.kept_cgroups == set() and glob.glob("/sys/fs/cgroup/*/stockade/box-61200-0") == []
         monkeypatch.undo()

@@ -56,6 +56,9 @@ _WARM_LIMITS = Limits()
 _WARM_MESSAGE_MAX = 60_000
 # The largest tree a warm box takes as a copy instead of a bind (Mount.copy).
 _COPY_MAX = 256 * MiB
+# Slot cgroups kept for their slots' next runs, at most (8 open files each;
+# slots are taken lowest first, so the busy ones are the ones kept).
+_KEPT_GROUPS = 64
 
 
 def _default_state_dir() -> str:
@@ -496,8 +499,9 @@ class Sandbox:
         return self.cgroups.create(name, memory=limits.total_memory, pids=limits.processes)
 
     def _release_group(self, group: cgroup.Cgroup) -> None:
-        """After a run: keep the group for its slot's next run, or remove it."""
-        if group.recycle() and not self._closed:
+        """After a run: keep the group for its slot's next run, or remove it.
+        At most _KEPT_GROUPS are kept: each holds a few open files."""
+        if not self._closed and len(self._idle_groups) < _KEPT_GROUPS and group.recycle():
             self._idle_groups[group.name] = group
             self._hook_exit()
         else:

@@ -58,6 +58,8 @@ _READ_SIZE = 65536
 # after a run (kernel objects and page cache its programs were first to touch,
 # which stay charged to it until it is removed; removing hands them to the parent).
 RECYCLE_MAX_CHARGE = 2 << 20
+# v1 files a recycled group both reads and writes: one descriptor each.
+_READ_WRITE = frozenset({"cpuacct.usage", "memory.max_usage_in_bytes"})
 
 
 def _mkdir(path: str) -> None:
@@ -408,7 +410,7 @@ class V1Cgroup(Cgroup):
         # Distinct directories: co-mounted hierarchies (cpu,cpuacct) share one.
         self._dirs = list(dict.fromkeys(self.paths.values()))
         self._memory: int | None = None  # the limit we set last (None: a new group, unlimited)
-        self._fds: dict[tuple[str, str, int], int] = {}
+        self._fds: dict[tuple[str, str], int] = {}  # (8 at most: see _fd)
         # Counters at renew(): what a recycled group had before this run.
         self._base_memory = 0
         self._base_ooms = 0
@@ -417,10 +419,11 @@ class V1Cgroup(Cgroup):
         return os.path.join(self.paths[controller], file)
 
     def _fd(self, controller: str, file: str, flags: int = os.O_RDONLY) -> int:
-        fd = self._fds.get((controller, file, flags))
+        fd = self._fds.get((controller, file))
         if fd is None:
+            flags = os.O_RDWR if file in _READ_WRITE else flags
             # No O_CREAT: a missing file means a missing controller, never a file to create.
-            fd = self._fds[controller, file, flags] = os.open(self._f(controller, file), flags | os.O_CLOEXEC)
+            fd = self._fds[controller, file] = os.open(self._f(controller, file), flags | os.O_CLOEXEC)
         return fd
 
     def _set(self, controller: str, file: str, value: str) -> None:
