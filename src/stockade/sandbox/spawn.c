@@ -62,7 +62,8 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
      * size limit. Default for every signal (the raw call: glibc's sigaction
      * refuses its own two, 32 and 33, which an ignoring parent would pass
      * on), then the caller's mask back. */
-    struct {
+#if defined(__x86_64__) || defined(__aarch64__)
+    struct { /* the kernel's struct sigaction on these two */
         void *handler;
         unsigned long flags;
         void *restorer;
@@ -71,6 +72,14 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
+#else
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL); /* (not glibc's own two: it refuses them) */
+#endif
     if (sigprocmask(SIG_SETMASK, old_mask, NULL)) {
         failure->step = STEP_SIGNALS;
         goto fail;
