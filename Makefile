@@ -40,11 +40,11 @@ $(VENV)/.stamp: pyproject.toml
 LAUNCHER := $(VENV)/libexec/stockade-launch
 SPAWNER := $(VENV)/libexec/libstockade-spawn.so
 launcher: $(LAUNCHER) $(SPAWNER)
-$(LAUNCHER): src/stockade/sandbox/launch.c $(VENV)/.stamp
+$(LAUNCHER): src/stockade/sandbox/launch.c src/stockade/sandbox/steps.h $(VENV)/.stamp
 	@mkdir -p $(@D)
 	@gcc -static -O2 -Wall -Wextra -Werror -o $@.new $<
 	@chmod 0755 $@.new && mv -f $@.new $@
-$(SPAWNER): src/stockade/sandbox/spawn.c $(VENV)/.stamp
+$(SPAWNER): src/stockade/sandbox/spawn.c src/stockade/sandbox/steps.h $(VENV)/.stamp
 	@mkdir -p $(@D)
 	@gcc -shared -fPIC -O2 -Wall -Wextra -Werror -o $@.new $<
 	@chmod 0755 $@.new && mv -f $@.new $@

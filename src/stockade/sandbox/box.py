@@ -184,11 +184,11 @@ class Sandbox:
         self._slots = SlotPool(os.path.join(self.state_dir, "locks"), slots, first_uid, self.is_root)
         self._ncpu = len(os.sched_getaffinity(0))
         self.warm = warm if self.launcher else 0
-        # As root with the launcher, the launcher starts bwrap: as the slot's uid,
-        # in the box's cgroup, under the run's rlimits (launch.identity_argv).
-        self._launcher_starts_bwrap = self.is_root and self.launcher is not None
-        # ... or, with libstockade-spawn, the same steps in our vfork child (no exec between).
-        self.spawner = spawn.load(spawner) if self._launcher_starts_bwrap else None
+        # As root with the launcher, bwrap starts set up: as the slot's uid, in the
+        # box's cgroup, under the run's rlimits. Our vfork child takes those steps
+        # with libstockade-spawn (no exec between), else the launcher does.
+        self._bwrap_starts_set_up = self.is_root and self.launcher is not None
+        self.spawner = spawn.load(spawner) if self._bwrap_starts_set_up else None
         self.warm_mounts = tuple(warm_mounts)
         _check_input(["/bin/true"], {}, {}, self.warm_mounts, b"", bwrap.BOX_DIR)
         self._warm: list[_Box] = []  # built, idle, waiting for a run
@@ -201,7 +201,7 @@ class Sandbox:
         # As root with the launcher: each slot's own network namespace (loopback
         # only), made once and joined by each of its boxes, instead of a new one
         # per box, whose creation and teardown cost more than the rest of bwrap.
-        self.netns_per_slot = netns_per_slot and self._launcher_starts_bwrap
+        self.netns_per_slot = netns_per_slot and self._bwrap_starts_set_up
         self._netns: dict[int, int] = {}  # slot index -> fd of its network namespace
         _become_subreaper()
 
@@ -518,7 +518,7 @@ class Sandbox:
             rlimits = launch.rlimits(limits, self.cgroups.kind == "none")
             # Set by the step that becomes the slot's uid (no exec of its own),
             # or else by the box's first program.
-            if self._launcher_starts_bwrap and launch.settable_outside(rlimits):
+            if self._bwrap_starts_set_up and launch.settable_outside(rlimits):
                 inner, outside = list(argv), rlimits
             else:
                 first = launch.rlimit_argv(rlimits, launch.BOX_LAUNCHER if self.launcher else None)
@@ -591,7 +591,7 @@ class Sandbox:
         split = command.index("--")  # the program stays on the command line
         bwrap_argv = [self._bwrap.path, "--args", str(args_r), *command[split:]]
         passed = (args_r, info_w, box.block_r, seccomp_r, *extra_fds)
-        joined = self._launcher_starts_bwrap
+        joined = self._bwrap_starts_set_up
         if self.is_root:
             # The program may reopen /dev/stdin or /dev/stdout (node's readFileSync
             # does): its own pipes must belong to it, not to root with mode 0600.

@@ -36,7 +36,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -46,6 +45,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include "steps.h"
 
 static const struct {
     const char *name;
@@ -91,16 +92,6 @@ static void set_rlimit(const char *spec, const char *option) {
         die("bad limits in", option);
     if (setrlimit(resource, &limit))
         die(option, strerror(errno));
-}
-
-/* Move this process into the cgroup whose cgroup.procs file is `path`. */
-static void join_cgroup(const char *path) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        die(path, strerror(errno));
-    if (write(fd, "0", 1) != 1)
-        die(path, strerror(errno));
-    close(fd);
 }
 
 #define MAX_MESSAGE (1 << 20)
@@ -224,25 +215,17 @@ int main(int argc, char **argv) {
     }
     /* Still as root: the cgroup files belong to root. */
     for (size_t n = 0; n < ncgroups; n++)
-        join_cgroup(cgroups[n]);
+        if (join_cgroup(cgroups[n]))
+            die(cgroups[n], strerror(errno));
     if (uid >= 0) {
-        if (uid == 0 || gid == 0 || uid > 0xfffffffeLL || gid > 0xfffffffeLL)
-            die("refusing to run as uid or gid 0 (or out of range)", NULL);
-        /* Groups first: after setresuid we could no longer drop them. */
-        if (setgroups(0, NULL))
-            die("setgroups", strerror(errno));
-        if (setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid))
-            die("setresgid", strerror(errno));
-        if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid))
-            die("setresuid", strerror(errno));
-        uid_t r, e, s;
-        gid_t rg, eg, sg;
-        if (getresuid(&r, &e, &s) || getresgid(&rg, &eg, &sg) || r != uid || e != uid || s != uid ||
-            rg != gid || eg != gid || sg != gid || getgroups(0, NULL) != 0)
-            die("identity did not change", NULL);
-        /* Root may not come back (a kernel that ignored the drop would allow it). */
-        if (setresuid(0, 0, 0) == 0)
-            die("could regain uid 0 after dropping it", NULL);
+        static const char *const failed[] = {
+            [BECOME_REFUSED] = "refusing to run as uid or gid 0 (or out of range)",
+            [BECOME_GROUPS] = "setgroups", [BECOME_GID] = "setresgid", [BECOME_UID] = "setresuid",
+            [BECOME_CHECK] = "identity did not change for good",
+        };
+        enum become_step step = become(uid, gid);
+        if (step != BECOME_OK)
+            die(failed[step], step == BECOME_REFUSED || step == BECOME_CHECK ? NULL : strerror(errno));
     }
     execvp(argv[i + 1], argv + i + 1);
     int error = errno;

@@ -11,8 +11,10 @@ CAP_SYS_RESOURCE, which many container hosts lack, this one included).
 
 Both steps are done by `stockade-launch` (launch.c, built statically by
 `make setup` into the venv's libexec/): one exec of a small static binary each.
-Without it, the same two steps are done by util-linux's setpriv and prlimit,
-two dynamically linked execs that cost about a millisecond more each."""
+As root, libstockade-spawn (spawn.py) takes the outside step itself, in our
+vfork child, with launch.c's own code (steps.h), and saves that exec.
+Without the launcher, the same two steps are done by util-linux's setpriv and
+prlimit, two dynamically linked execs that cost about a millisecond more each."""
 
 from __future__ import annotations
 

@@ -9,10 +9,8 @@
  * ctypes by spawn.py; built by `make setup` (without it, the launcher does it).
  *
  * The child shares the caller's memory until it execs, so it only makes
- * system calls and writes the failure record the caller gave it. The identity
- * switch uses raw system calls: glibc's setresuid() would signal every thread
- * of the process it believes it is (the caller's threads, through the shared
- * memory) to change their credentials too.
+ * system calls and writes the failure record the caller gave it. The cgroup
+ * and identity steps are launch.c's own (steps.h), in raw system calls.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +22,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "steps.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -91,12 +91,10 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
     /* Still root: the cgroup files belong to root. */
     for (int i = 0; i < ncgroups; i++) {
         failure->index = i;
-        int fd = open(cgroup_procs[i], O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 || write(fd, "0", 1) != 1) {
+        if (join_cgroup(cgroup_procs[i])) {
             failure->step = STEP_CGROUP;
             goto fail;
         }
-        close(fd);
     }
     for (int i = 0; i < nrl; i++) {
         failure->index = i;
@@ -106,26 +104,20 @@ static void child(const char *path, char *const argv[], char *const envp[], cons
             goto fail;
         }
     }
-    /* Groups first: after setresuid they could no longer be dropped. */
-    if (syscall(SYS_setgroups, 0, NULL)) {
+    switch (become(uid, gid)) {
+    case BECOME_OK:
+        break;
+    case BECOME_GROUPS:
         failure->step = STEP_GROUPS;
         goto fail;
-    }
-    if (syscall(SYS_setresgid, gid, gid, gid)) {
+    case BECOME_GID:
         failure->step = STEP_GID;
         goto fail;
-    }
-    if (syscall(SYS_setresuid, uid, uid, uid)) {
+    case BECOME_UID:
         failure->step = STEP_UID;
         goto fail;
-    }
-    uid_t r, e, s;
-    gid_t rg, eg, sg;
-    if (syscall(SYS_getresuid, &r, &e, &s) || syscall(SYS_getresgid, &rg, &eg, &sg) || r != uid || e != uid ||
-        s != uid || rg != gid || eg != gid || sg != gid || syscall(SYS_getgroups, 0, NULL) != 0 ||
-        syscall(SYS_setresuid, 0, 0, 0) == 0) { /* root may not come back */
+    default: /* refused (uid or gid 0) or not for good */
         failure->step = STEP_CHECK;
-        errno = EPERM;
         goto fail;
     }
     /* Descriptors: the three standard ones, the kept ones, nothing else. */
@@ -167,11 +159,6 @@ int stockade_spawn(const char *path, char *const argv[], char *const envp[], con
                    const int *rl_resource, const unsigned long long *rl_soft, const unsigned long long *rl_hard,
                    int nrl, unsigned uid, unsigned gid, struct failure *failure) {
     memset(failure, 0, sizeof *failure);
-    if (uid == 0 || gid == 0 || uid == (unsigned)-1 || gid == (unsigned)-1) {
-        failure->step = STEP_CHECK;
-        failure->error = EINVAL;
-        return -1;
-    }
     for (int i = 0; i < 3; i++)
         if (stdio[i] < 3) { /* dup2 onto 0-2 must not clobber another source */
             failure->step = STEP_FDS;

@@ -21,11 +21,6 @@ from stockade.sandbox import launch
 LIBRARY_NAME = "libstockade-spawn.so"
 DEFAULT_LIBRARY = os.path.join(sys.prefix, "libexec", LIBRARY_NAME)
 
-_RESOURCES = {
-    "cpu": resource.RLIMIT_CPU, "fsize": resource.RLIMIT_FSIZE, "nofile": resource.RLIMIT_NOFILE,
-    "stack": resource.RLIMIT_STACK, "core": resource.RLIMIT_CORE, "memlock": resource.RLIMIT_MEMLOCK,
-    "nproc": resource.RLIMIT_NPROC, "as": resource.RLIMIT_AS,
-}
 # spawn.c's enum step.
 _STEPS = ["vfork", "joining the slot's network namespace", "joining the box's cgroup", "setting an rlimit",
           "dropping supplementary groups", "switching gid", "switching uid", "checking the new identity",
@@ -69,7 +64,7 @@ class Spawner:
             os.fsencode(argv[0]), _strings(argv), _strings([]), (ctypes.c_int * 3)(*stdio),
             (ctypes.c_int * len(keep))(*keep), len(keep), -1 if netns_fd is None else netns_fd,
             _strings(cgroup_procs), len(cgroup_procs),
-            (ctypes.c_int * nrl)(*(_RESOURCES[name] for name, _, _ in rlimits)),
+            (ctypes.c_int * nrl)(*(getattr(resource, f"RLIMIT_{name.upper()}") for name, _, _ in rlimits)),
             (ctypes.c_ulonglong * nrl)(*(soft for _, soft, _ in rlimits)),
             (ctypes.c_ulonglong * nrl)(*(hard for _, _, hard in rlimits)), nrl,
             uid, gid, ctypes.byref(failure),
