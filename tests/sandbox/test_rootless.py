@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,16 +19,28 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to
 NOBODY = 65534
 
 
-HOME = tempfile.mkdtemp(prefix="stockade-nobody-")
-os.chown(HOME, NOBODY, NOBODY)
+@pytest.fixture(scope="module")
+def nobody_env():
+    """nobody's HOME (its compile cache) and XDG_RUNTIME_DIR (its state
+    directory), both in one temporary directory removed afterwards."""
+    home = tempfile.mkdtemp(prefix="stockade-nobody-")
+    runtime = os.path.join(home, "run")
+    os.mkdir(runtime, 0o700)
+    for path in (home, runtime):
+        os.chown(path, NOBODY, NOBODY)
+    yield {"PATH": "/usr/bin:/bin", "HOME": home, "XDG_RUNTIME_DIR": runtime}
+    shutil.rmtree(home)
 
 
-def as_nobody(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "HOME": HOME}
-    return subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-         sys.executable, "-m", "stockade.cli", *args],
-        input=stdin, capture_output=True, env=env, timeout=120, check=False)
+@pytest.fixture
+def as_nobody(nobody_env):
+    def run(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             sys.executable, "-m", "stockade.cli", *args],
+            input=stdin, capture_output=True, env=nobody_env, timeout=120, check=False)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +58,7 @@ def write(directory: str, name: str, text: str) -> str:
     return path
 
 
-def test_doctor_reports_missing_layers_and_still_trusts_the_box():
+def test_doctor_reports_missing_layers_and_still_trusts_the_box(as_nobody):
     done = as_nobody("doctor", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -57,7 +70,7 @@ def test_doctor_reports_missing_layers_and_still_trusts_the_box():
     assert layers["probe inside a box"]["active"] is True
 
 
-def test_run_rootless_ok_and_limits(program_dir):
+def test_run_rootless_ok_and_limits(as_nobody, program_dir):
     hello = write(program_dir, "hello.py", "import os\nprint('uid', os.getuid(), input())\n")
     done = as_nobody("run", hello, "--stdin", "-", "--json", stdin=b"hi\n")
     assert done.returncode == 0, done.stderr
@@ -78,9 +91,9 @@ def test_run_rootless_ok_and_limits(program_dir):
     assert left.stdout == ""
 
 
-def test_unusable_cache_home_is_a_clear_failure_not_a_traceback(program_dir):
+def test_unusable_cache_home_is_a_clear_failure_not_a_traceback(nobody_env, program_dir):
     hello = write(program_dir, "hello2.py", "print(1)\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    env = {**nobody_env, "HOME": "/nonexistent"}
     done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                            sys.executable, "-m", "stockade.cli", "run", hello],
                           capture_output=True, env=env, timeout=120, check=False)
@@ -89,7 +102,7 @@ def test_unusable_cache_home_is_a_clear_failure_not_a_traceback(program_dir):
     assert b"Traceback" not in done.stderr
 
 
-def test_warm_boxes_rootless(program_dir):
+def test_warm_boxes_rootless(nobody_env, program_dir):
     # No uid switch, no network namespace made by root, no copies: warm boxes still work.
     script = write(program_dir, "warm.py", (
         "import asyncio, json\nfrom stockade.sandbox import Sandbox, Limits\n"
@@ -102,9 +115,8 @@ def test_warm_boxes_rootless(program_dir):
         "    print(json.dumps({'ready': ready, 'out': [r.stdout.decode() for r in runs],"
         " 'warm': box.warm_runs, 'netns_per_slot': box.netns_per_slot}))\n"
         "asyncio.run(main())\nbox.close()\n"))
-    env = {"PATH": "/usr/bin:/bin", "HOME": HOME}
     done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                           sys.executable, script], capture_output=True, env=env, timeout=120, check=False)
+                           sys.executable, script], capture_output=True, env=nobody_env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     assert seen["ready"] == [1, 1, 1] and seen["warm"] == 3 and seen["netns_per_slot"] is False
