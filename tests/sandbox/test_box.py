@@ -19,7 +19,7 @@ import time
 import pytest
 
 from stockade.errors import LimitError, SandboxError
-from stockade.sandbox import File, Limits, MiB, Mount, Status
+from stockade.sandbox import File, Limits, MiB, Mount, Sandbox, Status
 from tests.conftest import leftovers
 
 PY = "/usr/bin/python3"
@@ -283,6 +283,79 @@ def test_sigterm_to_the_supervisor_cleans_up(sandbox, tmp_path):
         proc.kill()
         proc.wait()
     # the autouse fixture proves nothing is left: no process, cgroup or directory
+
+
+def test_what_a_supervisor_killed_with_sigkill_left_goes_at_the_next_start(sandbox, tmp_path):
+    program = tmp_path / "sleeper.py"
+    program.write_text("import os, time\nos.fork()\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "stockade.cli", "run", str(program), "--wall-time", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and sum(n.startswith("python3") for _, n in _descendants(proc.pid)) < 2:
+            time.sleep(0.05)
+        inside = [pid for pid, n in _descendants(proc.pid) if n.startswith("python3")]
+        assert len(inside) == 2
+        uid = _status(inside[0])["Uid"]
+    finally:
+        proc.kill()  # no finally of the supervisor runs
+        proc.wait()
+    name = f"{uid}-{uid - 60000}"
+    _await_gone(uid)  # (bwrap dies with its parent, and the box with bwrap)
+    workdir = os.path.join(sandbox.boxes_dir, name)
+    groups = glob.glob(f"/sys/fs/cgroup/*/stockade/box-{name}")
+    assert os.path.isdir(workdir) and groups  # left behind
+    Sandbox(slots=1).close()
+    assert not os.path.lexists(workdir)
+    assert not any(os.path.exists(group) for group in groups)
+
+
+def test_the_start_leaves_alone_what_a_live_slot_holds(sandbox):
+    from stockade.sandbox.slots import HOST_LOCK_DIR, SlotPool
+
+    uid, index = 60000 + 4000, 4000  # a slot no test uses
+    workdir = os.path.join(sandbox.boxes_dir, f"{uid}-{index}")
+    os.mkdir(workdir)
+    try:
+        # Another process's run in that slot: its lock is held.
+        with SlotPool(HOST_LOCK_DIR, 1, 60000, switch_user=True).holding(uid, index) as held:
+            assert held
+            Sandbox(slots=1).close()
+            assert os.path.isdir(workdir)
+        Sandbox(slots=1).close()
+        assert not os.path.lexists(workdir)
+    finally:
+        if os.path.lexists(workdir):
+            os.rmdir(workdir)
+
+
+def _status(pid: int) -> dict[str, int | str]:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return {"Uid": int(fields["Uid"].split()[0]), "PPid": int(fields["PPid"]), "State": fields["State"].split()[0]}
+
+
+def _await_gone(uid: int) -> None:
+    """Until no process of `uid` lives; reap those that became our zombies
+    (we are a subreaper: orphans of the killed supervisor come to us)."""
+    deadline = time.monotonic() + 10
+    while True:
+        alive = []
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            try:
+                status = _status(pid)
+            except (OSError, KeyError):
+                continue
+            if status["Uid"] != uid:
+                continue
+            if status["State"] == "Z" and status["PPid"] == os.getpid():
+                os.waitpid(pid, 0)
+            else:
+                alive.append(pid)
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"processes of uid {uid} live on: {alive}"
+        time.sleep(0.02)
 
 
 def test_an_exception_mid_run_still_cleans_up(sandbox):

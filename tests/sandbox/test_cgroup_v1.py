@@ -203,6 +203,21 @@ def test_remove_leaves_nothing_and_is_idempotent(box):
     assert cg.pids() == []
 
 
+def test_names_and_discard_a_group_left_behind(backend, box):
+    name = f"test-{os.getpid()}-left"
+    _, p = box("time.sleep(30)", name=name)
+    # Left in one hierarchy only, too (a supervisor killed while removing it).
+    partial = f"test-{os.getpid()}-partial"
+    os.mkdir(group_dirs(partial)[-1])
+    assert {name, partial} <= backend.names()
+    backend.discard(name)
+    backend.discard(partial)
+    assert p.wait(timeout=10) == -signal.SIGKILL
+    assert not any(os.path.exists(d) for d in group_dirs(name) + group_dirs(partial))
+    assert not {name, partial} & backend.names()
+    backend.discard(name)  # gone already: nothing to do
+
+
 def test_stale_group_is_replaced(backend, box):
     name = f"test-{os.getpid()}-stale"
     # A crashed supervisor left this group with a live process in it.

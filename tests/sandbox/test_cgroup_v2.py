@@ -238,6 +238,20 @@ def test_stale_group_is_replaced(fake, sleeper):
     assert new.pids() == []
 
 
+def test_names_and_discard_a_group_left_behind(fake, sleeper):
+    b = cgroup.detect(fake.root)
+    left = b.create("box-60007-7")
+    left.add(sleeper.pid)
+    b.create("box-60008-8")
+    assert {"box-60007-7", "box-60008-8"} <= b.names()
+    b.discard("box-60007-7")  # with its process
+    assert sleeper.wait(timeout=5) == -signal.SIGKILL
+    b.discard("box-60009-9")  # never was: nothing to do
+    assert "box-60007-7" not in b.names() and "box-60008-8" in b.names()
+    with pytest.raises(ValueError):
+        b.discard("../box")
+
+
 def test_bad_name_is_refused(fake):
     b = cgroup.detect(fake.root)
     for name in ("", "..", "a/b"):

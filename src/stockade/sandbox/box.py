@@ -204,6 +204,7 @@ class Sandbox:
         self.netns_per_slot = netns_per_slot and self._bwrap_starts_set_up
         self._netns: dict[int, int] = {}  # slot index -> fd of its network namespace
         _become_subreaper()
+        self._sweep()
 
     # -- setup -------------------------------------------------------------
 
@@ -224,6 +225,27 @@ class Sandbox:
         self.dev_dir = devtree.prepare(self.state_dir)
         if self.is_root:
             _mount_box_space(self.boxes_dir, box_space or _default_box_space())
+
+    def _sweep(self) -> None:
+        """Remove the box directories and slot cgroups that a supervisor killed
+        with SIGKILL left (no other way out leaves any), for the slots no
+        process holds now. A slot's next run would replace them, but a slot
+        may not run again for long."""
+        groups = {name.removeprefix("box-") for name in self.cgroups.names() if name.startswith("box-")}
+        for name in groups.union(os.listdir(self.boxes_dir)):
+            uid, _, index = name.partition("-")
+            if not (uid.isdigit() and index.isdigit()):
+                continue
+            try:
+                with self._slots.holding(int(uid), int(index)) as held:
+                    if held:
+                        workdir = os.path.join(self.boxes_dir, name)
+                        if os.path.lexists(workdir):
+                            remove_tree(workdir)
+                        if name in groups:
+                            self.cgroups.discard(f"box-{name}")
+            except (OSError, SandboxError) as exc:  # the slot's next run tries again
+                log.warning("cannot remove what a killed supervisor left of box %s: %s", name, exc)
 
     # -- public ------------------------------------------------------------
 

@@ -23,10 +23,13 @@ INTERFACE CONTRACT (implemented by the cgroup helper; the supervisor relies on i
     cg.recycle() -> bool    # after a run: True if the group may serve its slot's next run (else remove it)
     cg.renew(memory, pids)  # a recycled group, ready for that run: counters from zero, new limits;
                             # OSError or SandboxError when it is gone (then create a new one)
+    backend.names()         # the groups under our parent now, any process's
+    backend.discard(name)   # remove group `name` if it exists, killing what runs in it
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -188,6 +191,14 @@ def _rmdir_group(path: str) -> None:
         delay = min(delay * 2, 0.01)
 
 
+def _subdirs(parents) -> set[str]:
+    names: set[str] = set()
+    for parent in set(parents):
+        with contextlib.suppress(FileNotFoundError), os.scandir(parent) as it:
+            names.update(entry.name for entry in it if entry.is_dir(follow_symlinks=False))
+    return names
+
+
 def _limited(cg: Cgroup, memory: int | None, pids: int | None) -> Cgroup:
     """A new group with its limits set, or removed again if they cannot be."""
     try:
@@ -254,6 +265,12 @@ class CgroupBackend:
     def create(self, name: str, memory: int | None = None, pids: int | None = None) -> Cgroup:
         _check_name(name)
         return Cgroup()
+
+    def names(self) -> set[str]:
+        return set()
+
+    def discard(self, name: str) -> None:
+        _check_name(name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind}: {self.reason}>"
@@ -383,6 +400,13 @@ class V2Backend(CgroupBackend):
         except OSError as e:
             raise SandboxError(f"cannot create cgroup {cg.path}: {e}") from e
         return _limited(cg, memory, pids)
+
+    def names(self) -> set[str]:
+        return _subdirs([self.parent])
+
+    def discard(self, name: str) -> None:
+        _check_name(name)
+        V2Cgroup(self, name).remove()
 
 
 # ---------------------------------------------------------------- cgroup v1
@@ -577,6 +601,13 @@ class V1Backend(CgroupBackend):
             cg.remove()
             raise SandboxError(f"cannot create cgroup {name} in v1 hierarchies: {e}") from e
         return _limited(cg, memory, pids)
+
+    def names(self) -> set[str]:
+        return _subdirs(self.parents.values())
+
+    def discard(self, name: str) -> None:
+        _check_name(name)
+        V1Cgroup(self, name).remove()  # (a group missing from some hierarchies too)
 
 
 # ---------------------------------------------------------------- detection

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -44,9 +46,27 @@ class SlotPool:
         return Slot(index, os.getuid(), os.getgid())
 
     def lock_path(self, index: int) -> str:
-        slot = self._slot(index)
-        name = f"uid-{slot.uid}.lock" if self._switch_user else f"slot-{index}.lock"
+        return self._lock_file(self._slot(index).uid, index)
+
+    def _lock_file(self, uid: int, index: int) -> str:
+        name = f"uid-{uid}.lock" if self._switch_user else f"slot-{index}.lock"
         return os.path.join(self._lock_dir, name)
+
+    @contextlib.contextmanager
+    def holding(self, uid: int, index: int) -> Iterator[bool]:
+        """The lock of the slot with host `uid` and `index` (this pool's or
+        another's on the host), held for the block if no process holds it:
+        yields whether it is held."""
+        fd = os.open(self._lock_file(uid, index), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # (lets go of the lock)
 
     def in_use(self, index: int) -> bool:
         """Whether any process (this one included) holds slot `index` now."""
