@@ -4,12 +4,15 @@ callbacks to allowed networks. Each test starts its own server."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-from stockade_server import wait_done
+from stockade_server import free_port, wait_done
 
 PY = 71
 
@@ -109,3 +112,17 @@ def test_callbacks_to_an_allowed_local_target(make_server):
     finally:
         receiver.shutdown()
         receiver.server_close()
+
+
+def test_one_server_per_data_directory(make_server):
+    first = make_server({})
+    second = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(free_port())],
+                            env={**os.environ, "STOCKADE_DATA_DIR": str(first.data_dir)},
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert second.stderr == (f"stockade: cannot serve: another Stockade server (pid {first.process.pid}) uses the"
+                             f" data directory {first.data_dir}: one server per data directory (STOCKADE_DATA_DIR)\n")
+    assert first.client().get("/version").status_code == 200  # the first one serves on
+    first.stop()
+    again = make_server({}, data_dir=first.data_dir)  # once it is gone, the directory is free
+    assert again.client().get("/version").status_code == 200

@@ -3,8 +3,12 @@ and `python -m stockade.service`)."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
+import os
 import sys
+from pathlib import Path
 
 from stockade.errors import StockadeError
 from stockade.settings import Settings
@@ -24,6 +28,7 @@ def serve(settings: Settings) -> None:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: only news worth reading
     try:
+        hold_data_dir(settings.data_dir)
         check_database(settings.sqlalchemy_url)
         app = create_app(settings)
     except StockadeError as exc:
@@ -37,6 +42,33 @@ def serve(settings: Settings) -> None:
         access_log=False,  # one line per run is logged by the service itself
         timeout_graceful_shutdown=5,
     )
+
+
+LOCK_FILE = "server.lock"
+_held: list[int] = []  # our lock's descriptor, kept open while the process lives
+
+
+def hold_data_dir(data_dir: Path) -> None:
+    """Lock `data_dir` for this process, or say which server has it. A second
+    server on the same directory would run again, at its start, every
+    submission the first one is running (recovery takes what is unfinished)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise StockadeError(f"cannot use the data directory {data_dir}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        if exc.errno != errno.EWOULDBLOCK:
+            raise StockadeError(f"cannot lock the data directory {data_dir}: {exc.strerror}") from None
+        raise StockadeError(f"another Stockade server (pid {holder}) uses the data directory {data_dir}:"
+                            " one server per data directory (STOCKADE_DATA_DIR)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held.append(fd)
 
 
 def check_database(url: str) -> None:
