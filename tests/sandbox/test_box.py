@@ -495,6 +495,33 @@ def test_idle_warm_boxes_never_starve_cold_runs():
     assert leftovers(box) == []
 
 
+def test_a_warm_box_built_while_a_run_waits_for_a_slot_gives_it_the_slot():
+    from stockade.sandbox.slots import HOST_LOCK_DIR, SlotPool
+
+    box = Sandbox(slots=2, warm=1, first_uid=61300)
+    try:
+        # Another process holds slot 1 for as long as the test lasts (its warm
+        # box, say): this Sandbox has slot 0 only.
+        with SlotPool(HOST_LOCK_DIR, 2, 61300, switch_user=True).holding(61301, 1) as held:
+            assert held
+
+            async def runs():
+                building = asyncio.ensure_future(box.prewarm())
+                for _ in range(3):  # prewarm starts the build, which takes slot 0
+                    await asyncio.sleep(0)
+                assert box.slot_in_use(0)
+                # A run that cannot use a warm box, while the only slot builds one.
+                result = await box.run(["/bin/echo", "ok"], limits=Limits(tmp_size=4 * MiB))
+                await building
+                return result
+
+            result = asyncio.run(asyncio.wait_for(runs(), 20))
+        assert result.stdout == b"ok\n"
+    finally:
+        box.close()
+    assert not glob.glob(os.path.join(box.boxes_dir, "61300-*"))
+
+
 def test_warm_boxes_of_a_finished_event_loop_are_replaced(warm_sandbox):
     async def once():
         await warm_sandbox.prewarm()

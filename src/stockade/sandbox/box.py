@@ -388,7 +388,9 @@ class Sandbox:
             self._hook_exit()
 
     async def _make_warm(self) -> None:
-        slot = self._slots.try_acquire()
+        # Idle warm boxes must never starve a run that cannot use one: no build
+        # takes a slot a run waits for, and a box built meanwhile gives it up.
+        slot = None if self._slots.awaited else self._slots.try_acquire()
         if slot is None:
             return  # every slot is busy: runs go cold until one is free
         box = None
@@ -410,7 +412,7 @@ class Sandbox:
                 # Let bwrap finish the box now; the launcher then waits for the run.
                 _write_all(box.block_w, b"1")
                 box.close(box.block_w)
-                if self.warm:
+                if self.warm and not self._slots.awaited:
                     self._warm.append(box)
                     box = None
         except (OSError, SandboxError) as exc:

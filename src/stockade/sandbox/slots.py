@@ -102,6 +102,12 @@ class SlotPool:
                 return self._slot(index)
         return None
 
+    @property
+    def awaited(self) -> bool:
+        """Whether a caller of acquire() waits for a slot now (or was woken
+        and has not taken one yet)."""
+        return bool(self._waiters)
+
     def try_acquire(self) -> Slot | None:
         """A free slot now, or None (never waits)."""
         return self._take()
@@ -128,8 +134,9 @@ class SlotPool:
             return  # the pool was closed (which let go of every lock)
         fcntl.flock(self._fds[slot.index], fcntl.LOCK_UN)
         self._free.append(slot.index)
-        while self._waiters:
-            waiter = self._waiters.popleft()
+        # Wake the first caller still asleep; it leaves the queue itself, once
+        # it has looked again (until then, the pool is `awaited`).
+        for waiter in self._waiters:
             if not waiter.done():
                 waiter.get_loop().call_soon_threadsafe(_wake, waiter)
                 break

@@ -1,0 +1,45 @@
+"""The slot pool on its own: locks shared with other processes, waiting, waking."""
+
+from __future__ import annotations
+
+import asyncio
+
+from stockade.sandbox.slots import SlotPool
+
+
+def pool(tmp_path, count=1) -> SlotPool:
+    return SlotPool(str(tmp_path), count, 60000, switch_user=False)
+
+
+def test_a_woken_caller_keeps_the_pool_awaited_until_it_has_its_slot(tmp_path):
+    slots = pool(tmp_path)
+
+    async def main():
+        held = slots.try_acquire()
+        assert held is not None and slots.try_acquire() is None
+        waiting = asyncio.ensure_future(slots.acquire())
+        await asyncio.sleep(0)
+        assert slots.awaited
+        slots.release(held)
+        # Woken, not yet run: a warm-box build looking now must leave the slot alone.
+        assert slots.awaited
+        got = await waiting
+        assert got.index == held.index and not slots.awaited
+        slots.release(got)
+
+    asyncio.run(main())
+    slots.close()
+
+
+def test_holding_is_refused_while_another_descriptor_holds_the_slot(tmp_path):
+    slots, other = pool(tmp_path), pool(tmp_path)
+    slot = slots.try_acquire()
+    with other.holding(slot.uid, slot.index) as held:
+        assert held is False
+    slots.release(slot)
+    with other.holding(slot.uid, slot.index) as held:
+        assert held is True
+        assert slots.try_acquire() is None  # held by `other` for the block
+    assert slots.try_acquire() is not None
+    slots.close()
+    other.close()
