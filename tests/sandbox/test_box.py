@@ -4,6 +4,7 @@ clean teardown on every way out (normal end, limits, cancellation, SIGTERM)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import glob
 import hashlib
@@ -327,6 +328,20 @@ def test_the_start_leaves_alone_what_a_live_slot_holds(sandbox):
     finally:
         if os.path.lexists(workdir):
             os.rmdir(workdir)
+
+
+def test_doctor_answers_while_a_server_holds_the_first_slots(sandbox):
+    from stockade.sandbox.slots import HOST_LOCK_DIR, SlotPool
+
+    # A running service keeps its warm boxes, each holding a slot, for as long as it lives.
+    other = SlotPool(HOST_LOCK_DIR, 4, 60000, switch_user=True)
+    with contextlib.ExitStack() as held:
+        for index in range(4):
+            assert held.enter_context(other.holding(60000 + index, index))
+        done = subprocess.run([sys.executable, "-m", "stockade.cli", "doctor"], capture_output=True, text=True,
+                              timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "probe inside a box" in done.stdout
 
 
 def _status(pid: int) -> dict[str, int | str]:

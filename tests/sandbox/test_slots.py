@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from stockade.sandbox.slots import SlotPool
 
 
@@ -41,5 +43,26 @@ def test_holding_is_refused_while_another_descriptor_holds_the_slot(tmp_path):
         assert held is True
         assert slots.try_acquire() is None  # held by `other` for the block
     assert slots.try_acquire() is not None
+    slots.close()
+    other.close()
+
+
+def test_a_long_wait_for_slots_other_processes_hold_is_explained(tmp_path, monkeypatch, caplog):
+    from stockade.sandbox import slots as module
+
+    monkeypatch.setattr(module, "WAIT_WARNING", 0.1)
+    slots, other = pool(tmp_path, 2), pool(tmp_path, 2)
+    taken = [other.try_acquire(), other.try_acquire()]  # another process's, for good
+
+    async def main():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(slots.acquire(), 0.5)
+
+    asyncio.run(main())
+    warnings = [r.getMessage() for r in caplog.records if r.name == "stockade.sandbox"]
+    assert warnings == ["waiting for a slot: 2 of 2 are held by other processes (a service keeps some for its warm"
+                        " boxes); give this Sandbox more slots, or other uids (first_uid)"]
+    for slot in taken:
+        other.release(slot)
     slots.close()
     other.close()

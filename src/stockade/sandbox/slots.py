@@ -14,7 +14,9 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -27,6 +29,10 @@ class Slot:
 
 
 HOST_LOCK_DIR = "/run/lock/stockade"
+# A caller waiting this long for slots that other processes hold is told why.
+WAIT_WARNING = 5.0
+
+log = logging.getLogger("stockade.sandbox")
 
 
 class SlotPool:
@@ -34,6 +40,7 @@ class SlotPool:
         self._lock_dir = HOST_LOCK_DIR if switch_user else lock_dir
         os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
         self._first_uid = first_uid
+        self._count = count
         # Rootless: every box runs as ourselves (we cannot switch uid).
         self._switch_user = switch_user
         self._free: list[int] = list(range(count - 1, -1, -1))  # lowest index last
@@ -113,10 +120,16 @@ class SlotPool:
         return self._take()
 
     async def acquire(self) -> Slot:
+        warn_at = time.monotonic() + WAIT_WARNING
         while True:
             slot = self._take()
             if slot is not None:
                 return slot
+            if self._free and time.monotonic() >= warn_at:
+                warn_at = float("inf")
+                log.warning("waiting for a slot: %d of %d are held by other processes (a service keeps some for "
+                            "its warm boxes); give this Sandbox more slots, or other uids (first_uid)",
+                            len(self._free), self._count)
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
