@@ -77,17 +77,8 @@ class SlotPool:
 
     def in_use(self, index: int) -> bool:
         """Whether any process (this one included) holds slot `index` now."""
-        try:
-            fd = os.open(self.lock_path(index), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        with self.holding(self._slot(index).uid, index) as held:
+            return not held
 
     def _try_lock(self, index: int) -> bool:
         fd = self._fds.get(index)
