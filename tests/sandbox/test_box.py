@@ -267,17 +267,25 @@ def _descendants(root: int) -> list[tuple[int, str]]:
     return found
 
 
-def test_sigterm_to_the_supervisor_cleans_up(sandbox, tmp_path):
+def _supervisor_of_two_sleepers(tmp_path) -> tuple[subprocess.Popen, list[int]]:
+    """`stockade run` of a program that forks and sleeps, once both of its
+    processes run inside the box: the CLI's process and their pids."""
     program = tmp_path / "sleeper.py"
     program.write_text("import os, time\nos.fork()\ntime.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-m", "stockade.cli", "run", str(program), "--wall-time", "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    inside: list[int] = []
+    while time.monotonic() < deadline and len(inside) < 2:
+        time.sleep(0.05)
+        inside = [pid for pid, name in _descendants(proc.pid) if name.startswith("python3")]
+    return proc, inside
+
+
+def test_sigterm_to_the_supervisor_cleans_up(sandbox, tmp_path):
+    proc, inside = _supervisor_of_two_sleepers(tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        # Wait until both of the program's processes run inside the box.
-        while time.monotonic() < deadline and sum(n.startswith("python3") for _, n in _descendants(proc.pid)) < 2:
-            time.sleep(0.05)
-        assert sum(n.startswith("python3") for _, n in _descendants(proc.pid)) == 2
+        assert len(inside) == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 128 + signal.SIGTERM
     finally:
@@ -287,15 +295,8 @@ def test_sigterm_to_the_supervisor_cleans_up(sandbox, tmp_path):
 
 
 def test_what_a_supervisor_killed_with_sigkill_left_goes_at_the_next_start(sandbox, tmp_path):
-    program = tmp_path / "sleeper.py"
-    program.write_text("import os, time\nos.fork()\ntime.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-m", "stockade.cli", "run", str(program), "--wall-time", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc, inside = _supervisor_of_two_sleepers(tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(n.startswith("python3") for _, n in _descendants(proc.pid)) < 2:
-            time.sleep(0.05)
-        inside = [pid for pid, n in _descendants(proc.pid) if n.startswith("python3")]
         assert len(inside) == 2
         uid = _status(inside[0])["Uid"]
     finally:
