@@ -48,6 +48,9 @@ _READ_CHUNK = 1 << 16
 # After bwrap exits every box process is dead; its pipes reach EOF at once.
 # This only bounds the wait if something unexpected still holds one.
 _DRAIN_GRACE = 1.0
+# Reads of each pipe made at once when bwrap has exited, before waiting on the
+# loop for the rest (a bound, should something in the box still be writing).
+_DRAIN_NOW = 16
 # A CPU check never waits less than this (bounds the checks of a busy run).
 _MIN_CPU_CHECK = 0.01
 # Warm boxes are built with these limits, adjusted when a run takes one.
@@ -711,8 +714,8 @@ class Sandbox:
 
         loop.add_reader(box.pidfd, on_exit)
         watched.add(box.pidfd)
-        eofs = [self._reader(loop, box.out_r, out, "stdout", limits.output, kill, watched),
-                self._reader(loop, box.err_r, out, "stderr", limits.output, kill, watched)]
+        readers = [self._reader(loop, box.out_r, out, "stdout", limits.output, kill, watched),
+                   self._reader(loop, box.err_r, out, "stderr", limits.output, kill, watched)]
         self._writer(loop, box.in_w, stdin, watched, box.close)
 
         timers.append(loop.call_later(limits.wall_time, kill, Status.wall_time_limit))
@@ -740,8 +743,16 @@ class Sandbox:
         # kernel kills every process in it before pid 1 is reported exited.
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
+        # By now what the box wrote, and the pipes' end, are usually there to
+        # read: read them here rather than in more turns of the loop.
+        for eof, read_once in readers:
+            for _ in range(_DRAIN_NOW):
+                if eof.done() or not read_once():
+                    break
+        eofs = [eof for eof, _ in readers]
         try:
-            await _all_done(loop, [*eofs, _readable(loop, box.box_pidfd)], _DRAIN_GRACE)
+            await _all_done(loop, eofs if _exited(box.box_pidfd) else [*eofs, _readable(loop, box.box_pidfd)],
+                            _DRAIN_GRACE)
         except TimeoutError:
             # Something still holds the box's pipes or pid 1: kill the whole cgroup
             # now (frozen first). Otherwise every box process is gone, and the
@@ -799,18 +810,21 @@ class Sandbox:
                     os.close(fd)
             box.fds.clear()
 
-    def _reader(self, loop, fd: int, out: _Outcome, name: str, cap: int, kill: Callable, watched: set[int]) -> asyncio.Future:
+    def _reader(self, loop, fd: int, out: _Outcome, name: str, cap: int, kill: Callable,
+                watched: set[int]) -> tuple[asyncio.Future, Callable[[], bool]]:
         """Read `fd` into out.<name> until EOF; past `cap` bytes keep the first
-        `cap`, mark it truncated and kill the box (output_limit)."""
+        `cap`, mark it truncated and kill the box (output_limit). A future done
+        at EOF, and the read the loop makes when `fd` is readable (True when it
+        read something: there may be more)."""
         buffer: bytearray = getattr(out, name)
         done = loop.create_future()
         os.set_blocking(fd, False)
 
-        def on_readable() -> None:
+        def on_readable() -> bool:
             try:
                 chunk = os.read(fd, _READ_CHUNK)
             except BlockingIOError:
-                return
+                return False
             except OSError:
                 chunk = b""
             if not chunk:
@@ -818,18 +832,19 @@ class Sandbox:
                 watched.discard(fd)
                 if not done.done():
                     done.set_result(None)
-                return
+                return False
             if getattr(out, name + "_truncated"):
-                return  # already over the limit: drain and drop until EOF
+                return True  # already over the limit: drain and drop until EOF
             room = cap - len(buffer)
             buffer.extend(chunk[:room])
             if len(chunk) > room:
                 setattr(out, name + "_truncated", True)
                 kill(Status.output_limit)
+            return True
 
         loop.add_reader(fd, on_readable)
         watched.add(fd)
-        return done
+        return done, on_readable
 
     def _writer(self, loop, fd: int, data: bytes, watched: set[int], close: Callable[[int], None]) -> None:
         """Feed `data` to the box's stdin without ever blocking the loop; a
