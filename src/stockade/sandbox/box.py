@@ -857,18 +857,23 @@ class Sandbox:
             watched.discard(fd)
             close(fd)  # EOF for the program
 
-        def on_writable() -> None:
+        def write_some() -> bool:
+            """One write; True once everything is written (or cannot be)."""
             nonlocal view
             try:
                 view = view[os.write(fd, view[:1 << 20]):]
             except BlockingIOError:
-                return
+                return False
             except OSError:  # EPIPE: the program closed stdin or ended
                 view = view[:0]
-            if not view:
+            return not view
+
+        def on_writable() -> None:
+            if write_some():
                 finish()
 
-        if not view:
+        # Most stdin fits in the empty pipe: written now, the loop watches only for the rest.
+        if not view or write_some():
             close(fd)
             return
         loop.add_writer(fd, on_writable)
