@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -102,6 +103,29 @@ def test_install_vets_and_copies(tmp_path):
     # No launcher at all: None, and the Sandbox uses setpriv and prlimit.
     assert launch.install(str(tmp_path / "missing"), str(state)) is None
     assert launch.install(None, str(state)) is None
+
+
+def test_install_copies_once_and_many_processes_may_install_at_once(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    code = f"from stockade.sandbox import launch; print(launch.install({LAUNCHER!r}, {str(state)!r}))"
+    starts = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(12)]
+    outcomes = [(p.wait(timeout=60), *p.communicate()) for p in starts]
+    copy = str(state / "stockade-launch")
+    assert [rc for rc, _, _ in outcomes] == [0] * 12, outcomes
+    assert {out.decode().strip() for _, out, _ in outcomes} == {copy}
+    assert os.listdir(state) == ["stockade-launch"]  # no temporary file left
+    with open(copy, "rb") as a, open(LAUNCHER, "rb") as b:
+        assert a.read() == b.read()
+    # The same build again: the copy is kept as it is.
+    inode = os.stat(copy).st_ino
+    assert launch.install(LAUNCHER, str(state)) == copy and os.stat(copy).st_ino == inode
+    # A copy that is not the build's (another size) is replaced.
+    with open(copy, "ab") as f:
+        f.write(b"\0")
+    launch.install(LAUNCHER, str(state))
+    assert os.stat(copy).st_size == os.stat(LAUNCHER).st_size and os.stat(copy).st_ino != inode
 
 
 def test_sandbox_without_launcher_still_applies_every_limit():

@@ -18,12 +18,14 @@ prlimit, two dynamically linked execs that cost about a millisecond more each.""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from stockade.errors import SandboxUnavailable
@@ -155,8 +157,25 @@ def install(source: str | None, state_dir: str) -> str | None:
         return None
     vet(source, owners=(0, os.geteuid()))
     target = os.path.join(state_dir, LAUNCHER_NAME)
-    tmp = target + ".new"
-    shutil.copyfile(source, tmp)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, target)
+    built = os.stat(source)
+    try:
+        copied = os.stat(target)
+        if (copied.st_size, copied.st_mtime_ns) == (built.st_size, built.st_mtime_ns):
+            vet(target, owners=(os.geteuid(),))
+            return target  # copied already (by us, or by another process: same directory)
+    except (FileNotFoundError, SandboxUnavailable):
+        pass
+    # Many processes may start at once: each copies to its own temporary file,
+    # and the rename, atomic, leaves one whole copy whoever comes last.
+    fd, tmp = tempfile.mkstemp(prefix=f".{LAUNCHER_NAME}.", dir=state_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+        os.chmod(tmp, 0o755)
+        os.utime(tmp, ns=(built.st_atime_ns, built.st_mtime_ns))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return target
