@@ -752,3 +752,31 @@ def test_a_slot_cgroup_serves_the_next_run_counting_only_it(monkeypatch):
     finally:
         box.close()
     assert box.kept_cgroups == set() and glob.glob("/sys/fs/cgroup/*/stockade/box-61200-*") == []
+
+
+def test_a_kept_cgroup_is_not_removed_once_another_sandbox_runs_in_its_slot():
+    # Two Sandboxes on the same uids (two processes on a host, say): the first
+    # keeps its slot's cgroup, empty, then lets the slot go; the second's run
+    # takes the slot and a cgroup of that name. Closing the first must leave
+    # that run alone.
+    first, second = Sandbox(slots=1, first_uid=61500), Sandbox(slots=1, first_uid=61500)
+    try:
+        assert first.run_sync(["/bin/true"]).status is Status.ok
+        assert first.kept_cgroups == {"box-61500-0"}
+
+        async def meanwhile():
+            running = asyncio.ensure_future(second.run(["/bin/sh", "-c", "sleep 1; echo alive"]))
+            deadline = time.monotonic() + 10
+            while not second.slot_in_use(0) or not glob.glob("/sys/fs/cgroup/pids/stockade/box-61500-0/tasks"):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # the program sleeps in its box
+            first.close()
+            return await running
+
+        result = asyncio.run(meanwhile())
+        assert result.status is Status.ok and result.stdout == b"alive\n", result
+    finally:
+        first.close()
+        second.close()
+    assert glob.glob("/sys/fs/cgroup/*/stockade/box-61500-*") == []

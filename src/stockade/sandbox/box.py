@@ -198,7 +198,7 @@ class Sandbox:
         self._warming: set[asyncio.Task] = set()
         self._exit_hook = False
         # Slot cgroups between runs (cgroup name -> group), empty: see _group_for.
-        self._idle_groups: dict[str, cgroup.Cgroup] = {}
+        self._idle_groups: dict[str, tuple[Slot, cgroup.Cgroup]] = {}
         self._closed = False
         self.warm_runs = self.cold_runs = 0  # runs that found a warm box, runs that did not
         # As root with the launcher: each slot's own network namespace (loopback
@@ -513,8 +513,9 @@ class Sandbox:
         its counters reset; else a new one."""
         # Host-wide name: the uid is unique on the host while our lock holds it.
         name = f"box-{slot.uid}-{slot.index}"
-        group = self._idle_groups.pop(name, None)
-        if group is not None:
+        slot_group = self._idle_groups.pop(name, None)
+        if slot_group is not None:
+            group = slot_group[1]
             try:
                 group.renew(memory=limits.total_memory, pids=limits.processes)
                 return group
@@ -525,19 +526,29 @@ class Sandbox:
                     group.remove()
         return self.cgroups.create(name, memory=limits.total_memory, pids=limits.processes)
 
-    def _release_group(self, group: cgroup.Cgroup) -> None:
-        """After a run: keep the group for its slot's next run, or remove it.
-        At most _KEPT_GROUPS are kept: each holds a few open files."""
+    def _release_group(self, slot: Slot, group: cgroup.Cgroup) -> None:
+        """After a run, its slot still ours: keep the group for the slot's next
+        run, or remove it. At most _KEPT_GROUPS are kept: each holds a few open files."""
         if not self._closed and len(self._idle_groups) < _KEPT_GROUPS and group.recycle():
-            self._idle_groups[group.name] = group
+            self._idle_groups[group.name] = (slot, group)
             self._hook_exit()
         else:
             group.remove()
 
     def _remove_idle_groups(self) -> None:
+        """Remove the kept groups, each only while we hold its slot: once we let
+        the slot go, another Sandbox (in this process or another) may have made
+        a group of that name its own, with its run inside."""
         while self._idle_groups:
-            with contextlib.suppress(OSError, SandboxError):
-                self._idle_groups.popitem()[1].remove()
+            slot, group = self._idle_groups.popitem()[1]
+            try:
+                with self._slots.holding(slot.uid, slot.index) as held:
+                    if held:
+                        group.remove()
+            except (OSError, SandboxError):
+                pass  # left for the slot's next run, or the next Sandbox's sweep
+            finally:
+                group.close()  # our files of it, removed or not
 
     async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
         box = self._new_box(slot, files, limits)
@@ -572,7 +583,7 @@ class Sandbox:
             self._stop(box)
         finally:
             try:
-                self._release_group(box.group)
+                self._release_group(box.slot, box.group)
             finally:
                 remove_tree(box.workdir)
 

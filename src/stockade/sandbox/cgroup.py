@@ -20,6 +20,7 @@ INTERFACE CONTRACT (implemented by the cgroup helper; the supervisor relies on i
     cg.pids() -> list[int]
     cg.kill()               # SIGKILL every process, even ones forking (v2 cgroup.kill; v1 freeze/kill/thaw)
     cg.remove()             # rmdir, killing first if it is not empty (idempotent; "already gone" is fine)
+    cg.close()              # forget the group, left as it is: close the files we keep open of it
     cg.recycle() -> bool    # after a run: True if the group may serve its slot's next run (else remove it)
     cg.renew(memory, pids)  # a recycled group, ready for that run: counters from zero, new limits;
                             # OSError or SandboxError when it is gone (then create a new one)
@@ -247,6 +248,9 @@ class Cgroup:
         pass
 
     def remove(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def recycle(self) -> bool:
@@ -555,10 +559,13 @@ class V1Cgroup(Cgroup):
             _write(state, "THAWED")
         _kill_until_empty(procs, self.paths["freezer"])
 
-    def remove(self) -> None:
+    def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+    def remove(self) -> None:
+        self.close()
         # A process is in every hierarchy at once: if the first directory goes,
         # the group was empty and so are the others (nothing can join it again).
         if _rmdir_if_empty(self._dirs[0]):
