@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -780,3 +781,35 @@ def test_a_kept_cgroup_is_not_removed_once_another_sandbox_runs_in_its_slot():
         first.close()
         second.close()
     assert glob.glob("/sys/fs/cgroup/*/stockade/box-61500-*") == []
+
+
+def test_many_processes_starting_on_a_new_state_directory_prepare_it_once():
+    # A new host: the service and a few `stockade run` start at the same moment.
+    top = tempfile.mkdtemp(prefix="stockade-state-", dir="/tmp")
+    os.chmod(top, 0o755)  # (the slot uids go through it to their box directories)
+    state = os.path.join(top, "state")
+    go = os.path.join(top, "go")
+    code = ("import os, time\nfrom stockade.sandbox import Sandbox, tmpfs\n"
+            # A slow look at the mount table (a busy host): the window between
+            # "nothing mounted here" and mounting is wide open.
+            "real = tmpfs.is_mounted\n"
+            "tmpfs.is_mounted = lambda path: (real(path), time.sleep(0.3))[0]\n"
+            f"while not os.path.exists({go!r}): time.sleep(0.001)\n"  # all start together
+            f"box = Sandbox(state_dir={state!r}, slots=4, first_uid=61600)\n"
+            "r = box.run_sync(['/bin/echo', 'ok'])\nprint(r.status.value, r.stdout, r.message)\nbox.close()\n")
+    starts = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(8)]
+    time.sleep(1)  # (the interpreters have started)
+    open(go, "w").close()
+    try:
+        outcomes = [(p.wait(timeout=120), *p.communicate()) for p in starts]
+        assert outcomes == [(0, b"ok b'ok\\n' \n", b"")] * 8
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f]
+        # One box space and one /dev, not one per process.
+        assert (mounts.count(os.path.join(state, "boxes")), mounts.count(os.path.join(state, "dev"))) == (1, 1)
+    finally:
+        for mount in ("boxes", "dev"):
+            while os.path.ismount(os.path.join(state, mount)):
+                subprocess.run(["umount", os.path.join(state, mount)], check=True)
+        shutil.rmtree(top)

@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import logging
 import math
@@ -222,12 +223,15 @@ class Sandbox:
             if st.st_uid != os.geteuid() or not os.path.isdir(path) or os.path.islink(path):
                 raise SandboxUnavailable(f"{path} is not a directory owned by us")
             os.chmod(path, mode)
-        self._etc = EtcTree(self.state_dir)
-        self._etc.current()  # build it now: a broken state directory fails here, not in a run
-        # As root, /dev is one prepared directory instead of bwrap's --dev (devtree.py).
-        self.dev_dir = devtree.prepare(self.state_dir)
-        if self.is_root:
-            _mount_box_space(self.boxes_dir, box_space or _default_box_space())
+        # Processes starting at once on a new host would each build the trees
+        # and mount the tmpfs over one another: one prepares, the others find it done.
+        with _locked(os.path.join(self.state_dir, "locks", "state.lock")):
+            self._etc = EtcTree(self.state_dir)
+            self._etc.current()  # build it now: a broken state directory fails here, not in a run
+            # As root, /dev is one prepared directory instead of bwrap's --dev (devtree.py).
+            self.dev_dir = devtree.prepare(self.state_dir)
+            if self.is_root:
+                _mount_box_space(self.boxes_dir, box_space or _default_box_space())
 
     def _sweep(self) -> None:
         """Remove the box directories and slot cgroups that a supervisor killed
@@ -1144,6 +1148,17 @@ def _read_available(fd: int) -> bytes:
             if sum(map(len, chunks)) > 65536:
                 break
     return b"".join(chunks)
+
+
+@contextlib.contextmanager
+def _locked(path: str):
+    """An exclusive lock on the file at `path` (made if missing) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _default_box_space() -> int:
