@@ -813,3 +813,26 @@ def test_many_processes_starting_on_a_new_state_directory_prepare_it_once():
             while os.path.ismount(os.path.join(state, mount)):
                 subprocess.run(["umount", os.path.join(state, mount)], check=True)
         shutil.rmtree(top)
+
+
+@pytest.mark.parametrize("warm", [0, 1])
+def test_threads_may_share_a_sandbox(warm):
+    # A thread pool calling run_sync (each call its own event loop): each run
+    # gets a slot of its own, waits for one when all are busy, and warm boxes
+    # stay with the event loop that built them (the others' runs go cold).
+    import concurrent.futures
+
+    box = Sandbox(slots=3, warm=warm, first_uid=61700)
+
+    def one(i):
+        result = box.run_sync(["/bin/sh", "-c", f"echo {i}; sleep 0.05"])
+        return result.status, result.stdout
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(one, range(60)))
+    finally:
+        box.close()
+    assert results == [(Status.ok, f"{i}\n".encode()) for i in range(60)]
+    assert glob.glob(os.path.join(box.boxes_dir, "61700-*")) == []
+    assert glob.glob("/sys/fs/cgroup/*/stockade/box-61700-*") == []

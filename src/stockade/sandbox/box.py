@@ -373,8 +373,17 @@ class Sandbox:
         return not any(name == inside or name.startswith(inside + "/") for name in
                        ("/".join(check_relpath(name)) for name in files))
 
+    def _warm_elsewhere(self, loop) -> bool:
+        """Whether the warm boxes (built or building) are another event loop's,
+        running now in another thread: they are its to take and replace, and
+        this loop's runs go cold."""
+        loops = {box.loop for box in self._warm} | {task.get_loop() for task in self._warming if not task.done()}
+        return any(other is not loop and other.is_running() for other in loops)
+
     def _take_warm(self) -> _Box | None:
         loop = asyncio.get_running_loop()
+        if self._warm_elsewhere(loop):
+            return None
         while self._warm:
             box = self._warm.pop()
             if box.loop is loop and not _exited(box.pidfd):
@@ -386,8 +395,10 @@ class Sandbox:
         if not self.warm:
             return
         loop = asyncio.get_running_loop()
+        if self._warm_elsewhere(loop):
+            return
         if any(box.loop is not loop for box in self._warm):
-            self._discard_warm()
+            self._discard_warm()  # built on an event loop that has finished
         self._warming = {t for t in self._warming if not t.done() and t.get_loop() is loop}
         while len(self._warm) + len(self._warming) < self.warm:
             task = loop.create_task(self._make_warm())

@@ -6,7 +6,7 @@ Stockade processes on one host never share a uid, a cgroup or a box directory.
 As root the lock is per host uid in a host-wide directory, whatever state
 directory each process uses: uids and cgroup names are host-wide too.
 The pool is not tied to one event loop: `Sandbox.run_sync` may use a new one
-per call."""
+per call, and threads may share one pool (each with its own loop)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class SlotPool:
         self._free: list[int] = list(range(count - 1, -1, -1))  # lowest index last
         self._fds: dict[int, int] = {}
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        # Threads may share the pool: free list, descriptors and waiters change under it.
+        self._lock = threading.Lock()
 
     def _slot(self, index: int) -> Slot:
         if self._switch_user:
@@ -108,47 +111,55 @@ class SlotPool:
 
     def try_acquire(self) -> Slot | None:
         """A free slot now, or None (never waits)."""
-        return self._take()
+        with self._lock:
+            return self._take()
 
     async def acquire(self) -> Slot:
         warn_at = time.monotonic() + WAIT_WARNING
+        loop = asyncio.get_running_loop()
         while True:
-            slot = self._take()
-            if slot is not None:
-                return slot
-            if self._free and time.monotonic() >= warn_at:
+            # Looking and queueing at once: a release in between would wake nobody.
+            with self._lock:
+                slot = self._take()
+                if slot is not None:
+                    return slot
+                waiter = loop.create_future()
+                self._waiters.append(waiter)
+                held_elsewhere = len(self._free)
+            if held_elsewhere and time.monotonic() >= warn_at:
                 warn_at = float("inf")
                 log.warning("waiting for a slot: %d of %d are held by other processes (a service keeps some for "
                             "its warm boxes); give this Sandbox more slots, or other uids (first_uid)",
-                            len(self._free), self._count)
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
+                            held_elsewhere, self._count)
             try:
                 # Woken by release(); when every free index is held by another
                 # process instead, look again shortly.
-                await asyncio.wait_for(waiter, None if not self._free else 0.05)
+                await asyncio.wait_for(waiter, 0.05 if held_elsewhere else None)
             except TimeoutError:
                 pass
             finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+                with self._lock:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
 
     def release(self, slot: Slot) -> None:
-        if slot.index not in self._fds:
-            return  # the pool was closed (which let go of every lock)
-        fcntl.flock(self._fds[slot.index], fcntl.LOCK_UN)
-        self._free.append(slot.index)
-        # Wake the first caller still asleep; it leaves the queue itself, once
-        # it has looked again (until then, the pool is `awaited`).
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.get_loop().call_soon_threadsafe(_wake, waiter)
-                break
+        with self._lock:
+            if slot.index not in self._fds:
+                return  # the pool was closed (which let go of every lock)
+            fcntl.flock(self._fds[slot.index], fcntl.LOCK_UN)
+            self._free.append(slot.index)
+            # Wake the first caller still asleep; it leaves the queue itself, once
+            # it has looked again (until then, the pool is `awaited`).
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+                    break
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
 
 
 def _wake(waiter: asyncio.Future) -> None:
