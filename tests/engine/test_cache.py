@@ -136,6 +136,26 @@ def test_concurrent_identical_requests_build_once(tmp_path):
         lease.close()
 
 
+def test_threads_sharing_the_cache_build_once(tmp_path):
+    # Each thread its own event loop (an engine shared by a thread pool).
+    import concurrent.futures
+    import threading
+
+    cache = CompileCache(tmp_path / "c", 100_000)
+    builds: list = []
+    started = threading.Barrier(4)
+
+    def one(_):
+        started.wait()
+        lease = asyncio.run(asyncio.wait_for(cache.get_or_build(key(8), builder(builds, product(), delay=0.2)), 20))
+        lease.close()
+        return lease.hit
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        hits = list(pool.map(one, range(4)))
+    assert len(builds) == 1 and sorted(hits) == [False, True, True, True]
+
+
 def _build_in_child(root: str, marker_dir: str, n: int) -> None:
     async def build():
         # Count builds across processes with files (one per build).

@@ -3,8 +3,9 @@ that decides them, bounded in size (least recently used go first).
 
 Only the engine writes here, from bytes it read back out of a finished compile
 box; boxes see an entry through a read-only bind mount and never its parents.
-Safe under concurrency: an asyncio lock per key inside a process, an flock per
-key across processes (two identical submissions compile once), entries published
+Safe under concurrency: an asyncio lock per key inside an event loop, an flock
+per key across event loops, threads and processes (two identical submissions
+compile once), entries published
 by an atomic rename, and an entry in use is never evicted (shared flock)."""
 
 from __future__ import annotations
@@ -110,8 +111,10 @@ class CompileCache:
         os.makedirs(self._locks, mode=0o700, exist_ok=True)
         _check_own_dir(self._locks)
         os.chmod(self._locks, 0o700)
-        self._key_locks: dict[str, asyncio.Lock] = {}
-        self._key_users: dict[str, int] = {}
+        # (event loop, key) -> lock: an asyncio lock serves one loop; threads,
+        # each with its own loop, are kept apart by the key's flock.
+        self._key_locks: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
+        self._key_users: dict[tuple[asyncio.AbstractEventLoop, str], int] = {}
         self._clean_tmp()
         self.hits = 0
         self.misses = 0
@@ -122,8 +125,9 @@ class CompileCache:
         """The product for `key`: from the cache, or built once by `build()`
         (None from build means it failed: nothing is cached, None is returned)."""
         _check_key(key)
-        lock = self._key_locks.setdefault(key, asyncio.Lock())
-        self._key_users[key] = self._key_users.get(key, 0) + 1
+        mine = (asyncio.get_running_loop(), key)
+        lock = self._key_locks.setdefault(mine, asyncio.Lock())
+        self._key_users[mine] = self._key_users.get(mine, 0) + 1
         try:
             async with lock:
                 try:  # the common case, a hit nobody is building: no thread hop
@@ -160,10 +164,10 @@ class CompileCache:
                     if fd >= 0:
                         os.close(fd)
         finally:
-            self._key_users[key] -= 1
-            if not self._key_users[key]:
-                del self._key_users[key]
-                self._key_locks.pop(key, None)
+            self._key_users[mine] -= 1
+            if not self._key_users[mine]:
+                del self._key_users[mine]
+                self._key_locks.pop(mine, None)
 
     def contains(self, key: str) -> bool:
         """Whether an entry for `key` is cached now."""
