@@ -198,7 +198,7 @@ class Sandbox:
         self._warm: list[_Box] = []  # built, idle, waiting for a run
         self._warming: set[asyncio.Task] = set()
         self._exit_hook = False
-        # Slot cgroups between runs (cgroup name -> group), empty: see _group_for.
+        # Slot cgroups between runs (cgroup name -> its slot and group), empty: see _group_for.
         self._idle_groups: dict[str, tuple[Slot, cgroup.Cgroup]] = {}
         self._closed = False
         self.warm_runs = self.cold_runs = 0  # runs that found a warm box, runs that did not
