@@ -13,20 +13,46 @@ def pool(tmp_path, count=1) -> SlotPool:
     return SlotPool(str(tmp_path), count, 60000, switch_user=False)
 
 
-def test_a_woken_caller_keeps_the_pool_awaited_until_it_has_its_slot(tmp_path):
+def test_a_freed_slot_goes_to_the_first_in_line_not_to_a_newcomer(tmp_path):
     slots = pool(tmp_path)
 
     async def main():
         held = slots.try_acquire()
         assert held is not None and slots.try_acquire() is None
-        waiting = asyncio.ensure_future(slots.acquire())
+        order = []
+
+        async def wait_in_line(name):
+            slot = await slots.acquire()
+            order.append(name)
+            await asyncio.sleep(0.01)
+            slots.release(slot)
+
+        waiting = [asyncio.ensure_future(wait_in_line(name)) for name in "abc"]
         await asyncio.sleep(0)
         assert slots.awaited
         slots.release(held)
-        # Woken, not yet run: a warm-box build looking now must leave the slot alone.
-        assert slots.awaited
-        got = await waiting
-        assert got.index == held.index and not slots.awaited
+        # Handed to "a", not yet run: a newcomer (a warm-box build, a new run) gets nothing.
+        assert slots.try_acquire() is None
+        await asyncio.gather(*waiting)
+        assert order == ["a", "b", "c"] and not slots.awaited
+        slots.release(slots.try_acquire())  # free again for anyone
+
+    asyncio.run(main())
+    slots.close()
+
+
+def test_a_caller_leaving_the_line_passes_its_slot_on(tmp_path):
+    slots = pool(tmp_path)
+
+    async def main():
+        held = slots.try_acquire()
+        leaving = asyncio.ensure_future(slots.acquire())
+        staying = asyncio.ensure_future(slots.acquire())
+        await asyncio.sleep(0)
+        slots.release(held)  # handed to `leaving`...
+        leaving.cancel()  # ...which is cancelled before it runs
+        got = await asyncio.wait_for(staying, 5)
+        assert got.index == held.index and leaving.cancelled()
         slots.release(got)
 
     asyncio.run(main())

@@ -105,63 +105,80 @@ class SlotPool:
 
     @property
     def awaited(self) -> bool:
-        """Whether a caller of acquire() waits for a slot now (or was woken
-        and has not taken one yet)."""
+        """Whether callers of acquire() are queued for a slot now."""
         return bool(self._waiters)
 
     def try_acquire(self) -> Slot | None:
-        """A free slot now, or None (never waits)."""
+        """A free slot now, or None (never waits). First come, first served:
+        while callers are queued, a slot that frees up is theirs."""
         with self._lock:
-            return self._take()
+            return None if self._waiters else self._take()
 
     async def acquire(self) -> Slot:
-        warn_at = time.monotonic() + WAIT_WARNING
+        """A slot, waiting in line for one if none is free. release() hands a
+        slot straight to the first caller in line (it never goes back to the
+        free list in between, where a newcomer could take it)."""
         loop = asyncio.get_running_loop()
-        while True:
-            # Looking and queueing at once: a release in between would wake nobody.
-            with self._lock:
+        with self._lock:
+            if not self._waiters:
                 slot = self._take()
                 if slot is not None:
                     return slot
-                waiter = loop.create_future()
-                self._waiters.append(waiter)
-                held_elsewhere = len(self._free)
-            if held_elsewhere and time.monotonic() >= warn_at:
-                warn_at = float("inf")
-                log.warning("waiting for a slot: %d of %d are held by other processes (a service keeps some for "
-                            "its warm boxes); give this Sandbox more slots, or other uids (first_uid)",
-                            held_elsewhere, self._count)
-            try:
-                # Woken by release(); when every free index is held by another
-                # process instead, look again shortly.
-                await asyncio.wait_for(waiter, 0.05 if held_elsewhere else None)
-            except TimeoutError:
-                pass
-            finally:
+            waiter: asyncio.Future[Slot] = loop.create_future()
+            self._waiters.append(waiter)
+        warn_at = time.monotonic() + WAIT_WARNING
+        try:
+            while True:
                 with self._lock:
-                    if waiter in self._waiters:
-                        self._waiters.remove(waiter)
+                    held_elsewhere = len(self._free)
+                # Slots another process holds are let go without a word to us:
+                # then look again shortly, when first in line.
+                await asyncio.wait({waiter}, timeout=0.05 if held_elsewhere else None)
+                if waiter.done():
+                    return waiter.result()
+                with self._lock:
+                    if self._waiters and self._waiters[0] is waiter:
+                        slot = self._take()
+                        if slot is not None:
+                            self._waiters.popleft()
+                            return slot
+                if held_elsewhere and time.monotonic() >= warn_at:
+                    warn_at = float("inf")
+                    log.warning("waiting for a slot: %d of %d are held by other processes (a service keeps some "
+                                "for its warm boxes); give this Sandbox more slots, or other uids (first_uid)",
+                                held_elsewhere, self._count)
+        except BaseException:
+            with self._lock:
+                queued = waiter in self._waiters
+                if queued:
+                    self._waiters.remove(waiter)
+            if not queued and not waiter.cancel():
+                self.release(waiter.result())  # handed to us as we leave: pass it on
+            raise
 
     def release(self, slot: Slot) -> None:
         with self._lock:
             if slot.index not in self._fds:
                 return  # the pool was closed (which let go of every lock)
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                try:
+                    # Still locked, still ours: it changes hands in the waiter's loop.
+                    waiter.get_loop().call_soon_threadsafe(self._hand, waiter, slot)
+                    return
+                except RuntimeError:  # that caller's event loop is closed
+                    continue
             fcntl.flock(self._fds[slot.index], fcntl.LOCK_UN)
             self._free.append(slot.index)
-            # Wake the first caller still asleep; it leaves the queue itself, once
-            # it has looked again (until then, the pool is `awaited`).
-            for waiter in self._waiters:
-                if not waiter.done():
-                    waiter.get_loop().call_soon_threadsafe(_wake, waiter)
-                    break
+
+    def _hand(self, waiter: asyncio.Future, slot: Slot) -> None:
+        if waiter.done():  # its caller left meanwhile (cancelled)
+            self.release(slot)
+        else:
+            waiter.set_result(slot)
 
     def close(self) -> None:
         with self._lock:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
-
-
-def _wake(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
