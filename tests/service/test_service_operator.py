@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -126,3 +127,14 @@ def test_one_server_per_data_directory(make_server):
     first.stop()
     again = make_server({}, data_dir=first.data_dir)  # once it is gone, the directory is free
     assert again.client().get("/version").status_code == 200
+
+
+def test_a_port_in_use_stops_the_start_in_one_line(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(port)],
+                              env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path)},
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    # Before anything started: no warm box built, no submission recovered.
+    assert done.stderr == f"stockade: cannot serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"

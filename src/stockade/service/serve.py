@@ -7,6 +7,7 @@ import errno
 import fcntl
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -29,19 +30,35 @@ def serve(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: only news worth reading
     try:
         hold_data_dir(settings.data_dir)
+        listener = listen(settings.host, settings.port)
         check_database(settings.sqlalchemy_url)
         app = create_app(settings)
     except StockadeError as exc:
         print(f"stockade: cannot serve: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    uvicorn.run(
+    server = uvicorn.Server(uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,  # one line per run is logged by the service itself
         timeout_graceful_shutdown=5,
-    )
+    ))
+    server.run(sockets=[listener])
+    if not server.started:
+        raise SystemExit(3)  # (uvicorn's status for a start that failed: it said why)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The service's listening socket, made before anything starts: a port in
+    use is one line, not a service that starts (recovering submissions) and stops."""
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        # (create_server's message repeats the address; a name that does not
+        # resolve has a negative number, getaddrinfo's, not an errno)
+        reason = (exc.strerror or str(exc)).split(" (while attempting")[0]
+        raise StockadeError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 LOCK_FILE = "server.lock"
