@@ -132,8 +132,8 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
         warm = await sandbox.prewarm() if sandbox is not None else 0
         recovered = await dispatcher.start()
         await callbacks.resume()
-        log.info("stockade service ready: %d workers, %d warm boxes, %d recovered submissions",
-                 settings.workers, warm, recovered)
+        log.info("stockade service ready on http://%s:%d: %d workers, %d warm boxes, %d recovered submissions",
+                 settings.host, settings.port, settings.workers, warm, recovered)
         try:
             yield
         finally:

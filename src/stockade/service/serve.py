@@ -17,8 +17,9 @@ from stockade.settings import Settings
 
 def serve(settings: Settings) -> None:
     """Start uvicorn on settings.host:settings.port until interrupted. What
-    stops it from starting (no usable sandbox, a database it cannot reach) is
-    one line on stderr and exit status 1, not a traceback."""
+    stops it from starting (a data directory another server holds, a port in
+    use, a database it cannot reach, no usable sandbox) is one line on stderr
+    and exit status 1, not a traceback."""
     import uvicorn
 
     from stockade.service.app import create_app
