@@ -14,7 +14,6 @@ import atexit
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import logging
 import math
@@ -30,7 +29,7 @@ from stockade.errors import LimitError, SandboxError, SandboxUnavailable
 from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp, spawn, tmpfs
 from stockade.sandbox.etc import EtcTree
 from stockade.sandbox.model import GiB, Limits, MiB, Mount, RunResult, Status, decide
-from stockade.sandbox.slots import Slot, SlotPool
+from stockade.sandbox.slots import Slot, SlotPool, locked
 from stockade.sandbox.workdir import (
     File,
     check_relpath,
@@ -225,7 +224,7 @@ class Sandbox:
             os.chmod(path, mode)
         # Processes starting at once on a new host would each build the trees
         # and mount the tmpfs over one another: one prepares, the others find it done.
-        with _locked(os.path.join(self.state_dir, "locks", "state.lock")):
+        with locked(os.path.join(self.state_dir, "locks", "state.lock")):
             self._etc = EtcTree(self.state_dir)
             self._etc.current()  # build it now: a broken state directory fails here, not in a run
             # As root, /dev is one prepared directory instead of bwrap's --dev (devtree.py).
@@ -408,9 +407,9 @@ class Sandbox:
     async def _make_warm(self) -> None:
         # Idle warm boxes must never starve a run that cannot use one: no build
         # takes a slot a run waits for, and a box built meanwhile gives it up.
-        slot = None if self._slots.awaited else self._slots.try_acquire()
+        slot = self._slots.try_acquire()  # (None while a run waits in line)
         if slot is None:
-            return  # every slot is busy: runs go cold until one is free
+            return  # every slot is busy, or a run waits for one: runs go cold meanwhile
         box = None
         try:
             try:
@@ -1159,17 +1158,6 @@ def _read_available(fd: int) -> bytes:
             if sum(map(len, chunks)) > 65536:
                 break
     return b"".join(chunks)
-
-
-@contextlib.contextmanager
-def _locked(path: str):
-    """An exclusive lock on the file at `path` (made if missing) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _default_box_space() -> int:

@@ -418,7 +418,7 @@ class V2Backend(CgroupBackend):
 
 class V1Cgroup(Cgroup):
     """A group in each v1 hierarchy. Its limit and counter files are opened
-    once and kept open (closed by remove()): a group recycled for its slot's
+    once and kept open (closed by close() or remove()): a group recycled for its slot's
     next run reads and writes them with one pread or pwrite each (single
     values, read afresh each time; not cgroup.procs, whose kept descriptor
     reads back its first list).

@@ -36,6 +36,23 @@ WAIT_WARNING = 5.0
 log = logging.getLogger("stockade.sandbox")
 
 
+def open_lock(path: str) -> int:
+    """A lock file's descriptor: made if missing, ours alone (a slot uid
+    holding one could stall us), never opened through a link."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """The lock file at `path` held for the block, waiting for it if need be."""
+    fd = open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class SlotPool:
     def __init__(self, lock_dir: str, count: int, first_uid: int, switch_user: bool):
         self._lock_dir = HOST_LOCK_DIR if switch_user else lock_dir
@@ -67,7 +84,7 @@ class SlotPool:
         """The lock of the slot with host `uid` and `index` (this pool's or
         another's on the host), held for the block if no process holds it:
         yields whether it is held."""
-        fd = os.open(self._lock_file(uid, index), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = open_lock(self._lock_file(uid, index))
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -86,9 +103,7 @@ class SlotPool:
     def _try_lock(self, index: int) -> bool:
         fd = self._fds.get(index)
         if fd is None:
-            path = self.lock_path(index)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            self._fds[index] = fd
+            fd = self._fds[index] = open_lock(self.lock_path(index))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
