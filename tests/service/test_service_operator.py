@@ -3,6 +3,7 @@ callbacks to allowed networks. Each test starts its own server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -138,3 +139,29 @@ def test_a_port_in_use_stops_the_start_in_one_line(tmp_path):
     assert done.returncode == 1
     # Before anything started: no warm box built, no submission recovered.
     assert done.stderr == f"stockade: cannot serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_answers_are_not_held_back_for_the_clients_ack():
+    """The listening socket's connections get TCP_NODELAY from the event loop:
+    without it, the body uvicorn sends after the headers waited for the
+    client's delayed ACK, 40 ms per request (a socket made with proto 0 is
+    left as it is by asyncio)."""
+    from stockade.service.serve import listen
+
+    async def accepted_nodelay() -> int:
+        listener = listen("127.0.0.1", 0)
+        got = asyncio.get_running_loop().create_future()
+
+        async def on_connection(_reader, writer):
+            got.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=listener)  # as uvicorn serves a socket given
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname())
+            try:
+                return await asyncio.wait_for(got, 10)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accepted_nodelay()) == 1
