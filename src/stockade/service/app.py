@@ -18,11 +18,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from stockade.runtimes import Catalog
 from stockade.service.callbacks import Callbacks
 from stockade.service.dispatch import Dispatcher
 from stockade.service.gate import Gate
+from stockade.service.guard import ErrorGuard
 from stockade.service.judge0 import adapter
 from stockade.service.judge0.format import DEFAULT_FIELDS, serialize
 from stockade.service.judge0.info import JUDGE0_VERSION
@@ -46,6 +48,13 @@ class Service:
     parser: SubmissionParser
     callbacks: Callbacks
     engine: Any
+
+
+class _App(FastAPI):
+    """FastAPI, with ErrorGuard around everything (ServerErrorMiddleware included)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ErrorGuard(super().build_middleware_stack())
 
 
 def _default_engine(settings: Settings, catalog: Catalog) -> Any:
@@ -148,7 +157,7 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
                     await result
             store.close()
 
-    app = FastAPI(
+    app = _App(
         title="Stockade (Judge0 CE compatible)",
         version=JUDGE0_VERSION,
         description="Runs untrusted code. Speaks the Judge0 CE 1.13.1 API.",
@@ -172,9 +181,10 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid request"}, status_code=422)
 
+    # The answer to an unexpected exception; ErrorGuard, outside, logs it and
+    # keeps it from reaching uvicorn (which would reset the connection).
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
         return JSONResponse({"error": "internal error"}, status_code=500)
 
     app.add_middleware(

@@ -1,0 +1,52 @@
+"""The outermost layer of the app (plain ASGI): an exception that escapes
+everything else is logged with its traceback and ends there, as a 500 with
+the service's error body if nothing was answered yet.
+
+Why it exists: Starlette's ServerErrorMiddleware answers the 500 and then
+re-raises, and uvicorn, seeing an exception after a response, resets the
+connection; a keep-alive client (the SDK's pooled session) then fails its next,
+unrelated request on that socket."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("stockade.service")
+
+INTERNAL_ERROR = json.dumps({"error": "internal error"}).encode()
+
+
+class ErrorGuard:
+    """ASGI middleware: no exception reaches the server."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                # Answered already (the app's own 500), or cut off mid-answer: then
+                # the server closes the connection, which is right for a torn body.
+                return
+            await send({"type": "http.response.start", "status": 500, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(INTERNAL_ERROR)).encode()),
+            ]})
+            await send({"type": "http.response.body", "body": INTERNAL_ERROR})

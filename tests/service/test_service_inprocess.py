@@ -1,0 +1,74 @@
+"""The app in this process, served by a real uvicorn on a thread: for what a
+test must reach inside it to provoke (a route that raises)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from stockade_server import free_port
+
+from stockade.service.app import create_app
+from stockade.settings import Settings
+
+
+class NoEngine:
+    """Nothing here runs a submission."""
+
+    async def run(self, submission):
+        raise AssertionError("no run expected")
+
+
+@pytest.fixture
+def serve_app(tmp_path) -> Iterator[Callable[[Callable[[FastAPI], None]], str]]:
+    """serve_app(change) -> base URL: create_app with a stub engine, `change(app)`
+    applied (routes added), served by uvicorn on a thread until the test ends."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(change: Callable[[FastAPI], None]) -> str:
+        app = create_app(Settings.load(data_dir=tmp_path / "data", workers=1, warm_boxes=0), engine=NoEngine())
+        change(app)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                               log_level="warning", access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_an_unexpected_exception_is_a_logged_500_that_keeps_the_connection(serve_app, caplog):
+    def add_routes(app: FastAPI) -> None:
+        @app.get("/boom")
+        async def boom() -> None:
+            raise RuntimeError("kaboom")
+
+        @app.get("/whoami")
+        async def whoami(request: Request) -> dict:
+            return {"port": request.client.port}
+
+    url = serve_app(add_routes)
+    with caplog.at_level(logging.ERROR, logger="stockade.service"), httpx.Client(base_url=url, timeout=10) as http:
+        first = http.get("/whoami").json()["port"]
+        response = http.get("/boom")
+        assert response.status_code == 500 and response.json() == {"error": "internal error"}
+        # The same keep-alive connection answers the next request.
+        again = http.get("/whoami")
+        assert again.status_code == 200 and again.json() == {"port": first}
+    logged = [r for r in caplog.records if r.name == "stockade.service" and r.exc_info]
+    assert len(logged) == 1 and "kaboom" in str(logged[0].exc_info[1]) and "/boom" in logged[0].getMessage()
