@@ -542,3 +542,16 @@ def test_unknown_route_and_method_keep_the_error_shape(http):
     assert response.status_code == 404 and "error" in response.json()
     response = http.put("/languages")
     assert response.status_code == 405 and "error" in response.json()
+
+
+def test_a_page_past_any_integer_is_an_empty_page(http):
+    for page, number in (("922337203685477580", 922337203685477580), ("9" * 5000, 2**63 - 1)):
+        response = http.get("/submissions", params={"page": page, "fields": "token"}, headers=ADMIN_HEADERS)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["submissions"] == [] and body["meta"]["next_page"] is None and body["meta"]["prev_page"] is None
+        assert body["meta"]["current_page"] == number
+    response = http.get("/submissions", params={"per_page": "9" * 5000}, headers=ADMIN_HEADERS)
+    assert response.status_code == 200 and len(response.json()["submissions"]) <= 100
+    response = http.get("/submissions", params={"page": "-" + "9" * 5000}, headers=ADMIN_HEADERS)
+    assert response.status_code == 400 and response.json() == {"error": f"invalid page: {-(2**63 - 1)}"}

@@ -276,6 +276,10 @@ class Store:
     def _page(self, page: int, per_page: int) -> tuple[list[Row], int]:
         with self.engine.connect() as connection:
             total = connection.execute(select(func.count()).select_from(submissions)).scalar_one()
+            if (page - 1) * per_page >= total:
+                # Past the last row: nothing to read (and an offset past the
+                # database's integers would not even bind).
+                return [], total
             rows = connection.execute(
                 select(submissions)
                 .order_by(submissions.c.id.desc())

@@ -48,12 +48,22 @@ def _flag(value: str | None) -> bool:
     return value == "true"
 
 
+# Past a database's integers (SQLite's and PostgreSQL's bigint): a page or a
+# page size this large is only ever asked for to find a crash.
+MAX_NUMBER = 2**63 - 1
+
+
 def _ruby_to_i(value: str | None, default: int) -> int:
-    """Rails' String#to_i: leading integer, else 0 (so "abc" is page 0)."""
+    """Rails' String#to_i: leading integer, else 0 (so "abc" is page 0);
+    clamped to +-MAX_NUMBER (and never a 5000-digit int() to parse)."""
     if value is None:
         return default
-    match = re.match(r"\s*([+-]?\d+)", value)
-    return int(match.group(1)) if match else 0
+    match = re.match(r"\s*([+-]?)0*(\d+)", value)
+    if not match:
+        return 0
+    sign, digits = match.groups()
+    number = MAX_NUMBER if len(digits) > 19 else min(int(digits), MAX_NUMBER)
+    return -number if sign == "-" else number
 
 
 def _authorized(request: Request, service: Service) -> bool:
