@@ -555,3 +555,15 @@ def test_a_page_past_any_integer_is_an_empty_page(http):
     assert response.status_code == 200 and len(response.json()["submissions"]) <= 100
     response = http.get("/submissions", params={"page": "-" + "9" * 5000}, headers=ADMIN_HEADERS)
     assert response.status_code == 400 and response.json() == {"error": f"invalid page: {-(2**63 - 1)}"}
+
+
+def test_multi_file_program_89_takes_no_source_code(http):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("run", "echo run\n")
+    files = b64(archive.getvalue())
+    response = http.post("/submissions", json={"language_id": 89, "source_code": "echo hi", "additional_files": files})
+    assert response.status_code == 422 and response.json() == {"source_code": ["must be blank"]}
+    # Blank is absent, as in Rails: accepted, and run from the zip alone.
+    body = run(http, {"language_id": 89, "source_code": " \n", "additional_files": files})
+    assert body["status"]["id"] == 3 and body["stdout"] == "run\n", body

@@ -28,6 +28,11 @@ MAX_URL_LENGTH = 2048
 Errors = dict[str, list[str]]
 
 
+def _blank(data: bytes | None) -> bool:
+    """Rails' blank?: nothing, or only whitespace."""
+    return not data or not data.decode("utf-8", "replace").strip()
+
+
 class _Invalid:
     """A value that could not be cast; the message says why."""
 
@@ -154,8 +159,13 @@ class SubmissionParser:
                     add(name, str(exc))
             else:
                 row[name] = value.encode("utf-8", "surrogatepass")
-        if not is_multi_file and not row.get("source_code") and "source_code" not in errors:
-            add("source_code", "can't be blank")
+        if "source_code" not in errors:
+            if is_multi_file and not _blank(row.get("source_code")):
+                add("source_code", "must be blank")  # its program is the zip's run script
+            elif is_multi_file:
+                row["source_code"] = None
+            elif not row.get("source_code"):
+                add("source_code", "can't be blank")
 
         # --- additional files: base64 of a zip, always
         files = _cast_string(body.get("additional_files"))
