@@ -233,6 +233,8 @@ def test_invalid_fields_is_400_on_get_and_create(http):
     ({"language_id": 9999}, {"language_id": ["language with id 9999 doesn't exist"]}),
     ({"language_id": None}, {"language_id": ["can't be blank"]}),
     ({"source_code": ""}, {"source_code": ["can't be blank"]}),
+    ({"source_code": "   "}, {"source_code": ["can't be blank"]}),
+    ({"source_code": "\n\t \r\n"}, {"source_code": ["can't be blank"]}),
     ({"enable_network": True}, {"enable_network": ["this option cannot be enabled"]}),
     ({"compiler_options": "-O2"}, {"compiler_options": ["setting compiler options is only allowed for compiled languages"]}),
     ({"command_line_arguments": "a" * 513}, {"command_line_arguments": ["is too long (maximum is 512 characters)"]}),
@@ -254,6 +256,12 @@ def test_several_errors_at_once_and_missing_everything(http):
     assert response.json() == {"language_id": ["can't be blank"], "source_code": ["can't be blank"]}
     response = http.post("/submissions", json={"source_code": "x", "language_id": PY, "cpu_time_limit": 99, "memory_limit": 1})
     assert set(response.json()) == {"cpu_time_limit", "memory_limit"}
+
+
+def test_whitespace_only_base64_source_is_blank(http):
+    response = http.post("/submissions", params={"base64_encoded": "true"},
+                         json={"source_code": b64("  \n "), "language_id": PY})
+    assert response.status_code == 422 and response.json() == {"source_code": ["can't be blank"]}
 
 
 def test_bad_base64_is_422(http):

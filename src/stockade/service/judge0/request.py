@@ -164,7 +164,7 @@ class SubmissionParser:
                 add("source_code", "must be blank")  # its program is the zip's run script
             elif is_multi_file:
                 row["source_code"] = None
-            elif not row.get("source_code"):
+            elif _blank(row.get("source_code")):
                 add("source_code", "can't be blank")
 
         # --- additional files: base64 of a zip, always
