@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     authz_header: str = "X-Auth-User"
     authz_token: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # --- CORS (Judge0's ALLOW_ORIGIN / DISALLOW_ORIGIN, space-separated): by
+    # default any origin; with allow_origin only those; with disallow_origin any
+    # origin that contains none of those strings.
+    allow_origin: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    disallow_origin: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # --- features an operator turns on or off
     enable_wait_result: bool = True
     enable_compiler_options: bool = True
@@ -115,7 +121,7 @@ class Settings(BaseSettings):
     redirect_stderr_to_stdout: bool = False
     max_extract_size: int = Field(10240, ge=0)  # KB unpacked of additional_files
 
-    @field_validator("authn_token", "authz_token", mode="before")
+    @field_validator("authn_token", "authz_token", "allow_origin", "disallow_origin", mode="before")
     @classmethod
     def _tokens(cls, value: Any) -> list[str]:
         return _words(value)

@@ -575,3 +575,22 @@ def test_multi_file_program_89_takes_no_source_code(http):
     # Blank is absent, as in Rails: accepted, and run from the zip alone.
     body = run(http, {"language_id": 89, "source_code": " \n", "additional_files": files})
     assert body["status"]["id"] == 3 and body["stdout"] == "run\n", body
+
+
+def test_cors_any_origin_by_default_as_judge0(http):
+    origin = {"Origin": "https://ide.example.org"}
+    preflight = http.options("/submissions", params={"base64_encoded": "true", "wait": "true"}, headers={
+        **origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-auth-token"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "POST" in preflight.headers["access-control-allow-methods"].split(", ")
+    assert preflight.headers["access-control-allow-headers"] == "content-type,x-auth-token"
+    assert preflight.headers["access-control-max-age"] == "7200"
+    response = http.get("/languages", headers=origin)
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == "*"
+    # Errors are readable by the page too.
+    response = http.get(f"/submissions/{uuid.uuid4()}", headers=origin)
+    assert response.status_code == 404 and response.headers["access-control-allow-origin"] == "*"
+    # Without an Origin, nothing changes.
+    assert "access-control-allow-origin" not in http.get("/languages").headers

@@ -165,3 +165,19 @@ def test_answers_are_not_held_back_for_the_clients_ack():
                 writer.close()
 
     assert asyncio.run(accepted_nodelay()) == 1
+
+
+def test_cors_disallowed_origins_and_a_preflight_without_the_token(make_server):
+    srv = make_server({"STOCKADE_DISALLOW_ORIGIN": "evil.example bad.example",
+                       "STOCKADE_AUTHN_TOKEN": "tok"})
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-auth-token"}
+    with httpx.Client(base_url=srv.url) as http:
+        good = http.options("/submissions", headers={"Origin": "https://ok.example", **preflight})
+        assert good.status_code == 200 and good.headers["access-control-allow-origin"] == "https://ok.example"
+        bad = http.options("/submissions", headers={"Origin": "https://www.evil.example", **preflight})
+        assert "access-control-allow-origin" not in bad.headers
+        # A 401 (no token) still carries the header for an allowed origin.
+        response = http.get("/languages", headers={"Origin": "https://ok.example"})
+        assert response.status_code == 401 and response.headers["access-control-allow-origin"] == "https://ok.example"
+        response = http.get("/languages", headers={"Origin": "https://bad.example", "X-Auth-Token": "tok"})
+        assert response.status_code == 200 and "access-control-allow-origin" not in response.headers

@@ -420,3 +420,24 @@ def test_store_group_commits_concurrent_writes_and_fails_only_the_bad_one(tmp_pa
         store.close()
 
     asyncio.run(scenario())
+
+
+def test_cors_origins_as_judge0_reads_allow_and_disallow_origin(monkeypatch):
+    import re
+
+    from stockade.service.gate import cors_origins
+
+    assert cors_origins([], []) == (["*"], None)
+    assert cors_origins(["https://a.example", "https://b.example"], []) == (["https://a.example", "https://b.example"], None)
+    origins, regex = cors_origins([], ["evil.example", "bad.example"])
+    assert origins == []
+    assert re.fullmatch(regex, "https://ok.example") and re.fullmatch(regex, "https://evilXexample")
+    assert not re.fullmatch(regex, "https://evil.example") and not re.fullmatch(regex, "http://bad.example:8080")
+    # Both set: the listed origins, or any without a refused string; a string
+    # in both lists is not refused.
+    origins, regex = cors_origins(["https://a.evil.example"], ["https://a.evil.example", "evil.example"])
+    assert origins == ["https://a.evil.example"] and regex == "^(?:(?!evil\\.example).)*$"
+    monkeypatch.setenv("STOCKADE_ALLOW_ORIGIN", "https://a.example https://b.example")
+    monkeypatch.setenv("STOCKADE_DISALLOW_ORIGIN", "evil.example")
+    settings = Settings.load()
+    assert settings.allow_origin == ["https://a.example", "https://b.example"] and settings.disallow_origin == ["evil.example"]

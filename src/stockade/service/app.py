@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp
 from stockade.runtimes import Catalog
 from stockade.service.callbacks import Callbacks
 from stockade.service.dispatch import Dispatcher
-from stockade.service.gate import Gate
+from stockade.service.gate import Gate, cors_origins
 from stockade.service.guard import ErrorGuard
 from stockade.service.judge0 import adapter
 from stockade.service.judge0.format import DEFAULT_FIELDS, serialize
@@ -192,5 +193,16 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
         max_body=settings.max_request_size,
         authn_header=settings.authn_header,
         authn_tokens=settings.authn_tokens,
+    )
+    # Outside the gate, as Judge0 puts Rack::Cors first: a browser's preflight
+    # carries no token, and a 401 or 413 still needs the headers to be readable.
+    origins, origin_regex = cors_origins(settings.allow_origin, settings.disallow_origin)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_origin_regex=origin_regex,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        max_age=7200,  # Rack::Cors' default
     )
     return app

@@ -1,10 +1,12 @@
 """The gate every request passes first (plain ASGI, no per-request tasks):
 body size (413 past the limit, counted as it arrives, so a missing or lying
-Content-Length does not help) and Judge0 authentication (401, empty body)."""
+Content-Length does not help) and Judge0 authentication (401, empty body).
+Before it, CORS (`cors_origins`: which origins Judge0's Rack::Cors allows)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from urllib.parse import parse_qs
 
@@ -12,6 +14,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The API description stays readable without a token; it holds no data.
 OPEN_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def cors_origins(allow: Sequence[str], disallow: Sequence[str]) -> tuple[list[str], str | None]:
+    """(origins, origin regex) for CORSMiddleware, as Judge0 configures Rack::Cors
+    from ALLOW_ORIGIN and DISALLOW_ORIGIN: any origin ("*") unless one is set;
+    the listed origins; and, for DISALLOW_ORIGIN, any origin containing none of
+    its strings (those also in ALLOW_ORIGIN excepted)."""
+    refused = [item for item in disallow if item not in allow]
+    regex = None
+    if refused:
+        regex = "^(?:(?!" + "|".join(re.escape(item) for item in refused) + ").)*$"
+    origins = list(allow) or ([] if refused else ["*"])
+    return origins, regex
 
 
 async def _respond(send: Send, status: int, body: bytes = b"", content_type: bytes = b"application/json") -> None:
