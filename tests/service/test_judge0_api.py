@@ -594,3 +594,18 @@ def test_cors_any_origin_by_default_as_judge0(http):
     assert response.status_code == 404 and response.headers["access-control-allow-origin"] == "*"
     # Without an Origin, nothing changes.
     assert "access-control-allow-origin" not in http.get("/languages").headers
+
+
+def test_a_trailing_slash_is_the_same_route(http):
+    response = http.post("/submissions/", params={"wait": "true", "fields": "stdout"},
+                         json={"source_code": "print('slash')", "language_id": PY})
+    assert response.status_code == 201 and response.json() == {"stdout": "slash\n"}
+    token = http.post("/submissions/", json={"source_code": "print(2)", "language_id": PY}).json()["token"]
+    assert http.get(f"/submissions/{token}/", params={"fields": "token"}).json() == {"token": token}
+    for path in ("/languages", "/languages/71", "/about", "/statuses"):
+        response = http.get(path + "/")
+        assert response.status_code == 200 and response.json() == http.get(path).json(), path
+    response = http.get("/submissions/batch/", params={"tokens": token, "fields": "token"})
+    assert response.status_code == 200 and response.json() == {"submissions": [{"token": token}]}
+    response = http.get("/submissions//", params={"fields": "token"}, headers=ADMIN_HEADERS)
+    assert response.status_code == 200 and "submissions" in response.json()

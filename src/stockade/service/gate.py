@@ -1,6 +1,7 @@
 """The gate every request passes first (plain ASGI, no per-request tasks):
 body size (413 past the limit, counted as it arrives, so a missing or lying
-Content-Length does not help) and Judge0 authentication (401, empty body).
+Content-Length does not help), Judge0 authentication (401, empty body), and
+paths with a trailing slash served as the same path without it.
 Before it, CORS (`cors_origins`: which origins Judge0's Rack::Cors allows)."""
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # Rails routes /submissions/ as /submissions; Starlette would answer
+            # a 307 that clients which do not follow redirects take as the answer.
+            raw = scope.get("raw_path")
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+            if raw is not None:
+                scope["raw_path"] = raw.rstrip(b"/") or b"/"
         if self.authn_tokens and scope["path"] not in OPEN_PATHS and not self._authenticated(scope):
             await _respond(send, 401)
             return
