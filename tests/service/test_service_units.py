@@ -441,3 +441,33 @@ def test_cors_origins_as_judge0_reads_allow_and_disallow_origin(monkeypatch):
     monkeypatch.setenv("STOCKADE_DISALLOW_ORIGIN", "evil.example")
     settings = Settings.load()
     assert settings.allow_origin == ["https://a.example", "https://b.example"] and settings.disallow_origin == ["evil.example"]
+
+
+def _parse(body, **settings):
+    from stockade.runtimes import Catalog
+    from stockade.service.judge0.languages import Languages
+    from stockade.service.judge0.request import SubmissionParser
+
+    parser = SubmissionParser(Settings.load(**settings), Languages(Catalog.load()))
+    return parser.parse({"source_code": "x", "language_id": 71, **body}, encoded=False)[1]
+
+
+def test_judge0_messages_for_what_the_operator_turned_off():
+    assert _parse({"callback_url": "https://example.com/cb"}, enable_callbacks=False) == {
+        "callback_url": ["setting callback is not allowed"]}
+    assert _parse({"additional_files": base64.b64encode(b"PK").decode()}, enable_additional_files=False) == {
+        "additional_files": ["setting additional files is not allowed"]}
+
+
+def test_compile_options_only_for_the_listed_languages_as_judge0_matches_and_says_it():
+    # Judge0 matches "C" followed by a space: C++ is not C.
+    allowed = {"allowed_languages_for_compile_options": ["C", "Java"]}
+    assert _parse({"language_id": 50, "compiler_options": "-O2"}, **allowed) == {}
+    assert _parse({"language_id": 52, "compiler_options": "-O2"}, **allowed) == {
+        "compiler_options": ["setting compiler options is only allowed for C and Java"]}
+    three = {"allowed_languages_for_compile_options": ["C", "C++", "Java"]}
+    assert _parse({"language_id": 73, "compiler_options": "-O"}, **three) == {
+        "compiler_options": ["setting compiler options is only allowed for C, C++ and Java"]}
+    one = {"allowed_languages_for_compile_options": ["Rust"]}
+    assert _parse({"language_id": 50, "compiler_options": "-O2"}, **one) == {
+        "compiler_options": ["setting compiler options is only allowed for Rust"]}

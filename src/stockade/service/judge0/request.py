@@ -7,6 +7,7 @@ field, in Rails' words ("must be less than or equal to 20.0")."""
 from __future__ import annotations
 
 import io
+import json
 import math
 import uuid
 import zipfile
@@ -26,6 +27,13 @@ MAX_ARGUMENTS_LENGTH = 512
 MAX_URL_LENGTH = 2048
 
 Errors = dict[str, list[str]]
+
+
+def _as_text(value: Any) -> str:
+    """A client's value in a message: as it sent it (JSON), never a Python repr."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _blank(data: bytes | None) -> bool:
@@ -112,6 +120,8 @@ class SubmissionParser:
             "max_file_size": (True, 0, s.max_max_file_size, s.max_file_size),
             "number_of_runs": (True, 1, s.max_number_of_runs, s.number_of_runs),
         }
+        # Judge0 bounds these with `greater_than: 0`, and says so.
+        self.positive = frozenset({"max_processes_and_or_threads", "number_of_runs"})
 
     def parse(self, body: Any, *, encoded: bool) -> tuple[Row | None, Errors]:
         """The row for a valid request, else (None, errors)."""
@@ -132,7 +142,7 @@ class SubmissionParser:
         if cast is None:
             add("language_id", "can't be blank")
         elif isinstance(cast, _Invalid) or (isinstance(language_id, float) and not language_id.is_integer()):
-            add("language_id", f"language with id {language_id} doesn't exist")
+            add("language_id", f"language with id {_as_text(language_id)} doesn't exist")
         else:
             runtime = self.languages.get(int(cast))
             if runtime is None:
@@ -174,7 +184,7 @@ class SubmissionParser:
             add("additional_files", files.message)
         elif files:
             if not s.enable_additional_files:
-                add("additional_files", "additional files are not allowed")
+                add("additional_files", "setting additional files is not allowed")
             else:
                 try:
                     data = decode_base64(files)
@@ -198,10 +208,12 @@ class SubmissionParser:
                 add("compiler_options", "setting compiler options is not allowed")
             elif runtime is not None and not runtime.is_compiled:
                 add("compiler_options", "setting compiler options is only allowed for compiled languages")
-            elif runtime is not None and s.allowed_languages_for_compile_options and not any(
-                runtime.name.startswith(prefix) for prefix in s.allowed_languages_for_compile_options
+            elif runtime is not None and s.allowed_languages_for_compile_options and not runtime.name.startswith(
+                tuple(f"{prefix} " for prefix in s.allowed_languages_for_compile_options)
             ):
-                allowed = ", ".join(s.allowed_languages_for_compile_options)
+                # A name followed by a space, as Judge0 matches: "C" is "C (GCC 12.2.0)", not "C++ ...".
+                *rest, last = s.allowed_languages_for_compile_options
+                allowed = f"{', '.join(rest)} and {last}" if rest else last
                 add("compiler_options", f"setting compiler options is only allowed for {allowed}")
             self._check_words("compiler_options", options, add)
         row["compiler_options"] = options or None
@@ -225,7 +237,8 @@ class SubmissionParser:
             if value is None:
                 value = default
             elif value < minimum:
-                add(name, f"must be greater than or equal to {_ruby_number(minimum)}")
+                add(name, "must be greater than 0" if name in self.positive
+                    else f"must be greater than or equal to {_ruby_number(minimum)}")
             elif value > maximum:
                 add(name, f"must be less than or equal to {_ruby_number(maximum)}")
             row[name] = value
@@ -247,7 +260,8 @@ class SubmissionParser:
             if value is None:
                 value = default
             if value and not allowed and value != default:
-                add(name, "this option cannot be enabled")
+                add(name, "enabling network is not allowed" if name == "enable_network"
+                    else "this option cannot be enabled")
             row[name] = value
 
         # --- callback (the address check needs DNS and happens in the route)
@@ -257,7 +271,7 @@ class SubmissionParser:
             url = None
         if url:
             if not s.enable_callbacks:
-                add("callback_url", "callbacks are not allowed")
+                add("callback_url", "setting callback is not allowed")
             elif len(url) > MAX_URL_LENGTH:
                 add("callback_url", f"is too long (maximum is {MAX_URL_LENGTH} characters)")
             elif not _is_http_url(url):
