@@ -147,28 +147,30 @@ def _result(verdict, **run):
     (Verdict.time_limit, {"signal": 9, "time": 2.5}, 5, b"Time limit exceeded"),
     (Verdict.wall_time_limit, {"signal": 9}, 5, b"Time limit exceeded (wall clock)"),
     (Verdict.accepted, {"exit_code": 0, "time": 2.2}, 5, b"Time limit exceeded"),  # in the extra time
-    (Verdict.runtime_error, {"signal": signal.SIGSEGV}, 7, b"Caught fatal signal 11 (SIGSEGV)"),
-    (Verdict.runtime_error, {"signal": signal.SIGXFSZ}, 8, None),
-    (Verdict.runtime_error, {"signal": signal.SIGFPE}, 9, None),
-    (Verdict.runtime_error, {"signal": signal.SIGABRT}, 10, None),
-    (Verdict.runtime_error, {"signal": signal.SIGKILL}, 12, None),
+    (Verdict.runtime_error, {"signal": signal.SIGSEGV}, 7, b"Caught fatal signal 11"),  # isolate's words
+    (Verdict.runtime_error, {"signal": signal.SIGXFSZ}, 8, b"Caught fatal signal 25"),
+    (Verdict.runtime_error, {"signal": signal.SIGFPE}, 9, b"Caught fatal signal 8"),
+    (Verdict.runtime_error, {"signal": signal.SIGABRT}, 10, b"Caught fatal signal 6"),
+    (Verdict.runtime_error, {"signal": signal.SIGKILL}, 12, b"Caught fatal signal 9"),
     (Verdict.runtime_error, {"exit_code": 1}, 11, b"Exited with error status 1"),
     (Verdict.memory_limit, {"signal": signal.SIGKILL}, 12, b"Memory limit exceeded"),
     (Verdict.memory_limit, {"exit_code": 1}, 11, b"Memory limit exceeded"),
     (Verdict.output_limit, {"signal": signal.SIGKILL}, 8, b"Output limit exceeded"),
-    (Verdict.sandbox_error, {}, 13, None),
+    (Verdict.sandbox_error, {}, 13, b"Internal Error"),
 ])
 def test_status_mapping(verdict, run, status, message):
     values = adapter.result_columns(_row(), _result(verdict, **run))
     assert values["status_id"] == status
-    if message is not None:
-        assert values["message"] == message
+    assert values["message"] == message  # None where Judge0 leaves it null (a run that ended normally)
 
 
 def test_compile_error_and_engine_failure_columns():
     values = adapter.result_columns(_row(callback_url="http://x/"), SubmissionResult(
         verdict=Verdict.compile_error, compile_output=b"main.c: error"))
-    assert values["status_id"] == 6 and values["compile_output"] == b"main.c: error"
+    assert values["status_id"] == 6 and values["compile_output"] == b"main.c: error" and values["message"] is None
+    silent = adapter.result_columns(_row(), SubmissionResult(
+        verdict=Verdict.compile_error, compile_output=b"", message="compilation timed out"))
+    assert silent["compile_output"] == b"compilation timed out" and silent["message"] is None
     assert values["stdout"] is None and values["time"] is None and values["callback_pending"] is True
     failed = adapter.error_columns(_row(), RuntimeError("boom"))
     assert failed["status_id"] == 13 and b"boom" in failed["message"]

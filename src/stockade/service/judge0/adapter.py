@@ -73,8 +73,7 @@ def to_engine(row: Row, languages: Languages, settings: Settings) -> Submission:
 def _status_of_run(run: RunResult) -> tuple[int, str]:
     """Status id and Judge0-style message of a run that failed at run time."""
     if run.signal is not None:
-        name = signals.Signals(run.signal).name if run.signal in signals.Signals._value2member_map_ else str(run.signal)
-        return _BY_SIGNAL.get(run.signal, OTHER), f"Caught fatal signal {run.signal} ({name})"
+        return _BY_SIGNAL.get(run.signal, OTHER), f"Caught fatal signal {run.signal}"  # isolate's words
     if run.exit_code:
         return NZEC, f"Exited with error status {run.exit_code}"
     return OTHER, run.message or "Runtime error"
@@ -113,7 +112,11 @@ def result_columns(row: Row, result: SubmissionResult) -> Row:
     message = result.message or (run.message if run else "")
 
     if verdict is Verdict.compile_error:
-        status, message = COMPILATION_ERROR, message or ""
+        # Judge0 leaves message null: compile_output says it all (and says why
+        # when the compiler itself printed nothing, e.g. a compile time limit).
+        if not values["compile_output"] and message:
+            values["compile_output"] = message.encode("utf-8")
+        status, message = COMPILATION_ERROR, None
     elif verdict is Verdict.sandbox_error:
         text = (message or "").lower()
         status = EXEC_FORMAT_ERROR if "exec format" in text else INTERNAL_ERROR
@@ -138,9 +141,10 @@ def result_columns(row: Row, result: SubmissionResult) -> Row:
     elif verdict is Verdict.runtime_error:
         status, message = _status_of_run(run) if run is not None else (OTHER, message)
     elif verdict is Verdict.wrong_answer:
-        status = WRONG_ANSWER
+        # Judge0's message is isolate's, and a run that ended normally has none.
+        status, message = WRONG_ANSWER, None
     else:  # ok, accepted
-        status = ACCEPTED
+        status, message = ACCEPTED, None
     values["status_id"] = status
     values["message"] = message.encode("utf-8") if message else None
     return values
