@@ -181,3 +181,13 @@ def test_cors_disallowed_origins_and_a_preflight_without_the_token(make_server):
         assert response.status_code == 401 and response.headers["access-control-allow-origin"] == "https://ok.example"
         response = http.get("/languages", headers={"Origin": "https://bad.example", "X-Auth-Token": "tok"})
         assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+
+
+def test_batches_turned_off_refuse_both_batch_endpoints(make_server):
+    srv = make_server({"STOCKADE_ENABLE_BATCHED_SUBMISSIONS": "false"})
+    refused = {"error": "batched submissions are not allowed"}
+    with httpx.Client(base_url=srv.url) as http:
+        response = http.get("/submissions/batch", params={"tokens": "a,b", "fields": "token"})
+        assert response.status_code == 400 and response.json() == refused
+        response = http.post("/submissions/batch", json={"submissions": [{"source_code": "print(1)", "language_id": PY}]})
+        assert response.status_code == 400 and response.json() == refused

@@ -168,6 +168,8 @@ def build_router(service: Service) -> APIRouter:
         fields: str | None = Query(None),
     ) -> Response:
         """Several submissions by token, in the order asked (null for unknown ones)."""
+        if not settings.enable_batched_submissions:
+            return error(400, "batched submissions are not allowed")
         try:
             requested = parse_fields(fields)
         except InvalidFields as exc:
@@ -195,8 +197,7 @@ def build_router(service: Service) -> APIRouter:
             return error(503, settings.maintenance_message)
         if not settings.enable_batched_submissions:
             return error(400, "batched submissions are not allowed")
-        if _flag(wait):
-            return error(400, "wait not allowed")
+        # `wait` is not for batches: as Judge0, it is ignored (the tokens come back).
         try:
             body = await _json_body(request)
         except _BadBody:
