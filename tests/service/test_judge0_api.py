@@ -4,6 +4,7 @@ format and error of the spec (../shared/specs/judge0-ce-1.13.1.md)."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
 import re
@@ -620,3 +621,19 @@ def test_a_trailing_slash_is_the_same_route(http):
     assert response.status_code == 200 and response.json() == {"submissions": [{"token": token}]}
     response = http.get("/submissions//", params={"fields": "token"}, headers=ADMIN_HEADERS)
     assert response.status_code == 200 and "submissions" in response.json()
+
+
+def test_statistics_are_cached_for_ten_minutes_as_judge0(http):
+    first = http.get("/statistics").json()
+    created = dt.datetime.strptime(first["created_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    until = dt.datetime.strptime(first["cached_until"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert until - created == dt.timedelta(minutes=10)
+    days = first["submissions"]["last_30_days"]
+    today = created.date()
+    assert list(days) == [str(today - dt.timedelta(days=n)) for n in range(1, 31)]
+    counts = [item["count"] for item in first["statuses"]]
+    assert counts == sorted(counts, reverse=True)
+    http.post("/submissions", json={"source_code": "print(1)", "language_id": PY})
+    assert http.get("/statistics").json() == first  # the same, until cached_until
+    fresh = http.get("/statistics", params={"invalidate_cache": "true"}).json()
+    assert fresh["submissions"]["total"] > first["submissions"]["total"] and fresh["created_at"] != first["created_at"]

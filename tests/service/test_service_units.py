@@ -473,3 +473,22 @@ def test_compile_options_only_for_the_listed_languages_as_judge0_matches_and_say
     one = {"allowed_languages_for_compile_options": ["Rust"]}
     assert _parse({"language_id": 50, "compiler_options": "-O2"}, **one) == {
         "compiler_options": ["setting compiler options is only allowed for Rust"]}
+
+
+def test_statistics_as_judge0_shapes_them():
+    from stockade.service.judge0 import info
+
+    now = dt.datetime(2024, 4, 8, 11, 42, 51, 856000)
+    raw = {"total": 9, "today": 4,
+           "days": {"2024-04-08": 4, "2024-04-07": 2, "2024-03-20": 1, "2024-03-09": 1, "2024-03-08": 1},
+           "languages": {71: 2, 50: 7}, "statuses": {3: 2, 4: 1, 6: 6}}
+    stats = info.statistics(raw, {71: "Python", 50: "C"}.get, 4096, now=now)
+    assert stats["created_at"] == "2024-04-08T11:42:51.856Z" and stats["cached_until"] == "2024-04-08T11:52:51.856Z"
+    days = stats["submissions"]["last_30_days"]
+    # The 30 days before today, newest first, zero-filled; today and day 31 are not in it.
+    assert list(days) == [str(dt.date(2024, 4, 7) - dt.timedelta(days=n)) for n in range(30)]
+    assert days["2024-04-07"] == 2 and days["2024-03-20"] == 1 and days["2024-03-09"] == 1 and days["2024-04-06"] == 0
+    assert stats["submissions"]["total"] == 9 and stats["submissions"]["today"] == 4
+    assert [item["status"]["id"] for item in stats["statuses"]] == [6, 3, 4]
+    assert stats["statuses"][0] == {"status": {"id": 6, "name": "Compilation Error"}, "count": 6}
+    assert [item["language"] for item in stats["languages"]] == [{"id": 50, "name": "C"}, {"id": 71, "name": "Python"}]

@@ -124,20 +124,34 @@ def sandbox_version() -> str:
     return f"Stockade sandbox (bubblewrap, seccomp, cgroups); not isolate.\n{out}\n"
 
 
-def statistics(raw: dict[str, Any], language_name: Any, database_size: int | None) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+STATISTICS_CACHE = dt.timedelta(minutes=10)  # Judge0's @@cache_duration
+
+
+def statistics(raw: dict[str, Any], language_name: Any, database_size: int | None,
+               now: dt.datetime | None = None) -> dict[str, Any]:
+    """Judge0's /statistics from the store's counts: last_30_days is the 30 days
+    before today, zero-filled, newest first; languages and statuses by count,
+    most first; cached_until is when the route computes it again."""
+    if now is None:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     size = database_size or 0
+    today = now.date()
+    days = [str(today - dt.timedelta(days=back)) for back in range(1, 31)]
     return {
         "created_at": timestamp(now),
-        "cached_until": timestamp(now),
-        "submissions": {"total": raw["total"], "today": raw["today"], "last_30_days": raw["days"]},
+        "cached_until": timestamp(now + STATISTICS_CACHE),
+        "submissions": {
+            "total": raw["total"],
+            "today": raw["today"],
+            "last_30_days": {day: raw["days"].get(day, 0) for day in days},
+        },
         "languages": [
             {"language": {"id": lid, "name": language_name(lid)}, "count": count}
             for lid, count in sorted(raw["languages"].items(), key=lambda item: -item[1])
         ],
         "statuses": [
             {"status": {"id": sid, "name": STATUSES.get(sid, "Unknown")}, "count": count}
-            for sid, count in sorted(raw["statuses"].items())
+            for sid, count in sorted(raw["statuses"].items(), key=lambda item: -item[1])
         ],
         "database": {"size_pretty": f"{size / 1024 / 1024:.1f} MB", "size_in_bytes": size},
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query, Request, Response, responses
@@ -353,10 +354,18 @@ def build_router(service: Service) -> APIRouter:
             "failed": 0,
         }])
 
+    # Judge0 computes the statistics at most every 10 minutes (cached_until
+    # says when next), unless asked with invalidate_cache=true.
+    cached: dict[str, Any] = {"until": 0.0, "body": None}
+
     @router.get("/statistics", tags=["information"])
-    async def statistics() -> Response:
-        raw = await store.statistics()
-        return JSONResponse(info.statistics(raw, languages.name, store.database_size()))
+    async def statistics(invalidate_cache: str | None = Query(None)) -> Response:
+        now = time.monotonic()
+        if _flag(invalidate_cache) or cached["body"] is None or now >= cached["until"]:
+            raw = await store.statistics()
+            cached["body"] = info.statistics(raw, languages.name, store.database_size())
+            cached["until"] = now + info.STATISTICS_CACHE.total_seconds()
+        return JSONResponse(cached["body"])
 
     @router.get("/version", tags=["information"], response_class=PlainTextResponse)
     async def version() -> Response:
