@@ -191,3 +191,21 @@ def test_batches_turned_off_refuse_both_batch_endpoints(make_server):
         assert response.status_code == 400 and response.json() == refused
         response = http.post("/submissions/batch", json={"submissions": [{"source_code": "print(1)", "language_id": PY}]})
         assert response.status_code == 400 and response.json() == refused
+
+
+def test_maintenance_mode_guards_create_and_delete_as_judge0(make_server):
+    srv = make_server({"STOCKADE_MAINTENANCE_MODE": "true", "STOCKADE_AUTHZ_TOKEN": "boss",
+                       "STOCKADE_ENABLE_SUBMISSION_DELETE": "true"})
+    down = {"error": "Stockade is currently in maintenance."}
+    item = {"source_code": "print(1)", "language_id": PY}
+    with httpx.Client(base_url=srv.url) as http:
+        response = http.post("/submissions", json=item)
+        assert response.status_code == 503 and response.json() == down
+        # Judge0 authorizes first, then checks maintenance.
+        assert http.delete("/submissions/x").status_code == 403
+        response = http.delete("/submissions/x", headers={"X-Auth-User": "boss"})
+        assert response.status_code == 503 and response.json() == down
+        # Batches are not guarded (Judge0's check_maintenance is only: [:create, :destroy]).
+        response = http.post("/submissions/batch", json={"submissions": [item]})
+        assert response.status_code == 201, response.text
+        wait_done(http, response.json()[0]["token"])

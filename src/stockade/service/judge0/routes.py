@@ -194,8 +194,7 @@ def build_router(service: Service) -> APIRouter:
         wait: str | None = Query(None),
     ) -> Response:
         """Create up to max_submission_batch_size submissions; per item a token or its errors."""
-        if settings.maintenance_mode:
-            return error(503, settings.maintenance_message)
+        # (Maintenance mode does not stop batches: Judge0 guards create and destroy only.)
         if not settings.enable_batched_submissions:
             return error(400, "batched submissions are not allowed")
         # `wait` is not for batches: as Judge0, it is ignored (the tokens come back).
@@ -293,6 +292,8 @@ def build_router(service: Service) -> APIRouter:
         answers with what was deleted, always in base64."""
         if not _authorized(request, service):
             return Response(status_code=403)
+        if settings.maintenance_mode:
+            return error(503, settings.maintenance_message)
         if not settings.enable_submission_delete:
             return error(400, "delete not allowed")
         try:
