@@ -637,3 +637,15 @@ def test_statistics_are_cached_for_ten_minutes_as_judge0(http):
     assert http.get("/statistics").json() == first  # the same, until cached_until
     fresh = http.get("/statistics", params={"invalidate_cache": "true"}).json()
     assert fresh["submissions"]["total"] > first["submissions"]["total"] and fresh["created_at"] != first["created_at"]
+
+
+def test_head_is_answered_for_get_routes(http):
+    for path in ("/about", "/languages", "/version", "/statuses"):
+        got = http.get(path)
+        response = http.head(path)
+        assert response.status_code == 200 and response.content == b"", path
+        assert response.headers["content-length"] == str(len(got.content))
+        assert response.headers["content-type"] == got.headers["content-type"]
+    assert http.head(f"/submissions/{uuid.uuid4()}").status_code == 404
+    # The same connection goes on with a GET: no body was left on the wire.
+    assert http.get("/about").json()["version"] == "1.13.1"

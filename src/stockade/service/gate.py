@@ -1,7 +1,8 @@
 """The gate every request passes first (plain ASGI, no per-request tasks):
 body size (413 past the limit, counted as it arrives, so a missing or lying
-Content-Length does not help), Judge0 authentication (401, empty body), and
-paths with a trailing slash served as the same path without it.
+Content-Length does not help), Judge0 authentication (401, empty body),
+paths with a trailing slash served as the same path without it, and HEAD
+answered as GET without the body.
 Before it, CORS (`cors_origins`: which origins Judge0's Rack::Cors allows)."""
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ async def _respond(send: Send, status: int, body: bytes = b"", content_type: byt
     await send({"type": "http.response.body", "body": body})
 
 
+def _headers_only(send: Send) -> Send:
+    async def send_headers(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_headers
+
+
 class Gate:
     """ASGI middleware: authentication and the request size limit."""
 
@@ -67,6 +77,11 @@ class Gate:
             scope = {**scope, "path": path.rstrip("/") or "/"}
             if raw is not None:
                 scope["raw_path"] = raw.rstrip(b"/") or b"/"
+        if scope["method"] == "HEAD":
+            # Rails answers HEAD for every GET route (uptime checks use it): the
+            # GET's status and headers, no body.
+            scope = {**scope, "method": "GET"}
+            send = _headers_only(send)
         if self.authn_tokens and scope["path"] not in OPEN_PATHS and not self._authenticated(scope):
             await _respond(send, 401)
             return
