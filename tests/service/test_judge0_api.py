@@ -571,7 +571,7 @@ def test_a_page_past_any_integer_is_an_empty_page(http):
         body = response.json()
         assert body["submissions"] == [] and body["meta"]["next_page"] is None and body["meta"]["prev_page"] is None
         assert body["meta"]["current_page"] == number
-    response = http.get("/submissions", params={"per_page": "9" * 5000}, headers=ADMIN_HEADERS)
+    response = http.get("/submissions", params={"per_page": "9" * 5000, "fields": "token"}, headers=ADMIN_HEADERS)
     assert response.status_code == 200 and len(response.json()["submissions"]) <= 100
     response = http.get("/submissions", params={"page": "-" + "9" * 5000}, headers=ADMIN_HEADERS)
     assert response.status_code == 400 and response.json() == {"error": f"invalid page: {-(2**63 - 1)}"}
