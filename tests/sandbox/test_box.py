@@ -836,3 +836,10 @@ def test_threads_may_share_a_sandbox(warm):
     assert results == [(Status.ok, f"{i}\n".encode()) for i in range(60)]
     assert glob.glob(os.path.join(box.boxes_dir, "61700-*")) == []
     assert glob.glob("/sys/fs/cgroup/*/stockade/box-61700-*") == []
+
+
+def test_a_sigxcpu_the_program_sends_itself_is_no_time_limit(sandbox):
+    # Only a SIGXCPU that comes with the CPU time to show for it is the limit's.
+    selfsent = sandbox.run_sync([PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGXCPU)"],
+                                limits=Limits(cpu_time=2))
+    assert selfsent.status is Status.runtime_error and selfsent.signal == signal.SIGXCPU, selfsent

@@ -4,8 +4,11 @@ programs; and the Sandbox's fallback to setpriv + prlimit without it."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -161,26 +164,27 @@ def test_sandbox_with_launcher_applies_limits_inside(sandbox):
 
 # Line 1: the size of /.stockade-launch (0: the root tree's empty mountpoint,
 # nothing bound there); line 2: the rlimits.
-ROOT_AND_LIMITS = ("import os, resource as r; print(os.path.getsize('/.stockade-launch'));"
+ROOT_AND_LIMITS = ("import resource as r; a = open('/proc/1/cmdline').read().split(chr(0)); print(a[1:a.index('--')]);"
                    " print([r.getrlimit(getattr(r, 'RLIMIT_' + n)) for n in"
                    " ('NOFILE', 'CPU', 'CORE', 'FSIZE', 'STACK', 'MEMLOCK')])")
 
 
 def test_cold_box_rlimits_are_set_before_bwrap_unless_too_tight(sandbox):
-    # As root: by the launcher that becomes the slot's uid and execs bwrap, so
-    # bwrap and the box inherit them; no exec inside, the launcher not even bound.
+    # As root: by the step that becomes the slot's uid and execs bwrap, so bwrap
+    # and the box inherit them; the box's pid 1 (the launcher, which reports the
+    # program's status) sets none of its own.
     assert sandbox.is_root and sandbox.launcher
     roomy = Limits(open_files=40, cpu_time=1.5, file_size=2 * 1024 * 1024, stack=8 * 1024 * 1024)
     result = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=roomy)
     assert result.status is Status.ok, result
-    launcher_size, limits = result.stdout.decode().splitlines()
-    assert launcher_size == "0"
+    launcher_options, limits = result.stdout.decode().splitlines()
+    assert re.fullmatch(r"\['--status-fd=\d+'\]", launcher_options), launcher_options
     assert limits == f"[(40, 40), (3, 4), (0, 0), ({2 << 20}, {2 << 20}), ({8 << 20}, {8 << 20}), (0, 0)]"
     # Tighter than bwrap itself can build under: the launcher sets them on the program.
     tight = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=Limits(open_files=12, cpu_time=1.5))
     assert tight.status is Status.ok, tight
-    launcher_size, limits = tight.stdout.decode().splitlines()
-    assert launcher_size == str(os.path.getsize(sandbox.launcher)) and limits.startswith("[(12, 12), (3, 4), (0, 0), ")
+    launcher_options, limits = tight.stdout.decode().splitlines()
+    assert "'--rlimit=nofile:12:12'" in launcher_options and limits.startswith("[(12, 12), (3, 4), (0, 0), ")
     # And the limit set from outside holds: a CPU hog is stopped (the cgroup
     # watch first; the rlimit is its backstop), descriptors run out at 40.
     hog = sandbox.run_sync([PY, "-c", "while True: pass"], limits=Limits(cpu_time=0.3))
@@ -282,3 +286,60 @@ def test_make_netns_and_join_it():
 def test_make_netns_needs_no_other_option():
     done = run("--make-netns", "--uid=65534")
     assert done.returncode == 127 and "unknown option" in done.stderr
+
+
+def status_report(*argv: str, exec_message: bytes | None = None) -> tuple[int | None, int]:
+    """Run the launcher with --status-fd: (the wait status it reported, its own exit code)."""
+    r, w = os.pipe()
+    passed, options = [w], [f"--status-fd={w}"]
+    if exec_message is not None:
+        er, ew = os.pipe()
+        os.write(ew, exec_message)
+        os.close(ew)
+        passed.append(er)
+        options.append(f"--exec-fd={er}")
+    try:
+        done = subprocess.run([LAUNCHER, *options, *argv], pass_fds=passed, capture_output=True, env={},
+                              timeout=30, check=False)
+        os.close(w)
+        for fd in passed[1:]:
+            os.close(fd)
+        report = os.read(r, 64)
+    finally:
+        os.close(r)
+    return (int.from_bytes(report, sys.byteorder, signed=True) if len(report) == 4 else None), done.returncode
+
+
+def test_status_fd_reports_the_programs_wait_status():
+    # bwrap folds a signal into an exit code (128 + N); the launcher's report does not.
+    status, code = status_report("--", "/usr/bin/python3", "-c", "import sys; sys.exit(152)")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 152 and code == 152
+    status, code = status_report("--", "/bin/sh", "-c", "kill -XCPU $$")
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU and code == 128 + signal.SIGXCPU
+    status, code = status_report("--", "/nonexistent/program")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 127 and code == 127
+    # The warm-box form: the run from --exec-fd, the report on --status-fd.
+    status, code = status_report(exec_message=b"EPATH=/usr/bin:/bin\0Ash\0A-c\0Aexit 3\0")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3 and code == 3
+
+
+def test_status_fd_is_not_passed_to_the_program():
+    r, w = os.pipe()
+    high = fcntl.fcntl(w, fcntl.F_DUPFD, 50)  # (a number ls's own descriptors never take)
+    os.close(w)
+    try:
+        done = subprocess.run([LAUNCHER, f"--status-fd={high}", "--", "/bin/ls", "/proc/self/fd"], pass_fds=[high],
+                              capture_output=True, text=True, env={}, timeout=30, check=False)
+    finally:
+        os.close(high)
+        os.close(r)
+    assert done.returncode == 0, done.stderr
+    assert str(high) not in done.stdout.split(), done.stdout
+
+
+@pytest.mark.parametrize("options", [["--status-fd=2"], ["--status-fd=5", "--exec-fd=5"],
+                                     ["--status-fd=5", "--uid=60000", "--gid=60000"]])
+def test_status_fd_misuse_is_refused(options):
+    done = subprocess.run([LAUNCHER, *options, "--", "/bin/true"], capture_output=True, text=True, env={},
+                          timeout=30, check=False)
+    assert done.returncode == 127 and "--status-fd" in done.stderr, done

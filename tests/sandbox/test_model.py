@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from stockade.errors import LimitError
 from stockade.sandbox import Limits, MiB, Mount, Status, parse_size
 from stockade.sandbox import bwrap as bw
-from stockade.sandbox.box import _decode_status
+from stockade.sandbox.box import _program_status
 from stockade.sandbox.launch import identity_argv, rlimit_argv, rlimits
 from stockade.sandbox.model import PRECEDENCE, decide
 from stockade.sandbox.workdir import check_relpath
@@ -60,11 +62,19 @@ def test_verdict_precedence(events, expected):
     assert decide(events) is expected
 
 
-def test_decode_status():
-    assert _decode_status(0) == (0, None)
-    assert _decode_status(3 << 8) == (3, None)
-    assert _decode_status((128 + 9) << 8) == (None, 9)  # bwrap: the program died of SIGKILL
-    assert _decode_status(9) == (None, 9)  # bwrap itself was killed
+def test_program_status():
+    # Without the launcher's report: bwrap's exit code, 128 + N for signal N.
+    assert _program_status(b"", 0) == (0, None)
+    assert _program_status(b"", 3 << 8) == (3, None)
+    assert _program_status(b"", (128 + 9) << 8) == (None, 9)  # bwrap: the program died of SIGKILL
+    assert _program_status(b"", 9) == (None, 9)  # bwrap itself was killed
+    # The launcher's report (a wait status) wins: exit(152) is an exit code, not SIGXCPU.
+    def report(status):
+        return status.to_bytes(4, sys.byteorder, signed=True)
+    assert _program_status(report(152 << 8), 152 << 8) == (152, None)
+    assert _program_status(report(24), 152 << 8) == (None, 24)
+    assert _program_status(report(0), 0) == (0, None)
+    assert _program_status(b"\0\0", 3 << 8) == (3, None)  # cut short: not a report
 
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "../x", "a/../../b", "", "a\0b", "./.."])

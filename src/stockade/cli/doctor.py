@@ -30,7 +30,10 @@ class Layer:
 PROBE = r"""
 import json, os
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
-env1 = open("/proc/1/environ", "rb").read()
+try:
+    env1 = open("/proc/1/environ", "rb").read()
+except PermissionError:  # pid 1 (the launcher, reporting the program's status) is not dumpable
+    env1 = b""
 print(json.dumps({
     "uid": os.getuid(),
     "cap_eff": status["CapEff"].strip(),
@@ -128,7 +131,7 @@ def check_layers() -> list[Layer]:
     layers.append(Layer(
         "probe inside a box", not problems,
         "; ".join(problems) if problems else
-        f"uid {seen['uid']}, no capabilities, seccomp filter on, no_new_privs, only loopback, fds 0-2, empty pid-1 environment",
+        f"uid {seen['uid']}, no capabilities, seccomp filter on, no_new_privs, only loopback, fds 0-2, no pid-1 environment to read",
     ))
     return layers
 

@@ -21,6 +21,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -92,6 +93,7 @@ class _Box:
     block_r: int = -1
     block_w: int = -1
     exec_w: int = -1  # a warm box's run goes here
+    status_r: int = -1  # the launcher's report of the program's wait status (launch.c --status-fd)
     info_r: int = -1
     info: bytearray = field(default_factory=bytearray)  # read from info_r so far
 
@@ -418,8 +420,10 @@ class Sandbox:
                 self._slots.release(slot)
                 raise
             exec_r, box.exec_w = box.pipe()
-            inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}"]
-            failure = await self._start(box, inner, {}, self.warm_mounts, bwrap.BOX_DIR, _WARM_LIMITS, (exec_r,))
+            box.status_r, status_w = box.pipe()
+            inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}", f"--status-fd={status_w}"]
+            failure = await self._start(box, inner, {}, self.warm_mounts, bwrap.BOX_DIR, _WARM_LIMITS,
+                                        (exec_r, status_w))
             if failure is not None:
                 log.warning("cannot build a warm box: %s", failure.message)
                 self.warm = 0  # the cold path reports the same failure to each run
@@ -570,12 +574,16 @@ class Sandbox:
             rlimits = launch.rlimits(limits, self.cgroups.kind == "none")
             # Set by the step that becomes the slot's uid (no exec of its own),
             # or else by the box's first program.
-            if self._bwrap_starts_set_up and launch.settable_outside(rlimits):
-                inner, outside = list(argv), rlimits
+            outside = rlimits if self._bwrap_starts_set_up and launch.settable_outside(rlimits) else []
+            extra_fds: tuple[int, ...] = ()
+            if self.launcher:
+                # The launcher as the box's pid 1, reporting the program's wait status.
+                box.status_r, status_w = box.pipe()
+                extra_fds = (status_w,)
+                first = launch.rlimit_argv([] if outside else rlimits, launch.BOX_LAUNCHER, status_fd=status_w)
             else:
-                first = launch.rlimit_argv(rlimits, launch.BOX_LAUNCHER if self.launcher else None)
-                inner, outside = [*first, *argv], []
-            failure = await self._start(box, inner, env, mounts, cwd, limits, rlimits=outside)
+                first = launch.rlimit_argv(rlimits, None)  # (util-linux's prlimit)
+            failure = await self._start(box, [*first, *argv], env, mounts, cwd, limits, extra_fds, rlimits=outside)
             if failure is not None:
                 return failure
             # The wall clock starts when the program may start.
@@ -632,7 +640,7 @@ class Sandbox:
             tmp_size=limits.tmp_size, env=env, mounts=mounts, cwd=cwd, info_fd=info_w, block_fd=box.block_r,
             seccomp_fd=seccomp_r, launcher=self.launcher if inner[0] == launch.BOX_LAUNCHER else None,
             own_netns=netns is None,
-            dev_dir=self.dev_dir, root_dir=root_dir,
+            dev_dir=self.dev_dir, root_dir=root_dir, as_pid_1=box.status_r != -1,
         )
         # bwrap's options arrive on --args (off its command line, which the host
         # can read), which bwrap reads to EOF before doing anything. Race-free
@@ -787,7 +795,8 @@ class Sandbox:
         if _unread(box.block_r):
             return _setup_failure(bytes(out.stderr))
         usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
-        return self._account(group, out, status, [u for u in usages if u is not None], wall, limits)
+        exit_code, sig = _program_status(_read_available(box.status_r) if box.status_r != -1 else b"", status)
+        return self._account(group, out, exit_code, sig, [u for u in usages if u is not None], wall, limits)
 
     @staticmethod
     def _adopt_box_pid(box: _Box, info: bytes) -> None:
@@ -904,8 +913,8 @@ class Sandbox:
         loop.add_writer(fd, on_writable)
         watched.add(fd)
 
-    def _account(self, group, out: _Outcome, status: int, usages: list, wall: float, limits: Limits) -> RunResult:
-        exit_code, sig = _decode_status(status)
+    def _account(self, group, out: _Outcome, exit_code: int | None, sig: int | None, usages: list, wall: float,
+                 limits: Limits) -> RunResult:
         if self.cgroups.kind != "none":
             cpu = group.cpu_time()
             memory = group.memory_peak()
@@ -917,7 +926,10 @@ class Sandbox:
         events = set(out.events)
         if oom:
             events.add(Status.memory_limit)
-        if sig == signal.SIGXCPU or (cpu > limits.cpu_time and not limits.per_process_time):
+        # A SIGXCPU the program sent itself, with little CPU used, is no time limit.
+        # (The rlimit's clock and the cgroup's differ by a few ms: 0.992 s for a 1 s limit.)
+        xcpu = sig == signal.SIGXCPU and cpu >= _XCPU_SHARE * limits.cpu_time
+        if xcpu or (cpu > limits.cpu_time and not limits.per_process_time):
             events.add(Status.time_limit)
         elif limits.per_process_time and sig == signal.SIGKILL and cpu >= max(1, math.ceil(limits.cpu_time)):
             events.add(Status.time_limit)  # SIGXCPU ignored: the hard rlimit's SIGKILL
@@ -962,15 +974,29 @@ def _loop_running() -> bool:
     return True
 
 
-def _decode_status(status: int) -> tuple[int | None, int | None]:
-    """bwrap exits with the program's code, or 128 + N when signal N killed it
-    (like a shell). bwrap itself killed by a signal means we killed the box."""
-    if os.WIFSIGNALED(status):
-        return None, os.WTERMSIG(status)
-    code = os.WEXITSTATUS(status)
+def _program_status(reported: bytes, bwrap_status: int) -> tuple[int | None, int | None]:
+    """(exit code, signal) of the program: from the launcher's report of its
+    wait status when there is one, else from bwrap's exit, which is the
+    program's code, or 128 + N when signal N killed it (like a shell): an
+    exit(152) then reads as SIGXCPU. No report: no launcher (util-linux's
+    prlimit instead), the box killed before the program ended, or the
+    launcher killed (by us: pid 1 ignores its own namespace's signals)."""
+    if len(reported) == _STATUS_SIZE:
+        status = int.from_bytes(reported, sys.byteorder, signed=True)
+        if os.WIFSIGNALED(status):
+            return None, os.WTERMSIG(status)
+        if os.WIFEXITED(status):
+            return os.WEXITSTATUS(status), None
+    if os.WIFSIGNALED(bwrap_status):  # bwrap itself killed: we killed the box
+        return None, os.WTERMSIG(bwrap_status)
+    code = os.WEXITSTATUS(bwrap_status)
     if 128 < code <= 128 + signal.NSIG:
         return None, code - 128
     return code, None
+
+
+_XCPU_SHARE = 0.9  # of the CPU limit used, for a SIGXCPU to be the limit's
+_STATUS_SIZE = 4  # an int: launch.c writes the wait status as wait(2) gives it
 
 
 def _check_input(argv, files, env, mounts, stdin, cwd) -> None:

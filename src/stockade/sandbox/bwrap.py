@@ -112,6 +112,7 @@ def build_argv(
     own_netns: bool = True,
     dev_dir: str | None = None,
     root_dir: str | None = None,
+    as_pid_1: bool = False,
 ) -> list[str]:
     """The full bwrap command line for one box. Every flag says what it stops."""
     a = [bwrap]
@@ -127,6 +128,11 @@ def build_argv(
         a += ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup"]
     # No nested user namespace: it is the door to most kernel privilege exploits.
     a += ["--disable-userns"]
+    if as_pid_1:
+        # The box's first program (the launcher with --status-fd) is its pid 1,
+        # in place of bwrap's own reaper: it reports the program's real wait
+        # status, which bwrap would fold into an exit code (128 + N for signal N).
+        a += ["--as-pid-1"]
     # If the supervisor dies, the box dies (no orphaned untrusted code).
     a += ["--die-with-parent"]
     # setsid: the program has no controlling terminal to push input into (TIOCSTI).

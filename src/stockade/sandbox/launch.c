@@ -2,7 +2,8 @@
  * stockade-launch: set rlimits, maybe drop to an unprivileged uid, exec.
  *
  *   stockade-launch [--netns-fd=N] [--cgroup-procs=FILE]... [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...
- *   stockade-launch --exec-fd=N
+ *   stockade-launch [--rlimit=NAME:SOFT:HARD]... --status-fd=N -- PROGRAM [ARG]...
+ *   stockade-launch --exec-fd=N [--status-fd=M]
  *   stockade-launch --make-netns
  *
  * Stockade runs it twice per box, in place of two dynamically linked execs:
@@ -20,6 +21,15 @@
  * NUL-terminated items, each a type letter and a value: "R" NAME:SOFT:HARD (an
  * rlimit), "E" KEY=VALUE (the whole environment), "C" a directory to enter, and
  * "A" the program and its arguments, in order. EOF without any "A": exit 127.
+ *
+ * With --status-fd it stays, as the box's pid 1 (bwrap --as-pid-1): the program
+ * runs in its child, and once it ends, its wait status (an int, as wait(2)
+ * gives it) is written to fd N and the launcher exits, which ends the box's
+ * pid namespace. bwrap only reports an exit code, and 128 + N for signal N,
+ * so a program's own exit(152) read as death by SIGXCPU. The program cannot
+ * forge the report: pid 1 ignores the signals its namespace sends it, and
+ * being not dumpable, its memory and descriptors are out of the program's reach
+ * (/proc/1/mem, /proc/1/fd; ptrace is refused by seccomp anyway).
  *
  * --cgroup-procs (root, before the uid changes) writes "0" (this process) to
  * FILE, a cgroup.procs file of the box's cgroup.
@@ -39,6 +49,8 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,11 +106,55 @@ static void set_rlimit(const char *spec, const char *option) {
         die(option, strerror(errno));
 }
 
+/* Exec the program; the status of exec's failure. */
+static int exec_program(char **args) {
+    execvp(args[0], args);
+    int error = errno;
+    fprintf(stderr, "stockade-launch: cannot run %s: %s\n", args[0], strerror(error));
+    return error == ENOENT ? 127 : 126;
+}
+
+/* Run the program: in this process, or (status_fd >= 0) in a child whose wait
+ * status goes to status_fd once it ends (see --status-fd at the top). */
+static int run(char **args, int status_fd) {
+    if (status_fd < 0)
+        return exec_program(args);
+    /* Before the fork: the child's exec makes it dumpable again, we stay not. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
+        die("prctl(PR_SET_DUMPABLE)", strerror(errno));
+    pid_t child = fork();
+    if (child < 0)
+        die("fork", strerror(errno));
+    if (child == 0) {
+        close(status_fd);
+        _exit(exec_program(args));
+    }
+    /* The program's pipes end with the program (and what it started), not with us. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd < 3; fd++)
+        if (null >= 0 ? dup2(null, fd) < 0 : close(fd) < 0)
+            _exit(127);
+    for (;;) {
+        int status;
+        pid_t done = wait(&status);
+        if (done == child) {
+            ssize_t wrote;
+            do
+                wrote = write(status_fd, &status, sizeof status);
+            while (wrote < 0 && errno == EINTR);
+            /* The same code bwrap would give; the supervisor reads the status. */
+            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        }
+        if (done < 0 && errno != EINTR)
+            _exit(127); /* (ECHILD: cannot be, the child was ours) */
+    }
+}
+
 #define MAX_MESSAGE (1 << 20)
 #define MAX_ITEMS 65536
 
 /* The warm-box mode: the run arrives on `fd` (see the top of this file). */
-static int exec_from(int fd) {
+static int exec_from(int fd, int status_fd) {
     static char message[MAX_MESSAGE + 1];
     static char *args[MAX_ITEMS + 1], *env[MAX_ITEMS + 1];
     size_t length = 0;
@@ -138,10 +194,7 @@ static int exec_from(int fd) {
     if (cwd && chdir(cwd))
         die(cwd, strerror(errno));
     environ = env; /* execvp looks the program up in the run's own PATH */
-    execvp(args[0], args);
-    int error = errno;
-    fprintf(stderr, "stockade-launch: cannot run %s: %s\n", args[0], strerror(error));
-    return error == ENOENT ? 127 : 126;
+    return run(args, status_fd);
 }
 
 /* A new network namespace with only its loopback, up; held until stdin ends. */
@@ -169,7 +222,7 @@ static int make_netns(void) {
 #define MAX_CGROUPS 16
 
 int main(int argc, char **argv) {
-    long long uid = -1, gid = -1, exec_fd = -1, netns_fd = -1;
+    long long uid = -1, gid = -1, exec_fd = -1, netns_fd = -1, status_fd = -1;
     const char *cgroups[MAX_CGROUPS];
     size_t ncgroups = 0;
     int i = 1;
@@ -182,6 +235,8 @@ int main(int argc, char **argv) {
             set_rlimit(argv[i] + 9, argv[i]);
         else if (!strncmp(argv[i], "--exec-fd=", 10))
             exec_fd = (long long)number(argv[i] + 10, argv[i]);
+        else if (!strncmp(argv[i], "--status-fd=", 12))
+            status_fd = (long long)number(argv[i] + 12, argv[i]);
         else if (!strncmp(argv[i], "--netns-fd=", 11))
             netns_fd = (long long)number(argv[i] + 11, argv[i]);
         else if (!strncmp(argv[i], "--cgroup-procs=", 15)) {
@@ -194,16 +249,22 @@ int main(int argc, char **argv) {
         else
             die("unknown option", argv[i]);
     }
+    if (status_fd >= 0) {
+        if (uid >= 0 || netns_fd >= 0 || ncgroups)
+            die("--status-fd is for inside the box: no --uid, no --netns-fd, no --cgroup-procs", NULL);
+        if (status_fd < 3 || status_fd > 1024 || status_fd == exec_fd)
+            die("--status-fd must be a descriptor above 2 of its own", NULL);
+    }
     if (exec_fd >= 0) {
         if (uid >= 0 || netns_fd >= 0 || ncgroups || i < argc)
             die("--exec-fd takes the run from the fd: no --uid, no --netns-fd, no --cgroup-procs, no program", NULL);
         if (exec_fd < 3 || exec_fd > 1024)
             die("--exec-fd must be a descriptor above 2", NULL);
-        return exec_from((int)exec_fd);
+        return exec_from((int)exec_fd, (int)status_fd);
     }
     if (i + 1 >= argc)
         die("usage: stockade-launch [--netns-fd=N] [--cgroup-procs=FILE]... [--uid=N --gid=N] "
-            "[--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...", NULL);
+            "[--rlimit=NAME:SOFT:HARD]... [--status-fd=N] -- PROGRAM [ARG]...", NULL);
     if ((uid < 0) != (gid < 0))
         die("--uid and --gid go together", NULL);
     if (netns_fd >= 0) {
@@ -227,8 +288,5 @@ int main(int argc, char **argv) {
         if (step != BECOME_OK)
             die(failed[step], step == BECOME_REFUSED || step == BECOME_CHECK ? NULL : strerror(errno));
     }
-    execvp(argv[i + 1], argv + i + 1);
-    int error = errno;
-    fprintf(stderr, "stockade-launch: cannot run %s: %s\n", argv[i + 1], strerror(error));
-    return error == ENOENT ? 127 : 126;
+    return run(argv + i + 1, (int)status_fd);
 }

@@ -86,11 +86,16 @@ def settable_outside(values: list[tuple[str, int, int]]) -> bool:
             and limit["fsize"] >= _SETUP_FSIZE and "as" not in limit and "nproc" not in limit)
 
 
-def rlimit_argv(values: Sequence[tuple[str, int, int]], launcher: str | None = BOX_LAUNCHER) -> list[str]:
+def rlimit_argv(values: Sequence[tuple[str, int, int]], launcher: str | None = BOX_LAUNCHER,
+                status_fd: int | None = None) -> list[str]:
     """The box's first program, setting `values` (from rlimits()), and its
-    options, up to and including "--"."""
+    options, up to and including "--". With `status_fd` (the launcher only),
+    it stays as the box's pid 1 and reports the program's wait status there."""
     if launcher:
-        return [launcher, *_rlimit_options(values), "--"]
+        status = [f"--status-fd={status_fd}"] if status_fd is not None else []
+        return [launcher, *_rlimit_options(values), *status, "--"]
+    if status_fd is not None:
+        raise ValueError("only the launcher reports a wait status")
     return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, soft, hard in values), "--"]
 
 

@@ -1,7 +1,8 @@
-# pid 1 of the box is bwrap's reaper, same uid as the program, so its memory opens (box-internal,
-# no gain: it holds only the stdio pipes and an eventfd). What matters is that taking it over would
-# gain nothing: it must be under the same seccomp filter, with no_new_privs and no capability,
-# or writing /proc/1/mem would be a way around the filter. Kernel addresses in its pagemap stay hidden.
+# pid 1 of the box is stockade-launch (--status-fd): the program's parent, same uid, which reports
+# the program's wait status to the supervisor. Taking it over would let a program forge its own
+# verdict, or get around the seccomp filter: it must be under the same filter, with no_new_privs
+# and no capability, and not dumpable, so that its memory, descriptors and environment are out of
+# reach (/proc/1/mem, /proc/1/fd, ...; ptrace is refused by seccomp). Probes open, never write.
 # expect: status=ok
 # stdout-contains: pid 1 is as confined as the program
 # stdout-contains: DONE
@@ -22,22 +23,31 @@ elif any(int(one[k], 16) for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb")):
     print("LEAK: pid 1 holds capabilities")
 else:
     print("pid 1 is as confined as the program")
-for name in os.listdir("/proc/1/fd"):
-    print("pid 1 fd", name, os.readlink(f"/proc/1/fd/{name}"))
-# Physical frame numbers in pagemap are zeroed for a reader without CAP_SYS_ADMIN (rowhammer aid).
-with open("/proc/1/maps") as f:
-    start = int(f.readline().split("-")[0], 16)
-try:
-    with open("/proc/1/pagemap", "rb") as f:
-        f.seek(start // 4096 * 8)
-        entry = int.from_bytes(f.read(8), "little")
-    pfn = entry & ((1 << 55) - 1)
-    print(f"LEAK: physical frame numbers visible ({pfn:#x})" if pfn else "pagemap frame numbers hidden")
-except OSError as exc:
-    print(f"DENIED /proc/1/pagemap: {exc.strerror}")
-for path in ("/proc/1/stack", "/proc/1/root/../../..", "/proc/1/cwd"):
+for path, flags in (("/proc/1/mem", os.O_RDWR), ("/proc/1/environ", os.O_RDONLY), ("/proc/1/pagemap", os.O_RDONLY),
+                    ("/proc/1/maps", os.O_RDONLY), ("/proc/1/stack", os.O_RDONLY)):
     try:
-        print(path, "->", sorted(os.listdir(path)) if os.path.isdir(path) else open(path).read(100))
+        fd = os.open(path, flags)
+    except OSError as exc:
+        print(f"DENIED {path}: {exc.strerror}")
+    else:
+        os.close(fd)
+        print(f"LEAK: {path} opens")
+try:
+    names = os.listdir("/proc/1/fd")
+except OSError as exc:
+    print(f"DENIED /proc/1/fd: {exc.strerror}")
+else:
+    for name in names:  # the status pipe among them: it must not open for writing
+        try:
+            fd = os.open(f"/proc/1/fd/{name}", os.O_WRONLY)
+        except OSError as exc:
+            print(f"DENIED /proc/1/fd/{name}: {exc.strerror}")
+        else:
+            os.close(fd)
+            print(f"LEAK: pid 1's fd {name} opens for writing")
+for path in ("/proc/1/root/../../..", "/proc/1/cwd"):
+    try:
+        print(path, "->", sorted(os.listdir(path)))
     except OSError as exc:
         print(f"DENIED {path}: {exc.strerror}")
 print("DONE")
