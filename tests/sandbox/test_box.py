@@ -843,3 +843,48 @@ def test_a_sigxcpu_the_program_sends_itself_is_no_time_limit(sandbox):
     selfsent = sandbox.run_sync([PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGXCPU)"],
                                 limits=Limits(cpu_time=2))
     assert selfsent.status is Status.runtime_error and selfsent.signal == signal.SIGXCPU, selfsent
+
+
+FORK_N = """
+import os, sys, time
+n = int(sys.argv[1])
+pids = []
+try:
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.3)
+            os._exit(0)
+        pids.append(pid)
+    print("forked", len(pids))
+except OSError as exc:
+    print("refused after", len(pids), exc.errno)
+for pid in pids:
+    os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_processes_counts_the_programs_own(sandbox, warm_sandbox, processes):
+    # `processes` is the program's: the box's own two (bwrap's monitor, the
+    # launcher as pid 1) are not taken from it. With 1, the program runs alone;
+    # with 3, it may fork twice, not three times.
+    async def warm_run(argv):
+        await warm_sandbox.prewarm()
+        return await warm_sandbox.run(argv, limits=Limits(processes=processes))
+
+    for run in (lambda argv: sandbox.run_sync(argv, limits=Limits(processes=processes)),
+                lambda argv: asyncio.run(warm_run(argv))):
+        alone = run([PY, "-c", "print('alone')"])
+        assert alone.status is Status.ok and alone.stdout == b"alone\n", alone
+        allowed = run([PY, "-c", FORK_N, str(processes - 1)])
+        assert allowed.stdout == f"forked {processes - 1}\n".encode(), allowed
+        refused = run([PY, "-c", FORK_N, str(processes)])
+        assert refused.stdout == f"refused after {processes - 1} 11\n".encode(), refused  # EAGAIN
+
+
+def test_a_wall_time_shorter_than_the_start_is_a_wall_time_limit(sandbox):
+    # The box may be killed before bwrap has read the byte that lets the program
+    # start: that is the wall time running out, not a box that failed to build.
+    statuses = {sandbox.run_sync([PY, "-c", "pass"], limits=Limits(wall_time=0.001)).status for _ in range(20)}
+    assert statuses == {Status.wall_time_limit}, statuses

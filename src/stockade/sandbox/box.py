@@ -497,7 +497,7 @@ class Sandbox:
                         copy_in(box.workdir, mount.source, target, max_total=_COPY_MAX)
                     except LimitError as exc:  # a product too large to copy
                         raise SandboxError(str(exc)) from exc
-                box.group.set_limits(memory=limits.total_memory, pids=limits.processes)
+                box.group.set_limits(memory=limits.total_memory, pids=limits.box_processes)
             except (SandboxError, OSError) as exc:
                 return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
             try:
@@ -535,14 +535,14 @@ class Sandbox:
         if slot_group is not None:
             group = slot_group[1]
             try:
-                group.renew(memory=limits.total_memory, pids=limits.processes)
+                group.renew(memory=limits.total_memory, pids=limits.box_processes)
                 return group
             except (OSError, SandboxError):
                 # Removed by another process that held the slot since: our open
                 # files are of a group that is gone. create() replaces whatever is there.
                 with contextlib.suppress(OSError, SandboxError):
                     group.remove()
-        return self.cgroups.create(name, memory=limits.total_memory, pids=limits.processes)
+        return self.cgroups.create(name, memory=limits.total_memory, pids=limits.box_processes)
 
     def _release_group(self, slot: Slot, group: cgroup.Cgroup) -> None:
         """After a run, its slot still ours: keep the group for the slot's next
@@ -792,7 +792,9 @@ class Sandbox:
             # cgroup's removal checks it is empty anyway.
             with contextlib.suppress(OSError):
                 group.kill()
-        if _unread(box.block_r):
+        if _unread(box.block_r) and not out.events:
+            # (With an event, a limit that ran out, we killed the box before it
+            # read the byte: a wall time of 1 ms, say. That is the verdict.)
             return _setup_failure(bytes(out.stderr))
         usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
         exit_code, sig = _program_status(_read_available(box.status_r) if box.status_r != -1 else b"", status)

@@ -64,7 +64,7 @@ def rlimits(limits: Limits, per_process_fallback: bool) -> list[tuple[str, int, 
     ]
     if per_process_fallback:
         # Without a cgroup these are all we have (per process, per uid).
-        values += [("nproc", limits.processes, limits.processes), ("as", limits.memory, limits.memory)]
+        values += [("nproc", limits.box_processes, limits.box_processes), ("as", limits.memory, limits.memory)]
     elif limits.per_process_memory:
         values += [("as", limits.memory, limits.memory)]
     return values

@@ -50,6 +50,10 @@ def decide(events: set[Status]) -> Status:
 # With per-process memory limits, the whole run still stops here (memory x
 # processes could be tens of GiB).
 PER_PROCESS_TOTAL_MEMORY = 2 * GiB
+# Processes of the box's own in its cgroup, besides the program's: bwrap's
+# monitor and the box's pid 1 (stockade-launch, reporting the program's status).
+OWN_PROCESSES = 2
+MAX_PROCESSES = (1 << 22) - OWN_PROCESSES  # the kernel's PID_MAX_LIMIT, in all
 
 
 @dataclass(frozen=True)
@@ -99,13 +103,19 @@ class Limits:
                 raise LimitError(f"{name} must be a non-negative integer, got {value!r}")
         if self.memory < 4 * MiB:
             raise LimitError(f"memory must be at least 4 MiB, got {self.memory}")
-        if self.processes < 1:
-            raise LimitError("processes must be at least 1")
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            raise LimitError(f"processes must be between 1 and {MAX_PROCESSES}, got {self.processes}")
         if self.open_files < 4:
             raise LimitError("open_files must be at least 4 (stdin, stdout, stderr and one more)")
         for name in ("per_process_time", "per_process_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise LimitError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @property
+    def box_processes(self) -> int:
+        """The pids limit of the run's cgroup: the program's `processes`, and
+        the box's own two (bwrap's monitor and the box's pid 1, the launcher)."""
+        return self.processes + OWN_PROCESSES
 
     @property
     def total_memory(self) -> int:
