@@ -102,3 +102,20 @@ def test_judge_a_directory_of_tests(env, tmp_path):
     assert [t["verdict"] for t in report["tests"]] == ["wrong_answer", "accepted", "wrong_answer"]
     assert report["verdict"] == "wrong_answer"
     assert stockade(env, "judge", str(good), "--tests", str(tmp_path / "nope")).returncode == 2
+
+
+def test_usage_errors_are_one_line(env, tmp_path):
+    # What the option parser itself refuses, too: one line, exit 2, no usage block or panel.
+    source = tmp_path / "x.py"
+    source.write_text("print('x')\n")
+    for bad, words in ((["run", str(source), "--cpu-time", "abc"], b"'--cpu-time'"),
+                       (["run", str(source), "--processes", "1.5"], b"'--processes'"),
+                       (["run"], b"Missing argument"),
+                       (["run", str(source), "--bogus"], b"No such option: --bogus"),
+                       (["judge", str(source)], b"Missing option '--tests'"),
+                       (["bogus"], b"No such command 'bogus'")):
+        proc = stockade(env, *bad)
+        assert proc.returncode == 2 and proc.stdout == b"", (bad, proc)
+        assert proc.stderr.startswith(b"stockade: ") and proc.stderr.count(b"\n") == 1, (bad, proc.stderr)
+        assert words in proc.stderr, (bad, proc.stderr)
+    assert stockade(env, "run", "--help").returncode == 0

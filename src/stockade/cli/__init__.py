@@ -5,7 +5,14 @@ one-line message), 1 when the sandbox itself failed, 0 otherwise."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+try:  # typer vendors click since 0.2x: its exceptions are its own
+    from typer._click import exceptions as cli_errors
+except ImportError:
+    from click import exceptions as cli_errors
 
 app = typer.Typer(
     name="stockade",
@@ -20,4 +27,16 @@ from stockade.cli import doctor, judge, languages, run, serve  # noqa: E402,F401
 
 
 def main() -> None:
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except cli_errors.NoArgsIsHelpError as exc:  # `stockade` alone: the help
+        typer.echo(exc.ctx.get_help(), err=True)
+        sys.exit(2)
+    except cli_errors.UsageError as exc:
+        # One line, as the contract says (click's own is a usage block and a panel).
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        typer.echo(f"stockade: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except cli_errors.Abort:  # Ctrl-C at a prompt
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
