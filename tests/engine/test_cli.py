@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,39 @@ def test_usage_errors_are_one_line(env, tmp_path):
         assert proc.stderr.startswith(b"stockade: ") and proc.stderr.count(b"\n") == 1, (bad, proc.stderr)
         assert words in proc.stderr, (bad, proc.stderr)
     assert stockade(env, "run", "--help").returncode == 0
+
+
+def test_output_that_cannot_be_written_is_one_line_and_exit_1(env, tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("print('x')\n")
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([STOCKADE, "run", str(source), "--json"], stdout=full, stderr=subprocess.PIPE,
+                              env=env, timeout=120)
+    assert proc.returncode == 1 and proc.stderr == b"stockade: cannot write the output: No space left on device\n"
+    # No stdin at all (closed by the caller) with --stdin -: a usage error, not a traceback.
+    proc = subprocess.run([STOCKADE, "run", str(source), "--stdin", "-"], stdin=subprocess.DEVNULL,
+                          capture_output=True, env=env, timeout=120, preexec_fn=lambda: os.close(0))
+    assert proc.returncode == 2 and proc.stderr == b"stockade: cannot read stdin: Bad file descriptor\n"
+
+
+def test_a_non_blocking_stdout_gets_all_of_the_output(env, tmp_path):
+    # Some parents (node) hand out non-blocking pipes: a lone write kept 64 KiB of it.
+    source = tmp_path / "big.py"
+    source.write_text("import sys\nsys.stdout.write('x' * 3_000_000)\n")
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        proc = subprocess.Popen([STOCKADE, "run", str(source), "--output", "10M"], stdout=w,
+                                stderr=subprocess.PIPE, env=env)
+        os.close(w)
+        w = -1
+        time.sleep(1)  # (let it find the pipe full)
+        with os.fdopen(r, "rb") as out:
+            r = -1
+            data = out.read()
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+        assert data == b"x" * 3_000_000
+    finally:
+        for fd in (r, w):
+            if fd != -1:
+                os.close(fd)

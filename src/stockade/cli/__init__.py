@@ -5,9 +5,13 @@ one-line message), 1 when the sandbox itself failed, 0 otherwise."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 import typer
+
+from stockade.cli.common import OutputError
 
 try:  # typer vendors click since 0.2x: its exceptions are its own
     from typer._click import exceptions as cli_errors
@@ -37,6 +41,21 @@ def main() -> None:
         hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
         typer.echo(f"stockade: {exc.format_message()}{hint}", err=True)
         sys.exit(2)
-    except cli_errors.Abort:  # Ctrl-C at a prompt
+    except typer.Abort:  # Ctrl-C at a prompt
         sys.exit(130)
+    except (OutputError, BrokenPipeError) as exc:
+        _output_failed(str(exc) if isinstance(exc, OutputError) else "Broken pipe")
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _output_failed(reason: str) -> None:
+    """Our stdout or stderr could not take the output (closed, a full disk, a
+    reader that left): say so on stderr if it still takes anything, exit 1."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"stockade: cannot write the output: {reason}\n".encode())
+    # Nothing left for Python's own flush at exit to fail on.
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    os._exit(1) if sys.stdout is None else sys.exit(1)

@@ -4,6 +4,8 @@ SIGTERM or Ctrl-C cancels it (and the sandbox cleans up) instead of killing us."
 from __future__ import annotations
 
 import asyncio
+import os
+import select
 import signal
 import sys
 from collections.abc import Coroutine
@@ -24,6 +26,39 @@ def usage_error(message: str) -> NoReturn:
 def sandbox_failure(message: str) -> NoReturn:
     typer.echo(f"stockade: sandbox failure: {message}", err=True)
     raise typer.Exit(1)
+
+
+class OutputError(Exception):
+    """Our own stdout or stderr cannot be written (closed, a full disk, a reader gone)."""
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to our stdout or stderr, also when the caller gave us a
+    non-blocking pipe (a node parent does): a lone os.write would keep only
+    what fits, 64 KiB, and drop the rest without a word."""
+    view = memoryview(data)
+    try:
+        while view:
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                select.select([], [fd], [])
+    except OSError as exc:
+        raise OutputError(exc.strerror or str(exc)) from None
+
+
+def read_all(fd: int) -> bytes:
+    """Everything on `fd` (our stdin) until EOF, blocking or not."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            select.select([fd], [], [])
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def run_cancellable(coro: Coroutine[Any, Any, Any]) -> Any:

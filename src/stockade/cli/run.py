@@ -17,10 +17,12 @@ import typer
 from stockade.cli import app
 from stockade.cli.common import (
     limits_from_options,
+    read_all,
     read_source,
     run_cancellable,
     sandbox_failure,
     usage_error,
+    write_all,
 )
 from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
 from stockade.sandbox import RunResult, Status
@@ -57,7 +59,10 @@ def _read_stdin(spec: str | None) -> bytes:
     if spec is None:
         return b""
     if spec == "-":
-        return sys.stdin.buffer.read()
+        try:
+            return read_all(0)
+        except OSError as exc:  # (no stdin at all: closed by the caller)
+            usage_error(f"cannot read stdin: {exc.strerror}")
     try:
         return Path(spec).read_bytes()
     except OSError as exc:
@@ -129,15 +134,13 @@ def emit(result, as_json: bool, *, compile_output: bytes = b"", status: str | No
         if status is not None:
             obj["status"] = status
         obj["compile_output"] = compile_output.decode("utf-8", "replace")
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
+        write_all(1, (json.dumps(obj) + "\n").encode())
     else:
-        sys.stdout.flush()
         if status is not None:  # a compile error: the compiler's messages instead
-            os.write(sys.stderr.fileno(), compile_output)
+            write_all(2, compile_output)
         else:
-            os.write(sys.stdout.fileno(), result.stdout)
-            os.write(sys.stderr.fileno(), result.stderr)
+            write_all(1, result.stdout)
+            write_all(2, result.stderr)
         line = summary_line(result)
         if status is not None:
             line = line.replace(f"status={result.status}", f"status={status}")
