@@ -8,8 +8,6 @@ the sandbox itself failed."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import typer
