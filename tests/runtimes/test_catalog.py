@@ -211,3 +211,24 @@ def test_probes_are_cached_within_the_process(monkeypatch):
     monkeypatch.setattr(catalog_module.subprocess, "run", lambda *a, **k: calls.append(a) or real(*a, **k))
     again = Catalog.load()
     assert calls == [] and len(again) == len(FAMILIES)
+
+
+def test_probes_outlive_the_process_in_a_file_only_we_can_write(monkeypatch, tmp_path):
+    # `stockade run` starts a new process each time: without the file, every
+    # one of them ran a dozen compilers and interpreters for their versions.
+    cache = str(tmp_path / "state" / "probes.json")
+    monkeypatch.setattr(catalog_module, "_probe_cache", {})
+    first = Catalog.load(probe_cache=cache)
+    assert os.path.exists(cache)
+    calls = []
+    real = catalog_module.subprocess.run
+    monkeypatch.setattr(catalog_module.subprocess, "run", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(catalog_module, "_probe_cache", {})  # as a new process
+    again = Catalog.load(probe_cache=cache)
+    assert calls == []
+    assert [rt.name for rt in again] == [rt.name for rt in first] and again.get("python3").version
+    # A file others could have written is not believed (a version is part of the compile cache's key).
+    os.chmod(cache, 0o666)
+    monkeypatch.setattr(catalog_module, "_probe_cache", {})
+    Catalog.load(probe_cache=cache)
+    assert calls, "probed again"

@@ -6,13 +6,17 @@ never a shell string. Toolchains are accepted only from the system under /usr.""
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
+import json
 import math
 import os
 import re
 import shlex
+import stat
 import subprocess
+import tempfile
 import threading
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
@@ -209,8 +213,65 @@ def _system_binary(path: str) -> tuple[str | None, str]:
     return real, ""
 
 
+def default_probe_cache() -> str:
+    """Where probe results outlive the process: every `stockade run` would
+    otherwise start a dozen compilers and interpreters to learn their versions
+    (~0.3 s). Root's under the state directory (/run: gone at reboot)."""
+    if os.geteuid() == 0:
+        return "/run/stockade/probes.json"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "stockade", "probes.json")
+
+
+def _load_probes(path: str) -> None:
+    """Probe results another process saved, if the file is ours and nobody
+    else could have written it (a version is part of the compile cache's key)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st, parent = os.fstat(fd), os.stat(os.path.dirname(path))
+        for owned in (st, parent):
+            if owned.st_uid != os.geteuid() or owned.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            entries = json.load(fh)
+        loaded = {(tuple(e["argv"]), e["regex"], e["ino"], e["mtime_ns"], e["size"]): (e["version"], e["why"])
+                  for e in entries}
+    except (OSError, ValueError, TypeError, KeyError):
+        return  # unreadable or not ours: probe again
+    finally:
+        os.close(fd)
+    with _probe_lock:
+        for identity, result in loaded.items():
+            _probe_cache.setdefault(identity, result)
+
+
+def _save_probes(path: str) -> None:
+    with _probe_lock:
+        entries = [{"argv": list(argv), "regex": regex, "ino": ino, "mtime_ns": mtime, "size": size,
+                    "version": version, "why": why}
+                   for (argv, regex, ino, mtime, size), (version, why) in _probe_cache.items()
+                   if version]  # (a failure, maybe a timeout under load, is tried again)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".probes.", dir=os.path.dirname(path))
+    except OSError:
+        return  # (a cache: without it, the next process probes again)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(entries, out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # atomic: processes saving at once leave one whole file
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def _probe(argv: tuple[str, ...], regex: str) -> tuple[str, str]:
-    """(version, "") or ("", why). Cached per binary identity for the process's life."""
+    """(version, "") or ("", why). Cached per binary identity (its inode, mtime
+    and size: an upgrade probes again)."""
     try:
         st = os.stat(argv[0])
         identity = (argv, regex, st.st_ino, st.st_mtime_ns, st.st_size)
@@ -350,14 +411,25 @@ class Catalog:
                 self._by_ext.setdefault(ext, rt)
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, probe: bool = True) -> Catalog:
-        """Read the catalog file and probe installed versions (probes run in
-        parallel, once per binary per process)."""
+    def load(cls, path: str | os.PathLike | None = None, *, probe: bool = True,
+             probe_cache: str | None = "") -> Catalog:
+        """Read the catalog file and probe installed versions (in parallel,
+        once per binary: results are kept in `probe_cache`, a file, by default
+        default_probe_cache(); None keeps them for this process only)."""
         with open(path or DEFAULT_CATALOG, "rb") as fh:
             data = tomllib.load(fh)
         keys = list(data)
+        cache_file = default_probe_cache() if probe_cache == "" else probe_cache
+        if probe and cache_file:
+            _load_probes(cache_file)
+        with _probe_lock:
+            known = len(_probe_cache)
         with ThreadPoolExecutor(max_workers=8) as pool:
             runtimes = list(pool.map(lambda k: _build(k, data[k], probe), keys))
+        with _probe_lock:
+            probed = len(_probe_cache) != known
+        if probed and cache_file:
+            _save_probes(cache_file)
         return cls(runtimes)
 
     def __iter__(self) -> Iterator[Runtime]:
