@@ -156,3 +156,14 @@ def test_a_non_blocking_stdout_gets_all_of_the_output(env, tmp_path):
         for fd in (r, w):
             if fd != -1:
                 os.close(fd)
+
+
+def test_languages_piped_shows_every_status_whole(env):
+    # Piped (not a terminal), nothing is cut to fit 80 columns: the status says
+    # "available", or what is missing, in full.
+    listed = json.loads(stockade(env, "languages", "--json").stdout)
+    lines = stockade(env, "languages").stdout.decode().splitlines()
+    for runtime in listed:
+        line = next(line for line in lines if f"  {runtime['key']}  " in line)
+        expected = "available" if runtime["available"] else f"unavailable: {runtime['reason']}"
+        assert line.rstrip().endswith(expected), (line, expected)

@@ -28,9 +28,12 @@ def languages_command(
 
     table = Table(box=None, pad_edge=False)
     for column in ("id", "key", "name", "extensions", "status"):
-        table.add_column(column, no_wrap=column != "status")
+        table.add_column(column, no_wrap=column in ("id", "key"), overflow="fold",
+                         min_width=16 if column == "status" else None)
     for rt in runtimes:
         ids = ",".join(str(i) for i in rt.judge0_ids)
         status = "[green]available[/green]" if rt.available else f"[red]unavailable[/red]: {rt.reason}"
         table.add_row(ids, rt.key, rt.name, " ".join(rt.extensions), status)
-    Console().print(table)
+    # Piped, every column whole (rich would fit the table to 80 columns and cut
+    # the status, the one that says what is missing); on a terminal it wraps.
+    Console(width=None if sys.stdout.isatty() else 1 << 16).print(table)
