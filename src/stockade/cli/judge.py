@@ -58,7 +58,10 @@ def judge_command(
     stop: bool = typer.Option(False, "--stop", help="Stop at the first failing test."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
 ) -> None:
-    """Compile FILE once, run it on every test of DIR and judge each."""
+    """Compile FILE once, run it on every test of DIR and judge each.
+
+    Exit status: 0 if every test is accepted, 3 if any is not (or it does not
+    compile), 2 for a usage error, 1 when the sandbox itself failed."""
     from stockade.engine import Submission, standing_mounts
     from stockade.runtimes import Catalog
     from stockade.sandbox import Sandbox

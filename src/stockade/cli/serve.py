@@ -1,5 +1,5 @@
 """`stockade serve`: the Judge0-compatible HTTP service in the foreground
-(API on 127.0.0.1:2358, SQLite in the data directory, one worker per core)."""
+(API on 127.0.0.1:2358, SQLite in the data directory, two workers per core)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def serve(
     port: int = typer.Option(None, "--port", help="Port to listen on (default 2358, STOCKADE_PORT)."),
     config: Path = typer.Option(None, "--config", help="A TOML settings file (STOCKADE_CONFIG_FILE)."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the database lives (default ./.stockade)."),
-    workers: int = typer.Option(None, "--workers", help="Concurrent runs (default: one per core)."),
+    workers: int = typer.Option(None, "--workers", help="Concurrent runs (default: two per core)."),
 ) -> None:
     """Serve the Judge0 CE 1.13.1 API until interrupted."""
     from pydantic import ValidationError
