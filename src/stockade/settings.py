@@ -198,8 +198,9 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls, config_file: str | os.PathLike | None = None, **overrides: Any) -> Settings:
         """Build the settings from overrides, the environment and a TOML file."""
-        if config_file is not None and not Path(config_file).is_file():
-            raise FileNotFoundError(f"config file {config_file} does not exist")
+        named = config_file if config_file is not None else os.environ.get("STOCKADE_CONFIG_FILE")
+        if named and not Path(named).is_file():
+            raise FileNotFoundError(f"config file {named} does not exist")
         cls._toml_file = Path(config_file) if config_file else None
         try:
             return cls(**overrides)
@@ -231,3 +232,17 @@ class Settings(BaseSettings):
     @property
     def callback_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in self.callback_allowed_networks]
+
+
+def settings_error(exc: Exception) -> str:
+    """One line for what is wrong with the settings: each field, the variable
+    that sets it, and why (pydantic's own message spans several lines)."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    parts = []
+    for error in errors():
+        field = ".".join(str(item) for item in error.get("loc", ())) or "settings"
+        given = f", got {error['input']!r}" if "input" in error and not isinstance(error["input"], dict) else ""
+        parts.append(f"{field} (STOCKADE_{field.upper()}): {error.get('msg', 'invalid')}{given}")
+    return "; ".join(parts)

@@ -167,3 +167,15 @@ def test_languages_piped_shows_every_status_whole(env):
         line = next(line for line in lines if f"  {runtime['key']}  " in line)
         expected = "available" if runtime["available"] else f"unavailable: {runtime['reason']}"
         assert line.rstrip().endswith(expected), (line, expected)
+
+
+def test_bad_settings_are_one_line_naming_the_variable(env, tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("print('x')\n")
+    proc = stockade({**env, "STOCKADE_CACHE_SIZE": "lots"}, "run", str(source))
+    assert proc.returncode == 2 and proc.stderr == (
+        b"stockade: invalid settings: cache_size (STOCKADE_CACHE_SIZE): Input should be a valid integer,"
+        b" unable to parse string as an integer, got 'lots'\n")
+    missing = tmp_path / "nope.toml"
+    proc = stockade({**env, "STOCKADE_CONFIG_FILE": str(missing)}, "run", str(source))
+    assert proc.returncode == 2 and proc.stderr == f"stockade: invalid settings: config file {missing} does not exist\n".encode()

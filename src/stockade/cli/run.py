@@ -43,12 +43,12 @@ def make_engine(sandbox, catalog):
     """The CLI's engine, with the compile cache of the settings
     (STOCKADE_CACHE_DIR, STOCKADE_CACHE_SIZE; default /var/cache/stockade/compile as root)."""
     from stockade.engine import Engine, default_cache_dir
-    from stockade.settings import Settings
+    from stockade.settings import Settings, settings_error
 
     try:
         settings = Settings.load()
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        usage_error(f"invalid settings: {exc}")
+    except (ValueError, FileNotFoundError) as exc:  # (pydantic's ValidationError is a ValueError)
+        usage_error(f"invalid settings: {settings_error(exc)}")
     return Engine(sandbox, catalog, cache_dir=settings.cache_dir or default_cache_dir(),
                   cache_size=settings.cache_size)
 

@@ -23,7 +23,7 @@ def serve(
     from pydantic import ValidationError
 
     from stockade.service.serve import serve as run_service
-    from stockade.settings import Settings
+    from stockade.settings import Settings, settings_error
 
     overrides = {
         key: value
@@ -33,5 +33,5 @@ def serve(
     try:
         settings = Settings.load(config, **overrides)
     except (ValidationError, FileNotFoundError, ValueError) as exc:
-        usage_error(f"invalid settings: {exc}")
+        usage_error(f"invalid settings: {settings_error(exc)}")
     run_service(settings)  # (what stops it from starting: one line on stderr, exit status 1)
