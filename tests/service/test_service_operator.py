@@ -209,3 +209,12 @@ def test_maintenance_mode_guards_create_and_delete_as_judge0(make_server):
         response = http.post("/submissions/batch", json={"submissions": [item]})
         assert response.status_code == 201, response.text
         wait_done(http, response.json()[0]["token"])
+
+
+def test_bad_settings_stop_the_start_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(free_port())],
+                          env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path), "STOCKADE_WORKERS": "zero"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == ("stockade: invalid settings: workers (STOCKADE_WORKERS): Input should be a valid integer,"
+                           " unable to parse string as an integer, got 'zero'\n")

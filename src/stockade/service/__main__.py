@@ -1,9 +1,10 @@
 """`python -m stockade.service [--host H] [--port P]`: the service without the CLI."""
 
 import argparse
+import sys
 
 from stockade.service.serve import serve
-from stockade.settings import Settings
+from stockade.settings import Settings, settings_error
 
 parser = argparse.ArgumentParser(prog="python -m stockade.service")
 parser.add_argument("--host")
@@ -11,4 +12,9 @@ parser.add_argument("--port", type=int)
 parser.add_argument("--config", help="a TOML settings file")
 args = parser.parse_args()
 overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-serve(Settings.load(args.config, **overrides))
+try:
+    settings = Settings.load(args.config, **overrides)
+except (ValueError, FileNotFoundError) as exc:
+    print(f"stockade: invalid settings: {settings_error(exc)}", file=sys.stderr)
+    raise SystemExit(2) from None
+serve(settings)
