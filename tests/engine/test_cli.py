@@ -120,6 +120,9 @@ def test_usage_errors_are_one_line(env, tmp_path):
         assert proc.stderr.startswith(b"stockade: ") and proc.stderr.count(b"\n") == 1, (bad, proc.stderr)
         assert words in proc.stderr, (bad, proc.stderr)
     assert stockade(env, "run", "--help").returncode == 0
+    # A limit out of range is named as the option that set it.
+    proc = stockade(env, "run", str(source), "--cpu-time", "-1")
+    assert proc.returncode == 2 and proc.stderr == b"stockade: --cpu-time must be a positive number of seconds, got -1.0\n"
 
 
 def test_output_that_cannot_be_written_is_one_line_and_exit_1(env, tmp_path):

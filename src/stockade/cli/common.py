@@ -103,4 +103,8 @@ def limits_from_options(*, memory: str | None = None, output: str | None = None,
                 given[key] = parse_size(size)
         return Limits(**given)
     except LimitError as exc:
-        usage_error(str(exc))
+        message = str(exc)
+        field = message.split(" ", 1)[0]
+        if field in given:  # named as the option that set it: cpu_time -> --cpu-time
+            message = "--" + field.replace("_", "-") + message[len(field):]
+        usage_error(message)
