@@ -182,3 +182,24 @@ def test_bad_settings_are_one_line_naming_the_variable(env, tmp_path):
     missing = tmp_path / "nope.toml"
     proc = stockade({**env, "STOCKADE_CONFIG_FILE": str(missing)}, "run", str(source))
     assert proc.returncode == 2 and proc.stderr == f"stockade: invalid settings: config file {missing} does not exist\n".encode()
+
+
+def test_judge_skips_no_test_without_a_word(env, tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("print(input())\n")
+
+    def judge_dir(*files, links=()):
+        tests = tmp_path / f"tests{len(list(tmp_path.iterdir()))}"
+        tests.mkdir()
+        for name in files:
+            (tests / name).write_text("1\n")
+        for name in links:
+            (tests / name).symlink_to(tests / "nowhere")
+        return stockade(env, "judge", str(source), "--tests", str(tests))
+
+    orphan = judge_dir("1.in", "1.out", "2.out")
+    assert orphan.returncode == 2 and orphan.stderr == b"stockade: no input for 2.out (need NAME.in)\n"
+    broken = judge_dir("1.in", "1.out", "2.out", links=["2.in"])
+    assert broken.returncode == 2
+    assert broken.stderr == b"stockade: not a regular file (a directory, or a link to nothing?): 2.in\n"
+    assert judge_dir("1.in", "1.out").returncode == 0

@@ -27,21 +27,32 @@ def load_tests(directory: Path):
 
     if not directory.is_dir():
         usage_error(f"{str(directory)!r} is not a directory")
-    inputs = {p.stem: p for p in directory.glob("*.in") if p.is_file()}
+    inputs = {p.stem: p for p in directory.glob("*.in")}
     if not inputs:
         usage_error(f"no NAME.in files in {str(directory)!r}")
+    # Nothing skipped without a word: a test that cannot be run as written is an error.
+    unreadable = sorted(p.name for p in (*inputs.values(), *directory.glob("*.out")) if not p.is_file())
+    if unreadable:
+        usage_error(f"not a regular file (a directory, or a link to nothing?): {', '.join(unreadable)}")
     missing = sorted(name for name in inputs if not (directory / f"{name}.out").is_file())
     if missing:
         usage_error(f"no expected output for {', '.join(m + '.in' for m in missing)} (need NAME.out)")
+    orphans = sorted(p.name for p in directory.glob("*.out") if p.stem not in inputs)
+    if orphans:
+        usage_error(f"no input for {', '.join(orphans)} (need NAME.in)")
 
     def natural(name: str):
         import re
         return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
-    return tuple(
-        TestCase(stdin=inputs[name].read_bytes(), expected_output=(directory / f"{name}.out").read_bytes(), name=name)
-        for name in sorted(inputs, key=natural)
-    )
+    try:
+        return tuple(
+            TestCase(stdin=inputs[name].read_bytes(), expected_output=(directory / f"{name}.out").read_bytes(),
+                     name=name)
+            for name in sorted(inputs, key=natural)
+        )
+    except OSError as exc:
+        usage_error(f"cannot read {exc.filename}: {exc.strerror}")
 
 
 @app.command("judge")
