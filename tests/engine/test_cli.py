@@ -114,7 +114,8 @@ def test_usage_errors_are_one_line(env, tmp_path):
                        (["run"], b"Missing argument"),
                        (["run", str(source), "--bogus"], b"No such option: --bogus"),
                        (["judge", str(source)], b"Missing option '--tests'"),
-                       (["bogus"], b"No such command 'bogus'")):
+                       (["bogus"], b"No such command 'bogus'"),
+                       (["run", str(source), "--stdin", ""], b"--stdin needs a file name")):
         proc = stockade(env, *bad)
         assert proc.returncode == 2 and proc.stdout == b"", (bad, proc)
         assert proc.stderr.startswith(b"stockade: ") and proc.stderr.count(b"\n") == 1, (bad, proc.stderr)

@@ -56,6 +56,8 @@ def make_engine(sandbox, catalog):
 def _read_stdin(spec: str | None) -> bytes:
     if spec is None:
         return b""
+    if spec == "":
+        usage_error("--stdin needs a file name, or - for our own stdin")
     if spec == "-":
         try:
             return read_all(0)
