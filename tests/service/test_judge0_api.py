@@ -193,6 +193,11 @@ def test_non_utf8_output_without_base64(http):
     assert response.status_code == 400 and response.json() == {"error": answer["error"]}
     encoded = http.get(f"/submissions/{answer['token']}", params={"base64_encoded": "true"}).json()
     assert base64.b64decode(encoded["stdout"]) == b"\xff\xfe"
+    # Read in a batch: Judge0's words for many.
+    response = http.get("/submissions/batch", params={"tokens": answer["token"]})
+    assert response.status_code == 400 and response.json() == {"error": (
+        "some attributes for one or more submissions cannot be converted to UTF-8, "
+        "use base64_encoded=true query parameter")}
 
 
 def test_base64_only_for_the_word_true(http):

@@ -49,6 +49,11 @@ UTF8_ERROR = (
     "some attributes for this submission cannot be converted to UTF-8, "
     "use base64_encoded=true query parameter"
 )
+# Judge0's words for the list and batch reads (the spec quotes only the one above).
+UTF8_ERROR_MANY = (
+    "some attributes for one or more submissions cannot be converted to UTF-8, "
+    "use base64_encoded=true query parameter"
+)
 
 
 class InvalidFields(ValueError):

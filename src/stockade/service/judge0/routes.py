@@ -19,6 +19,7 @@ from stockade.service.judge0 import info
 from stockade.service.judge0.format import (
     STATUSES,
     UTF8_ERROR,
+    UTF8_ERROR_MANY,
     InvalidFields,
     NotUtf8,
     parse_fields,
@@ -183,8 +184,8 @@ def build_router(service: Service) -> APIRouter:
         rows = await store.get_many(wanted)
         try:
             items = [render(rows[t], requested, _flag(base64_encoded)) if t in rows else None for t in wanted]
-        except NotUtf8 as exc:
-            return error(400, str(exc))
+        except NotUtf8:
+            return error(400, UTF8_ERROR_MANY)
         return JSONResponse({"submissions": items})
 
     @router.post("/submissions/batch", status_code=201, tags=["submissions"], openapi_extra=BATCH_BODY)
@@ -272,8 +273,8 @@ def build_router(service: Service) -> APIRouter:
         rows, total = await store.page(number, size)
         try:
             items = [render(row, requested, _flag(base64_encoded)) for row in rows]
-        except NotUtf8 as exc:
-            return error(400, str(exc))
+        except NotUtf8:
+            return error(400, UTF8_ERROR_MANY)
         pages = -(-total // size)
         return JSONResponse({
             "submissions": items,
