@@ -55,13 +55,18 @@ def test_full_queue_is_503(make_server):
     srv = make_server({"STOCKADE_MAX_QUEUE_SIZE": "2", "STOCKADE_WORKERS": "1"})
     slow = {"source_code": "import time; time.sleep(1)", "language_id": PY}
     with httpx.Client(base_url=srv.url) as http:
-        tokens = [http.post("/submissions", json=slow).json()["token"] for _ in range(2)]
+        # The queue holds what waits for a worker (Judge0 counts its Resque queue), not what runs.
+        running = http.post("/submissions", json=slow).json()["token"]
+        deadline = time.monotonic() + 30
+        while http.get(f"/submissions/{running}").json()["status"]["id"] == 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        tokens = [running] + [http.post("/submissions", json=slow).json()["token"] for _ in range(2)]
         response = http.post("/submissions", json=slow)
         assert response.status_code == 503 and response.json() == {"error": "queue is full"}
         response = http.post("/submissions/batch", json={"submissions": [slow]})
         assert response.status_code == 503 and response.json() == {"error": "queue is full"}
         workers = http.get("/workers").json()[0]
-        assert workers["available"] == 1 and workers["working"] + workers["size"] == 2
+        assert workers["available"] == 1 and workers["working"] + workers["size"] == 3
         for token in tokens:
             assert wait_done(http, token)["status"]["id"] == 3
         # Room again once they finished.

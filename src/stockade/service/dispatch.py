@@ -79,7 +79,9 @@ class Dispatcher:
         return len(self._rows)
 
     def has_room(self, count: int = 1) -> bool:
-        return self.pending + count <= self.max_queue_size
+        """Room for `count` more in the queue, which holds what waits for a
+        worker (as Judge0's MAX_QUEUE_SIZE counts its Resque queue), not what runs."""
+        return self.pending - len(self._processing) + count <= self.max_queue_size
 
     def is_processing(self, token: str) -> bool:
         return token in self._processing
