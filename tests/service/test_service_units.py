@@ -216,13 +216,17 @@ def test_dispatcher_waits_without_polling_and_outlives_a_cancelled_waiter(tmp_pa
                                 on_finished=lambda row: finished.append(row["token"]))
         await dispatcher.start()
         [first] = await dispatcher.submit([_stored_row("a")], wait=True)
+        while not dispatcher.is_processing("a"):
+            await asyncio.sleep(0.01)
+        # The queue holds what waits for a worker: "a" runs, "b" and "c" wait.
         [second] = await dispatcher.submit([_stored_row("b")], wait=True)
+        await dispatcher.submit([_stored_row("c")])
         with pytest.raises(QueueFull):
-            await dispatcher.submit([_stored_row("c")])
+            await dispatcher.submit([_stored_row("d")])
         second.cancel()  # a client went away: its run must still complete
         release.set()
         assert (await first)["stdout"] == b"a"
-        while len(finished) < 2:
+        while len(finished) < 3:
             await asyncio.sleep(0.01)
         assert (await store.get("b"))["status_id"] == 3 and dispatcher.pending == 0
         # A result is written once: a second finish of the same row is refused.
