@@ -52,6 +52,9 @@ def test_lookup_by_alias_extension_and_file(catalog):
     assert catalog.get("node").key == "javascript"
     assert catalog.by_extension(".CPP").key == "cpp" and catalog.by_extension("rs").key == "rust"
     assert catalog.for_file("main.java").key == "java"
+    # As GCC reads them: .c is C, .C is C++; otherwise case does not matter.
+    assert catalog.for_file("x.c").key == "c" and catalog.for_file("x.C").key == "cpp"
+    assert catalog.for_file("X.PY").key == "python3"
     for bad in ("cobol", 9999, "", True):
         with pytest.raises(UnknownRuntime):
             catalog.get(bad)

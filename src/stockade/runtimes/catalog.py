@@ -367,7 +367,7 @@ def _build(key: str, entry: Mapping, probe: bool) -> Runtime:
         key=key,
         name=name,
         judge0_ids=tuple(int(i) for i in entry.get("judge0_ids", ())),
-        extensions=tuple(e.lower() for e in entry.get("extensions", ())),
+        extensions=tuple(entry.get("extensions", ())),  # (as written: GCC's .C is C++, .c is C)
         source_file=entry.get("source_file", ""),
         compile_argv=compile_argv,
         run_argv=run_argv,
@@ -468,11 +468,11 @@ class Catalog:
 
     def by_extension(self, extension: str) -> Runtime:
         """The runtime for a file extension (".cpp" or "cpp"). Raises UnknownRuntime."""
-        ext = extension.lower()
-        if not ext.startswith("."):
-            ext = "." + ext
-        if ext in self._by_ext:
-            return self._by_ext[ext]
+        ext = extension if extension.startswith(".") else "." + extension
+        # Exactly as written first (.C is C++, as GCC reads it), then in any case (.PY).
+        for candidate in (ext, ext.lower()):
+            if candidate in self._by_ext:
+                return self._by_ext[candidate]
         raise UnknownRuntime(f"no runtime for extension {extension!r}")
 
     def for_file(self, filename: str) -> Runtime:
