@@ -204,3 +204,20 @@ def test_judge_skips_no_test_without_a_word(env, tmp_path):
     assert broken.returncode == 2
     assert broken.stderr == b"stockade: not a regular file (a directory, or a link to nothing?): 2.in\n"
     assert judge_dir("1.in", "1.out").returncode == 0
+
+
+def test_judge_piped_prints_names_and_compiler_lines_whole(env, tmp_path):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    name = "a-very-long-test-name-" + "that-goes-on-" * 6 + "[bold]x"  # longer than 80 columns, and markup
+    (tests / f"{name}.in").write_text("hi\n")
+    (tests / f"{name}.out").write_text("hi\n")
+    source = tmp_path / "echo.py"
+    source.write_text("print(input())\n")
+    proc = stockade(env, "judge", str(source), "--tests", str(tests))
+    assert proc.returncode == 0 and name.encode() in proc.stdout, proc.stdout
+    broken = tmp_path / "bad.c"
+    broken.write_text("int main( {" + " " * 100 + "\n")
+    proc = stockade(env, "judge", str(broken), "--tests", str(tests))
+    assert proc.returncode == 3
+    assert b"main.c:1:11: error: expected declaration specifiers or \xe2\x80\x98...\xe2\x80\x99 before \xe2\x80\x98{\xe2\x80\x99 token\n" in proc.stderr

@@ -16,6 +16,7 @@ from stockade.cli.common import (
     run_cancellable,
     sandbox_failure,
     usage_error,
+    write_all,
 )
 from stockade.cli.run import make_engine, resolve_runtime
 from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
@@ -148,16 +149,18 @@ def _as_json(result, cases) -> dict:
 
 def _print_table(result, cases, name: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    out = Console()
+    # Piped, nothing is cut or re-wrapped to fit 80 columns.
+    out = Console(width=None if sys.stdout.isatty() else 1 << 16)
     if result.compile_output:
-        _stderr_console().print(result.compile_output.decode("utf-8", "replace"), markup=False, highlight=False)
+        write_all(2, result.compile_output)  # the compiler's own lines, as it wrote them
     if result.verdict.value == "compile_error":
-        out.print(f"{name}: [red]compile_error[/red] {result.message}")
+        out.print(f"{escape(name)}: [red]compile_error[/red] {escape(result.message)}")
         return
     colours = {"accepted": "green", "ok": "green", "wrong_answer": "red"}
-    table = Table(title=f"{name}: {result.verdict.value}", box=None, pad_edge=False)
+    table = Table(title=f"{escape(name)}: {result.verdict.value}", box=None, pad_edge=False)
     for column, justify in (("test", "left"), ("verdict", "left"), ("time", "right"),
                             ("wall", "right"), ("memory", "right")):
         table.add_column(column, justify=justify)
@@ -165,10 +168,10 @@ def _print_table(result, cases, name: str) -> None:
     for case in cases:
         test = ran.get(case.name)
         if test is None:
-            table.add_row(case.name, "[dim]skipped[/dim]", "", "", "")
+            table.add_row(escape(case.name), "[dim]skipped[/dim]", "", "", "")
             continue
         colour = colours.get(test.verdict.value, "yellow")
-        table.add_row(case.name, f"[{colour}]{test.verdict.value}[/{colour}]", f"{test.run.time:.3f}s",
+        table.add_row(escape(case.name), f"[{colour}]{test.verdict.value}[/{colour}]", f"{test.run.time:.3f}s",
                       f"{test.run.wall_time:.3f}s", f"{test.run.memory / (1024 * 1024):.1f}MiB")
     out.print(table)
     passed = sum(1 for t in result.tests if t.verdict.value == "accepted")
