@@ -657,3 +657,11 @@ def test_head_is_answered_for_get_routes(http):
     assert http.head(f"/submissions/{uuid.uuid4()}").status_code == 404
     # The same connection goes on with a GET: no body was left on the wire.
     assert http.get("/about").json()["version"] == "1.13.1"
+
+
+def test_limits_are_shown_as_given(http):
+    # Judge0 stores a limit as a decimal: 2.12345 comes back as "2.12345", not rounded.
+    body = run(http, {"source_code": "print(1)", "language_id": PY, "cpu_time_limit": 2.12345,
+                      "wall_time_limit": 7.5, "cpu_extra_time": 0.0004})
+    assert (body["cpu_time_limit"], body["wall_time_limit"], body["cpu_extra_time"]) == ("2.12345", "7.5", "0.0004")
+    assert len(body["time"].split(".")[1]) <= 3  # a measured time: milliseconds

@@ -47,6 +47,8 @@ def test_decode_base64_tolerates_line_breaks_and_padding_only():
 def test_decimals_and_timestamps():
     assert decimal(5) == "5.0" and decimal(0.001) == "0.001" and decimal(0.0123456) == "0.012"
     assert decimal(0) == "0.0" and decimal(None) is None
+    # A limit is written as it was given (Judge0 stores a decimal): not rounded, never 1e-05.
+    assert decimal(2.12345, None) == "2.12345" and decimal(5, None) == "5.0" and decimal(0.00001, None) == "0.00001"
     assert timestamp(dt.datetime(2024, 4, 8, 11, 42, 51, 856123)) == "2024-04-08T11:42:51.856Z"
 
 

@@ -7,6 +7,7 @@ import base64
 import binascii
 import datetime as dt
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 # `fields=*` gives exactly these, in Judge0's order; the SDK rejects any other.
@@ -26,6 +27,7 @@ DEFAULT_FIELDS: tuple[str, ...] = (
 # Text fields that follow `base64_encoded` on the way out.
 TEXT_FIELDS = frozenset({"source_code", "stdin", "expected_output", "stdout", "stderr", "compile_output", "message"})
 DECIMAL_FIELDS = frozenset({"time", "wall_time", "cpu_time_limit", "cpu_extra_time", "wall_time_limit"})
+LIMIT_DECIMALS = frozenset({"cpu_time_limit", "cpu_extra_time", "wall_time_limit"})  # as given, not rounded
 TIME_FIELDS = frozenset({"created_at", "finished_at"})
 
 STATUSES: dict[int, str] = {
@@ -102,11 +104,16 @@ def decode_base64(text: str) -> bytes:
         raise ValueError("is not valid base64") from None
 
 
-def decimal(value: float | None) -> str | None:
-    """A decimal as Judge0 (Ruby BigDecimal) writes it: "0.001", "5.0"."""
+def decimal(value: float | None, places: int | None = 3) -> str | None:
+    """A decimal as Judge0 (Ruby BigDecimal) writes it: "0.001", "5.0".
+    Measured times have milliseconds (isolate's); a limit (places=None) is
+    written as it was given, "2.12345" (Judge0 stores it as a decimal)."""
     if value is None:
         return None
-    text = f"{round(float(value), 3):.3f}".rstrip("0")
+    if places is None:
+        text = format(Decimal(repr(float(value))), "f")  # (shortest digits, never 1e-05)
+        return text if "." in text else text + ".0"
+    text = f"{round(float(value), places):.{places}f}".rstrip("0")
     return text + "0" if text.endswith(".") else text
 
 
@@ -146,7 +153,7 @@ def serialize(
         elif name == "additional_files":
             out[name] = ruby_base64(row[name]) if row[name] is not None else None
         elif name in DECIMAL_FIELDS:
-            out[name] = decimal(row[name])
+            out[name] = decimal(row[name], None if name in LIMIT_DECIMALS else 3)
         elif name in TIME_FIELDS:
             out[name] = timestamp(row[name])
         elif name == "status":
