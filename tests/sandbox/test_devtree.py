@@ -109,3 +109,4 @@ def test_doctor_reports_the_prepared_dev():
     assert report["trusted"] is True and layers["/dev"]["active"] is True
     assert "prepared directory" in layers["/dev"]["detail"] and "no ptys" in layers["/dev"]["detail"]
     assert layers["bwrap start"]["active"] and "no exec before bwrap" in layers["bwrap start"]["detail"]
+    assert layers["exit status"]["active"] and "exit(152) is exit code 152" in layers["exit status"]["detail"]

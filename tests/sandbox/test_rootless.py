@@ -68,6 +68,7 @@ def test_doctor_reports_missing_layers_and_still_trusts_the_box(as_nobody):
     assert layers["host uid"]["active"] is False
     assert "bwrap's --dev" in layers["/dev"]["detail"]  # no mknod without root: bwrap builds /dev
     assert layers["probe inside a box"]["active"] is True
+    assert layers["exit status"]["active"] is True  # the launcher is pid 1 rootless too
 
 
 def test_run_rootless_ok_and_limits(as_nobody, program_dir):

@@ -133,6 +133,17 @@ def check_layers() -> list[Layer]:
         "; ".join(problems) if problems else
         f"uid {seen['uid']}, no capabilities, seccomp filter on, no_new_privs, only loopback, fds 0-2, no pid-1 environment to read",
     ))
+    # bwrap folds death by signal N into exit code 128 + N; the launcher as pid 1 tells them apart.
+    exited = run_cancellable(sandbox.run(["/usr/bin/python3", "-c", "import sys; sys.exit(152)"],
+                                         limits=Limits(cpu_time=5, wall_time=10)))
+    told = exited.exit_code == 152 and exited.signal is None
+    layers.append(Layer(
+        "exit status", told,
+        "the box's pid 1 (stockade-launch) reports the program's wait status: exit(152) is exit code 152" if told else
+        f"exit codes above 128 read as signals (exit(152) came back as {exited.status}, signal {exited.signal}): "
+        + ("stockade-launch not built, run `make setup`" if not sandbox.launcher else "the launcher sent no report"),
+        required=False,
+    ))
     return layers
 
 
