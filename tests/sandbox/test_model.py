@@ -17,13 +17,13 @@ from stockade.sandbox.workdir import check_relpath
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("1048576", 1048576), ("512K", 512 * 1024), ("64M", 64 * MiB), ("1G", 1024 * MiB),
-    ("1.5G", int(1.5 * 1024 * MiB)), ("64m", 64 * MiB), ("64MiB", 64 * MiB), (" 7 ", 7),
+    ("1.5G", int(1.5 * 1024 * MiB)), ("64m", 64 * MiB), ("64MiB", 64 * MiB), (" 7 ", 7), ("100B", 100),
 ])
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "12X", "-5M", "M", "1.5", "1e6", "64 MB extra"])
+@pytest.mark.parametrize("text", ["", "12X", "-5M", "M", "1.5", "1e6", "64 MB extra", "1iB", "1KK"])
 def test_parse_size_refuses(text):
     with pytest.raises(LimitError):
         parse_size(text)

@@ -174,7 +174,7 @@ class Mount:
     copy: bool = False
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kKmMgG])(?:i?[bB])?|[bB]?)\s*$")  # 64M, 64MiB, 64MB, 100B
 _UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB}
 
 
@@ -184,6 +184,7 @@ def parse_size(text: str) -> int:
     if not match:
         raise LimitError(f"invalid size {text!r}: use bytes or a number with K, M or G")
     number, unit = match.groups()
+    unit = unit or ""
     value = float(number) * _UNITS[unit.lower()]
     if unit == "" and "." in number:
         raise LimitError(f"invalid size {text!r}: a byte count must be a whole number")
