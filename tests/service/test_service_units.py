@@ -136,6 +136,9 @@ def test_limits_map_judge0_units_to_the_box():
     assert each.per_process_time and each.per_process_memory
     zero = adapter.limits_of(_row(cpu_time_limit=0, stack_limit=0, max_file_size=0, memory_limit=2048), Settings.load())
     assert zero.cpu_time == 20.0 and zero.memory == 4 * MiB and zero.stack == zero.memory and zero.file_size == 4096 * 1024
+    # 0 is the server's maximum, never more: with a large memory limit, the stack is max_stack_limit.
+    roomy = adapter.limits_of(_row(stack_limit=0, memory_limit=512000), Settings.load())
+    assert roomy.stack == Settings.load().max_stack_limit * 1024
 
 
 def _result(verdict, **run):

@@ -35,7 +35,7 @@ def limits_of(row: Row, settings: Settings) -> Limits:
     if row["cpu_time_limit"] <= 0:
         cpu = settings.max_cpu_time_limit + settings.max_cpu_extra_time
     memory = max(row["memory_limit"] * KiB, 4 * 1024 * KiB)  # the box's floor is 4 MiB
-    stack = row["stack_limit"] * KiB if row["stack_limit"] > 0 else memory
+    stack = (row["stack_limit"] if row["stack_limit"] > 0 else settings.max_stack_limit) * KiB
     file_size = (row["max_file_size"] or settings.max_max_file_size) * KiB
     return Limits(
         cpu_time=cpu,
