@@ -242,7 +242,11 @@ def settings_error(exc: Exception) -> str:
         return str(exc)
     parts = []
     for error in errors():
-        field = ".".join(str(item) for item in error.get("loc", ())) or "settings"
+        message = error.get("msg", "invalid").removeprefix("Value error, ")
+        field = ".".join(str(item) for item in error.get("loc", ()))
+        if not field:  # a check across fields: its message names them
+            parts.append(message)
+            continue
         given = f", got {error['input']!r}" if "input" in error and not isinstance(error["input"], dict) else ""
-        parts.append(f"{field} (STOCKADE_{field.upper()}): {error.get('msg', 'invalid')}{given}")
+        parts.append(f"{field} (STOCKADE_{field.upper()}): {message}{given}")
     return "; ".join(parts)

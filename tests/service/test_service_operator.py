@@ -223,3 +223,9 @@ def test_bad_settings_stop_the_start_in_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr == ("stockade: invalid settings: workers (STOCKADE_WORKERS): Input should be a valid integer,"
                            " unable to parse string as an integer, got 'zero'\n")
+    # A check across fields names them itself (no made-up variable).
+    done = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(free_port())],
+                          env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path), "STOCKADE_ENABLE_NETWORK": "true"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(
+        "stockade: invalid settings: allow_enable_network/enable_network cannot be turned on yet"), done.stderr
