@@ -221,3 +221,13 @@ def test_judge_piped_prints_names_and_compiler_lines_whole(env, tmp_path):
     proc = stockade(env, "judge", str(broken), "--tests", str(tests))
     assert proc.returncode == 3
     assert b"main.c:1:11: error: expected declaration specifiers or \xe2\x80\x98...\xe2\x80\x99 before \xe2\x80\x98{\xe2\x80\x99 token\n" in proc.stderr
+
+
+def test_an_unusable_cache_directory_is_a_usage_error(env, tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    source = tmp_path / "ok.c"
+    source.write_text("int main(void){return 0;}\n")
+    proc = stockade({**env, "STOCKADE_CACHE_DIR": str(private / "cache")}, "run", str(source))
+    assert proc.returncode == 2 and proc.stderr.startswith(b"stockade: compile cache ")
+    assert proc.stderr.endswith(b"(set STOCKADE_CACHE_DIR)\n"), proc.stderr

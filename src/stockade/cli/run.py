@@ -49,8 +49,11 @@ def make_engine(sandbox, catalog):
         settings = Settings.load()
     except (ValueError, FileNotFoundError) as exc:  # (pydantic's ValidationError is a ValueError)
         usage_error(f"invalid settings: {settings_error(exc)}")
-    return Engine(sandbox, catalog, cache_dir=settings.cache_dir or default_cache_dir(),
-                  cache_size=settings.cache_size)
+    try:
+        return Engine(sandbox, catalog, cache_dir=settings.cache_dir or default_cache_dir(),
+                      cache_size=settings.cache_size)
+    except SandboxError as exc:  # the cache directory: a setting to change, not a failed box
+        usage_error(f"{exc} (set STOCKADE_CACHE_DIR)")
 
 
 def _read_stdin(spec: str | None) -> bytes:
