@@ -98,8 +98,10 @@ def test_unusable_cache_home_is_a_clear_failure_not_a_traceback(nobody_env, prog
     done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                            sys.executable, "-m", "stockade.cli", "run", hello],
                           capture_output=True, env=env, timeout=120, check=False)
-    assert done.returncode == 1
-    assert done.stderr.decode().startswith("stockade: sandbox failure: cannot use the compile cache")
+    # A setting to change (exit 2, as any usage error), not a box that failed.
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("stockade: cannot use the compile cache")
+    assert done.stderr.decode().endswith("(set STOCKADE_CACHE_DIR)\n")
     assert b"Traceback" not in done.stderr
 
 
