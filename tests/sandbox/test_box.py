@@ -9,6 +9,7 @@ import errno
 import glob
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -888,3 +889,19 @@ def test_a_wall_time_shorter_than_the_start_is_a_wall_time_limit(sandbox):
     # start: that is the wall time running out, not a box that failed to build.
     statuses = {sandbox.run_sync([PY, "-c", "pass"], limits=Limits(wall_time=0.001)).status for _ in range(20)}
     assert statuses == {Status.wall_time_limit}, statuses
+
+
+def test_run_sync_builds_no_warm_box_to_throw_away(caplog):
+    # Each run_sync has an event loop of its own, which ends with the call: a warm
+    # box built there would be torn down unused by the next call. It runs cold,
+    # builds none, and says once how warm boxes are used.
+    box = Sandbox(slots=4, warm=2, first_uid=61500)
+    try:
+        with caplog.at_level(logging.WARNING, logger="stockade.sandbox"):
+            results = [box.run_sync([PY, "-c", "print('cold')"]) for _ in range(3)]
+        assert [r.stdout for r in results] == [b"cold\n"] * 3
+        assert (box.warm_runs, box.cold_runs) == (0, 3) and not box._warm and not box._warming
+        assert sum("run_sync does not use warm boxes" in r.message for r in caplog.records) == 1
+    finally:
+        box.close()
+    assert leftovers(box) == []

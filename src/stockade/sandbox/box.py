@@ -203,6 +203,7 @@ class Sandbox:
         self._idle_groups: dict[str, tuple[Slot, cgroup.Cgroup]] = {}
         self._closed = False
         self.warm_runs = self.cold_runs = 0  # runs that found a warm box, runs that did not
+        self._told_sync = False  # (run_sync's warning about warm boxes, once)
         # As root with the launcher: each slot's own network namespace (loopback
         # only), made once and joined by each of its boxes, instead of a new one
         # per box, whose creation and teardown cost more than the rest of bwrap.
@@ -268,6 +269,7 @@ class Sandbox:
         mounts: Sequence[Mount] = (),
         collect: Sequence[str] = (),
         cwd: str = bwrap.BOX_DIR,
+        _refill: bool = True,
     ) -> RunResult:
         """Run `argv` (paths as seen inside the box) with `files` written to
         /box and `stdin` fed to it, within `limits`. `collect` names files of
@@ -279,7 +281,7 @@ class Sandbox:
         env = dict(env or {})
         _check_input(argv, files, env, mounts, stdin, cwd)
         self._closed = False  # (a Sandbox may run again after close())
-        message = self._warm_message(argv, files, limits, env, mounts, cwd)
+        message = self._warm_message(argv, files, limits, env, mounts, cwd) if _refill else None
         box = self._take_warm() if message is not None else None
         try:
             if box is not None:
@@ -294,12 +296,18 @@ class Sandbox:
         finally:
             # Replacements are built once the result is out, never on a run's
             # path; not for a cancelled run (its loop may be shutting down).
-            if not asyncio.current_task().cancelling():
+            if _refill and not asyncio.current_task().cancelling():
                 self._refill_warm()
 
     def run_sync(self, *args, **kwargs) -> RunResult:
-        """`run` for callers without an event loop."""
-        return asyncio.run(self.run(*args, **kwargs))
+        """`run` for callers without an event loop. It runs cold: each call has
+        an event loop of its own, which ends with it, and warm boxes live on the
+        loop that built them (a box built here would only be thrown away)."""
+        if self.warm and not self._told_sync:
+            self._told_sync = True
+            log.warning("run_sync does not use warm boxes (each call has its own event loop):"
+                        " await run() on one event loop, or use Sandbox(warm=0)")
+        return asyncio.run(self.run(*args, _refill=False, **kwargs))
 
     @property
     def kept_cgroups(self) -> frozenset[str]:
