@@ -1,0 +1,2 @@
+# Never ends: stopped by the CPU time limit.
+while true; do :; done

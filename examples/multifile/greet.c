@@ -1,0 +1,4 @@
+#include <stdio.h>
+#include "greet.h"
+
+void greet(const char *name) { printf("Hello, %s!\n", name); }
