@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     # Boxes kept built ahead of time, so that a run pays only for its own program
     # (Sandbox(warm=...)); None: one per worker, at most half the slots.
     warm_boxes: int | None = Field(None, ge=0)
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     # --- authentication (Judge0's AUTHN_*/AUTHZ_*); empty means none configured
     authn_header: str = "X-Auth-Token"
@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     max_number_of_runs: int = Field(20, ge=1)
     redirect_stderr_to_stdout: bool = False
     max_extract_size: int = Field(10240, ge=0)  # KB unpacked of additional_files
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value  # (INFO as info)
 
     @field_validator("authn_token", "authz_token", "allow_origin", "disallow_origin", mode="before")
     @classmethod

@@ -501,3 +501,11 @@ def test_statistics_as_judge0_shapes_them():
     assert [item["status"]["id"] for item in stats["statuses"]] == [6, 3, 4]
     assert stats["statuses"][0] == {"status": {"id": 6, "name": "Compilation Error"}, "count": 6}
     assert [item["language"] for item in stats["languages"]] == [{"id": 50, "name": "C"}, {"id": 71, "name": "Python"}]
+
+
+def test_log_level_is_one_that_logging_knows(monkeypatch):
+    monkeypatch.setenv("STOCKADE_LOG_LEVEL", "DEBUG")
+    assert Settings.load().log_level == "debug"
+    monkeypatch.setenv("STOCKADE_LOG_LEVEL", "trace")  # (uvicorn's, not logging's: serve crashed on it)
+    with pytest.raises(ValueError, match="log_level"):
+        Settings.load()
