@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import pathlib
+import resource
 import shutil
 import signal
 import subprocess
@@ -844,6 +845,12 @@ def test_a_sigxcpu_the_program_sends_itself_is_no_time_limit(sandbox):
     selfsent = sandbox.run_sync([PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGXCPU)"],
                                 limits=Limits(cpu_time=2))
     assert selfsent.status is Status.runtime_error and selfsent.signal == signal.SIGXCPU, selfsent
+    # Per process, the rlimit that would send it is whole seconds: 0.46 s of CPU
+    # under a 0.5 s limit (a 1 s rlimit) and a SIGXCPU of its own is no time limit either.
+    burn = ("import os, signal, time\nwhile time.process_time() < 0.46: pass\n"
+            "os.kill(os.getpid(), signal.SIGXCPU)")
+    gamed = sandbox.run_sync([PY, "-c", burn], limits=Limits(cpu_time=0.5, per_process_time=True))
+    assert gamed.status is Status.runtime_error and gamed.signal == signal.SIGXCPU, gamed
 
 
 FORK_N = """
@@ -905,3 +912,63 @@ def test_run_sync_builds_no_warm_box_to_throw_away(caplog):
     finally:
         box.close()
     assert leftovers(box) == []
+
+
+def test_a_supervisor_with_descriptors_past_1024(sandbox):
+    # A busy supervisor (a server: connections, kept cgroups, a namespace per
+    # slot) has descriptors past 1024, which select() cannot watch and the
+    # launcher used to refuse. Every run must still work, and say its status.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.skip(f"this process may open only {hard} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    filler = []
+    try:
+        while len(filler) < 1100:
+            filler.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+
+        async def warm_run():
+            box = Sandbox(slots=4, warm=1, first_uid=61600)
+            try:
+                await box.prewarm()
+                return await box.run([PY, "-c", "import sys; sys.exit(152)"]), box.warm_runs
+            finally:
+                box.close()
+
+        cold = sandbox.run_sync([PY, "-c", "import sys; sys.exit(152)"])
+        warm, warm_runs = asyncio.run(warm_run())
+        for result in (cold, warm):
+            assert result.status is Status.runtime_error and result.exit_code == 152, result
+        assert warm_runs == 1
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_launchers_own_failure_is_the_boxs():
+    # The box's launcher fails before the program runs (here: an rlimit it may
+    # not raise, on a warm box, where the launcher sets them): a sandbox_error
+    # with its reason, not the program's exit 127.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    async def warm_run():
+        box = Sandbox(slots=4, warm=1, first_uid=61600)
+        try:
+            await box.prewarm()
+            return await box.run([PY, "-c", "pass"], limits=Limits(open_files=hard + 1000)), box.warm_runs
+        finally:
+            box.close()
+
+    result, warm_runs = asyncio.run(warm_run())
+    assert warm_runs == 1
+    assert result.status is Status.sandbox_error and "the box's launcher failed" in result.message, result
+    assert "nofile" in result.message, result
+
+
+def test_a_setup_failure_is_not_an_output_limit(sandbox):
+    # bwrap's own error goes to the program's stderr: past a tiny output limit it
+    # must still read as a box that failed to build.
+    result = sandbox.run_sync([PY, "-c", "pass"], limits=Limits(output=16),
+                              mounts=[Mount("/nonexistent/stockade-test", "/box/x")])
+    assert result.status is Status.sandbox_error, result

@@ -318,6 +318,9 @@ def test_status_fd_reports_the_programs_wait_status():
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGXCPU and code == 128 + signal.SIGXCPU
     status, code = status_report("--", "/nonexistent/program")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 127 and code == 127
+    # Its own failure before the program runs is reported as -1, which no wait status is.
+    status, code = status_report("--rlimit=nofile:99999999:99999999", "--", "/bin/true")
+    assert status == -1 and code == 127
     # The warm-box form: the run from --exec-fd, the report on --status-fd.
     status, code = status_report(exec_message=b"EPATH=/usr/bin:/bin\0Ash\0A-c\0Aexit 3\0")
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3 and code == 3

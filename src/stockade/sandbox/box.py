@@ -800,12 +800,16 @@ class Sandbox:
             # cgroup's removal checks it is empty anyway.
             with contextlib.suppress(OSError):
                 group.kill()
-        if _unread(box.block_r) and not out.events:
-            # (With an event, a limit that ran out, we killed the box before it
-            # read the byte: a wall time of 1 ms, say. That is the verdict.)
+        if _unread(box.block_r) and not out.events & {Status.wall_time_limit, Status.time_limit}:
+            # (A time limit that ran out before bwrap read the byte, a wall time
+            # of 1 ms say, is that limit's verdict: we killed the box.)
             return _setup_failure(bytes(out.stderr))
+        report = _read_available(box.status_r) if box.status_r != -1 else b""
+        if report == _LAUNCH_FAILED:  # the box's launcher, before the program: the box failed
+            detail = bytes(out.stderr).decode("utf-8", "replace").strip().splitlines()
+            return RunResult(Status.sandbox_error, message=f"the box's launcher failed: {detail[-1] if detail else '?'}")
         usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
-        exit_code, sig = _program_status(_read_available(box.status_r) if box.status_r != -1 else b"", status)
+        exit_code, sig = _program_status(report, status)
         return self._account(group, out, exit_code, sig, [u for u in usages if u is not None], wall, limits)
 
     @staticmethod
@@ -936,9 +940,13 @@ class Sandbox:
         events = set(out.events)
         if oom:
             events.add(Status.memory_limit)
-        # A SIGXCPU the program sent itself, with little CPU used, is no time limit.
+        # A SIGXCPU is the limit's only with the CPU time to show for it: the
+        # soft rlimit that sent it (per process; a SIGXCPU the program sent
+        # itself is a signal like any other). Without per-process time, the
+        # cgroup's total decides (the rlimit is a backstop above it).
         # (The rlimit's clock and the cgroup's differ by a few ms: 0.992 s for a 1 s limit.)
-        xcpu = sig == signal.SIGXCPU and cpu >= _XCPU_SHARE * limits.cpu_time
+        xcpu = (limits.per_process_time and sig == signal.SIGXCPU
+                and cpu >= launch.cpu_rlimit(limits) - _XCPU_SLACK)
         if xcpu or (cpu > limits.cpu_time and not limits.per_process_time):
             events.add(Status.time_limit)
         elif limits.per_process_time and sig == signal.SIGKILL and cpu >= max(1, math.ceil(limits.cpu_time)):
@@ -1005,8 +1013,9 @@ def _program_status(reported: bytes, bwrap_status: int) -> tuple[int | None, int
     return code, None
 
 
-_XCPU_SHARE = 0.9  # of the CPU limit used, for a SIGXCPU to be the limit's
-_STATUS_SIZE = 4  # an int: launch.c writes the wait status as wait(2) gives it
+_XCPU_SLACK = 0.05  # seconds
+_STATUS_SIZE = 4
+_LAUNCH_FAILED = (-1).to_bytes(_STATUS_SIZE, sys.byteorder, signed=True)  # launch.c's LAUNCH_FAILED  # an int: launch.c writes the wait status as wait(2) gives it
 
 
 def _check_input(argv, files, env, mounts, stdin, cwd) -> None:
@@ -1128,7 +1137,9 @@ def _readable(loop, fd: int) -> asyncio.Future:
 
 
 def _exited(pidfd: int) -> bool:
-    return bool(select.select([pidfd], [], [], 0)[0])
+    poller = select.poll()  # (not select(): a busy supervisor has descriptors past 1024)
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _reap_orphan(pid: int, pidfd: int, block: bool = False):

@@ -69,8 +69,20 @@ static const struct {
     {"nproc", RLIMIT_NPROC},     {"as", RLIMIT_AS},
 };
 
+/* With --status-fd: where the program's wait status goes, or our own failure
+ * (LAUNCH_FAILED, which no wait status can be) if we fail before the program runs. */
+static int status_out = -1;
+#define LAUNCH_FAILED (-1)
+
 static void die(const char *what, const char *detail) {
     fprintf(stderr, "stockade-launch: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    if (status_out >= 0) {
+        int failed = LAUNCH_FAILED;
+        ssize_t wrote;
+        do
+            wrote = write(status_out, &failed, sizeof failed);
+        while (wrote < 0 && errno == EINTR);
+    }
     exit(127);
 }
 
@@ -127,6 +139,7 @@ static int run(char **args, int status_fd) {
         die("fork", strerror(errno));
     if (child == 0) {
         close(status_fd);
+        status_out = -1; /* from here on, failing is the program's (exec: 126 or 127) */
         _exit(exec_program(args));
     }
     /* The program's pipes end with the program (and what it started), not with us. */
@@ -220,6 +233,7 @@ static int make_netns(void) {
 }
 
 #define MAX_CGROUPS 16
+#define MAX_FD 0x7fffffff /* (a supervisor with many boxes has descriptors past 1024) */
 
 int main(int argc, char **argv) {
     long long uid = -1, gid = -1, exec_fd = -1, netns_fd = -1, status_fd = -1;
@@ -235,8 +249,12 @@ int main(int argc, char **argv) {
             set_rlimit(argv[i] + 9, argv[i]);
         else if (!strncmp(argv[i], "--exec-fd=", 10))
             exec_fd = (long long)number(argv[i] + 10, argv[i]);
-        else if (!strncmp(argv[i], "--status-fd=", 12))
+        else if (!strncmp(argv[i], "--status-fd=", 12)) {
             status_fd = (long long)number(argv[i] + 12, argv[i]);
+            if (status_fd < 3 || status_fd > MAX_FD)
+                die("--status-fd must be a descriptor above 2 of its own", NULL);
+            status_out = (int)status_fd; /* first: a failure from here on is reported there */
+        }
         else if (!strncmp(argv[i], "--netns-fd=", 11))
             netns_fd = (long long)number(argv[i] + 11, argv[i]);
         else if (!strncmp(argv[i], "--cgroup-procs=", 15)) {
@@ -252,13 +270,13 @@ int main(int argc, char **argv) {
     if (status_fd >= 0) {
         if (uid >= 0 || netns_fd >= 0 || ncgroups)
             die("--status-fd is for inside the box: no --uid, no --netns-fd, no --cgroup-procs", NULL);
-        if (status_fd < 3 || status_fd > 1024 || status_fd == exec_fd)
+        if (status_fd == exec_fd)
             die("--status-fd must be a descriptor above 2 of its own", NULL);
     }
     if (exec_fd >= 0) {
         if (uid >= 0 || netns_fd >= 0 || ncgroups || i < argc)
             die("--exec-fd takes the run from the fd: no --uid, no --netns-fd, no --cgroup-procs, no program", NULL);
-        if (exec_fd < 3 || exec_fd > 1024)
+        if (exec_fd < 3 || exec_fd > MAX_FD)
             die("--exec-fd must be a descriptor above 2", NULL);
         return exec_from((int)exec_fd, (int)status_fd);
     }
@@ -268,7 +286,7 @@ int main(int argc, char **argv) {
     if ((uid < 0) != (gid < 0))
         die("--uid and --gid go together", NULL);
     if (netns_fd >= 0) {
-        if (netns_fd < 3 || netns_fd > 1024)
+        if (netns_fd < 3 || netns_fd > MAX_FD)
             die("--netns-fd must be a descriptor above 2", NULL);
         if (setns((int)netns_fd, CLONE_NEWNET))
             die("joining the slot's network namespace", strerror(errno));

@@ -42,14 +42,16 @@ PRLIMIT = "/usr/bin/prlimit"
 SETPRIV = "/usr/bin/setpriv"
 
 
+def cpu_rlimit(limits: Limits) -> int:
+    """RLIMIT_CPU's soft value, whole seconds (SIGXCPU, then SIGKILL a second later)."""
+    if limits.per_process_time:
+        return max(1, math.ceil(limits.cpu_time))  # the limit itself, per process
+    return math.ceil(limits.cpu_time) + 1  # a backstop for the cgroup CPU watch
+
+
 def rlimits(limits: Limits, per_process_fallback: bool) -> list[tuple[str, int, int]]:
     """(name, soft, hard) of every rlimit a box's program starts with."""
-    if limits.per_process_time:
-        # The limit itself, per process (SIGXCPU, then SIGKILL a second later).
-        cpu = max(1, math.ceil(limits.cpu_time))
-    else:
-        # Backstop for the cgroup CPU watch (SIGXCPU, then SIGKILL one second later).
-        cpu = math.ceil(limits.cpu_time) + 1
+    cpu = cpu_rlimit(limits)
     values = [
         ("cpu", cpu, cpu + 1),
         # No file bigger than this (SIGXFSZ): /box and /tmp stay small.
@@ -93,7 +95,7 @@ def rlimit_argv(values: Sequence[tuple[str, int, int]], launcher: str | None = B
     it stays as the box's pid 1 and reports the program's wait status there."""
     if launcher:
         status = [f"--status-fd={status_fd}"] if status_fd is not None else []
-        return [launcher, *_rlimit_options(values), *status, "--"]
+        return [launcher, *status, *_rlimit_options(values), "--"]  # (status first: it reports their failure)
     if status_fd is not None:
         raise ValueError("only the launcher reports a wait status")
     return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, soft, hard in values), "--"]
