@@ -16,7 +16,6 @@ import ctypes
 import errno
 import json
 import logging
-import math
 import os
 import select
 import signal
@@ -269,7 +268,7 @@ class Sandbox:
         mounts: Sequence[Mount] = (),
         collect: Sequence[str] = (),
         cwd: str = bwrap.BOX_DIR,
-        _refill: bool = True,
+        _use_warm: bool = True,  # (run_sync: no warm box taken or built)
     ) -> RunResult:
         """Run `argv` (paths as seen inside the box) with `files` written to
         /box and `stdin` fed to it, within `limits`. `collect` names files of
@@ -281,7 +280,7 @@ class Sandbox:
         env = dict(env or {})
         _check_input(argv, files, env, mounts, stdin, cwd)
         self._closed = False  # (a Sandbox may run again after close())
-        message = self._warm_message(argv, files, limits, env, mounts, cwd) if _refill else None
+        message = self._warm_message(argv, files, limits, env, mounts, cwd) if _use_warm else None
         box = self._take_warm() if message is not None else None
         try:
             if box is not None:
@@ -296,7 +295,7 @@ class Sandbox:
         finally:
             # Replacements are built once the result is out, never on a run's
             # path; not for a cancelled run (its loop may be shutting down).
-            if _refill and not asyncio.current_task().cancelling():
+            if _use_warm and not asyncio.current_task().cancelling():
                 self._refill_warm()
 
     def run_sync(self, *args, **kwargs) -> RunResult:
@@ -307,7 +306,7 @@ class Sandbox:
             self._told_sync = True
             log.warning("run_sync does not use warm boxes (each call has its own event loop):"
                         " await run() on one event loop, or use Sandbox(warm=0)")
-        return asyncio.run(self.run(*args, _refill=False, **kwargs))
+        return asyncio.run(self.run(*args, _use_warm=False, **kwargs))
 
     @property
     def kept_cgroups(self) -> frozenset[str]:
@@ -806,8 +805,7 @@ class Sandbox:
             return _setup_failure(bytes(out.stderr))
         report = _read_available(box.status_r) if box.status_r != -1 else b""
         if report == _LAUNCH_FAILED:  # the box's launcher, before the program: the box failed
-            detail = bytes(out.stderr).decode("utf-8", "replace").strip().splitlines()
-            return RunResult(Status.sandbox_error, message=f"the box's launcher failed: {detail[-1] if detail else '?'}")
+            return _setup_failure(bytes(out.stderr), "the box's launcher failed")
         usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
         exit_code, sig = _program_status(report, status)
         return self._account(group, out, exit_code, sig, [u for u in usages if u is not None], wall, limits)
@@ -940,17 +938,15 @@ class Sandbox:
         events = set(out.events)
         if oom:
             events.add(Status.memory_limit)
-        # A SIGXCPU is the limit's only with the CPU time to show for it: the
-        # soft rlimit that sent it (per process; a SIGXCPU the program sent
-        # itself is a signal like any other). Without per-process time, the
-        # cgroup's total decides (the rlimit is a backstop above it).
-        # (The rlimit's clock and the cgroup's differ by a few ms: 0.992 s for a 1 s limit.)
-        xcpu = (limits.per_process_time and sig == signal.SIGXCPU
-                and cpu >= launch.cpu_rlimit(limits) - _XCPU_SLACK)
-        if xcpu or (cpu > limits.cpu_time and not limits.per_process_time):
+        if limits.per_process_time:
+            # The rlimit is the limit: SIGXCPU at its soft value, SIGKILL at its
+            # hard one (SIGXCPU ignored). Only with the CPU time to show for it: a
+            # SIGXCPU the program sent itself is a signal like any other. (The
+            # rlimit's clock and the cgroup's differ by a few ms: 0.992 s for 1 s.)
+            if sig in (signal.SIGXCPU, signal.SIGKILL) and cpu >= launch.cpu_rlimit(limits) - _XCPU_SLACK:
+                events.add(Status.time_limit)
+        elif cpu > limits.cpu_time:  # the cgroup's total (the rlimit is a backstop above it)
             events.add(Status.time_limit)
-        elif limits.per_process_time and sig == signal.SIGKILL and cpu >= max(1, math.ceil(limits.cpu_time)):
-            events.add(Status.time_limit)  # SIGXCPU ignored: the hard rlimit's SIGKILL
         if exit_code not in (0, None) or sig is not None:
             events.add(Status.runtime_error)
         verdict = decide(events)
@@ -970,9 +966,11 @@ class Sandbox:
         )
 
 
-def _setup_failure(stderr: bytes) -> RunResult:
+def _setup_failure(stderr: bytes, what: str = "bubblewrap failed") -> RunResult:
+    """A box that failed before its program ran; its stderr (the program's
+    pipe: nothing else has written to it) says why."""
     detail = stderr.decode("utf-8", "replace").strip()
-    return RunResult(Status.sandbox_error, message=f"bubblewrap failed: {detail or 'no detail'}")
+    return RunResult(Status.sandbox_error, message=f"{what}: {detail or 'no detail'}")
 
 
 def _unread(fd: int) -> bool:
@@ -1014,8 +1012,8 @@ def _program_status(reported: bytes, bwrap_status: int) -> tuple[int | None, int
 
 
 _XCPU_SLACK = 0.05  # seconds
-_STATUS_SIZE = 4
-_LAUNCH_FAILED = (-1).to_bytes(_STATUS_SIZE, sys.byteorder, signed=True)  # launch.c's LAUNCH_FAILED  # an int: launch.c writes the wait status as wait(2) gives it
+_STATUS_SIZE = 4  # an int: launch.c writes the wait status as wait(2) gives it
+_LAUNCH_FAILED = (-1).to_bytes(_STATUS_SIZE, sys.byteorder, signed=True)  # launch.c's LAUNCH_FAILED
 
 
 def _check_input(argv, files, env, mounts, stdin, cwd) -> None:

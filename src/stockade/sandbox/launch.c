@@ -74,15 +74,18 @@ static const struct {
 static int status_out = -1;
 #define LAUNCH_FAILED (-1)
 
+/* One int down the status pipe (4 bytes: a pipe takes them whole). */
+static void report(int fd, int value) {
+    ssize_t wrote;
+    do
+        wrote = write(fd, &value, sizeof value);
+    while (wrote < 0 && errno == EINTR);
+}
+
 static void die(const char *what, const char *detail) {
     fprintf(stderr, "stockade-launch: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
-    if (status_out >= 0) {
-        int failed = LAUNCH_FAILED;
-        ssize_t wrote;
-        do
-            wrote = write(status_out, &failed, sizeof failed);
-        while (wrote < 0 && errno == EINTR);
-    }
+    if (status_out >= 0)
+        report(status_out, LAUNCH_FAILED);
     exit(127);
 }
 
@@ -151,10 +154,7 @@ static int run(char **args, int status_fd) {
         int status;
         pid_t done = wait(&status);
         if (done == child) {
-            ssize_t wrote;
-            do
-                wrote = write(status_fd, &status, sizeof status);
-            while (wrote < 0 && errno == EINTR);
+            report(status_fd, status);
             /* The same code bwrap would give; the supervisor reads the status. */
             _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         }

@@ -51,7 +51,8 @@ def decide(events: set[Status]) -> Status:
 # processes could be tens of GiB).
 PER_PROCESS_TOTAL_MEMORY = 2 * GiB
 # Processes of the box's own in its cgroup, besides the program's: bwrap's
-# monitor and the box's pid 1 (stockade-launch, reporting the program's status).
+# monitor and the box's pid 1 (stockade-launch, reporting the program's status;
+# without the launcher, bwrap's own reaper).
 OWN_PROCESSES = 2
 MAX_PROCESSES = (1 << 22) - OWN_PROCESSES  # the kernel's PID_MAX_LIMIT, in all
 
