@@ -58,4 +58,4 @@ def _output_failed(reason: str) -> None:
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, 1)
         os.dup2(null, 2)
-    os._exit(1) if sys.stdout is None else sys.exit(1)
+    sys.exit(1)
