@@ -429,6 +429,32 @@ def test_warm_run_matches_a_cold_run(sandbox, warm_sandbox):
     assert set(seen["env"]) == {"PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "EXTRA", "PWD"}
 
 
+def test_cpu_time_is_the_programs_not_the_box_setup(sandbox, warm_sandbox, monkeypatch):
+    # The box's cgroup also counts bwrap building the box (its namespaces and
+    # mounts: milliseconds, in a warm box long before the run); the reported
+    # time starts with the program. Each run's cgroup total, as it is accounted:
+    totals = []
+    account = Sandbox._account
+
+    def spy(self, group, *args, **kwargs):
+        totals.append(group.cpu_time())
+        return account(self, group, *args, **kwargs)
+
+    monkeypatch.setattr(Sandbox, "_account", spy)
+
+    async def warm_runs():
+        await warm_sandbox.prewarm()
+        return [await warm_sandbox.run(["/bin/true"]) for _ in range(2)]
+
+    runs = [sandbox.run_sync(["/bin/true"]), *asyncio.run(warm_runs())]
+    assert warm_sandbox.warm_runs == 2 and len(totals) == 3
+    for result, total in zip(runs, totals, strict=True):
+        assert result.status is Status.ok and 0 < result.time < total, (result, total)
+    # Killed at its limit, the launcher with it (no end record): still from the start.
+    spin = py(sandbox, "while True: pass", limits=Limits(cpu_time=0.3))
+    assert spin.status is Status.time_limit and 0.3 <= spin.time < totals[-1], (spin, totals[-1])
+
+
 def test_warm_runs_enforce_limits_and_leave_nothing(warm_sandbox):
     async def runs():
         await warm_sandbox.prewarm()

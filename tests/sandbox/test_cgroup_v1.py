@@ -132,6 +132,14 @@ def test_cpu_time_of_a_busy_loop(box):
     """)
     assert p.wait(timeout=10) == 0
     assert 0.15 <= cg.cpu_time() <= 0.45
+    # The box's launcher reads the same counter, from its own read-only descriptor.
+    fd = cg.open_cpu_counter()
+    try:
+        assert int(os.pread(fd, 64, 0)) == round(cg.cpu_time() * 1e9)
+        with pytest.raises(OSError):
+            os.write(fd, b"0")
+    finally:
+        os.close(fd)
 
 
 def test_memory_peak(box):
@@ -237,6 +245,7 @@ def test_none_backend_does_nothing():
     cg = cgroup.NoCgroup("test").create("x", memory=MiB, pids=1)
     cg.add(os.getpid())
     assert (cg.cpu_time(), cg.memory_peak(), cg.oom_killed(), cg.pids()) == (0.0, 0, False, [])
+    assert cg.open_cpu_counter() is None
     cg.kill()
     cg.remove()
 

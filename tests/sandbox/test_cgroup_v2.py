@@ -165,6 +165,14 @@ def test_no_swap_file_is_skipped(fake):
 def test_accounting_is_parsed(fake):
     cg = cgroup.detect(fake.root).create("slot-1")
     assert cg.cpu_time() == pytest.approx(1.234567)
+    # The box's launcher reads the same counter, from its own read-only descriptor.
+    fd = cg.open_cpu_counter()
+    try:
+        assert os.pread(fd, 64, 0).startswith(b"usage_usec 1234567\n")
+        with pytest.raises(OSError):
+            os.write(fd, b"0")
+    finally:
+        os.close(fd)
     g = os.path.join(fake.root, "stockade", "slot-1")
     fake.write(g, "memory.peak", "41943040\n")
     fake.write(g, "memory.current", "4096\n")

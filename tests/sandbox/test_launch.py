@@ -18,6 +18,7 @@ import pytest
 
 from stockade.errors import SandboxUnavailable
 from stockade.sandbox import Limits, Sandbox, Status, launch
+from stockade.sandbox.box import _split_report
 
 LAUNCHER = launch.DEFAULT_LAUNCHER
 PY = "/usr/bin/python3"
@@ -178,7 +179,7 @@ def test_cold_box_rlimits_are_set_before_bwrap_unless_too_tight(sandbox):
     result = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=roomy)
     assert result.status is Status.ok, result
     launcher_options, limits = result.stdout.decode().splitlines()
-    assert re.fullmatch(r"\['--status-fd=\d+'\]", launcher_options), launcher_options
+    assert re.fullmatch(r"\['--status-fd=\d+', '--cpu-fd=\d+'\]", launcher_options), launcher_options
     assert limits == f"[(40, 40), (3, 4), (0, 0), ({2 << 20}, {2 << 20}), ({8 << 20}, {8 << 20}), (0, 0)]"
     # Tighter than bwrap itself can build under: the launcher sets them on the program.
     tight = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=Limits(open_files=12, cpu_time=1.5))
@@ -288,10 +289,15 @@ def test_make_netns_needs_no_other_option():
     assert done.returncode == 127 and "unknown option" in done.stderr
 
 
-def status_report(*argv: str, exec_message: bytes | None = None) -> tuple[int | None, int]:
-    """Run the launcher with --status-fd: (the wait status it reported, its own exit code)."""
+def launch_report(*argv: str, exec_message: bytes | None = None, cpu_fd: int | None = None):
+    """Run the launcher with --status-fd (and --cpu-fd=cpu_fd): (its report,
+    split as the supervisor splits it: CPU ns at the start, the wait status
+    record, CPU ns at the end; its own exit code)."""
     r, w = os.pipe()
     passed, options = [w], [f"--status-fd={w}"]
+    if cpu_fd is not None:
+        passed.append(cpu_fd)
+        options.append(f"--cpu-fd={cpu_fd}")
     if exec_message is not None:
         er, ew = os.pipe()
         os.write(ew, exec_message)
@@ -302,12 +308,18 @@ def status_report(*argv: str, exec_message: bytes | None = None) -> tuple[int | 
         done = subprocess.run([LAUNCHER, *options, *argv], pass_fds=passed, capture_output=True, env={},
                               timeout=30, check=False)
         os.close(w)
-        for fd in passed[1:]:
-            os.close(fd)
+        if exec_message is not None:
+            os.close(passed[-1])
         report = os.read(r, 64)
     finally:
         os.close(r)
-    return (int.from_bytes(report, sys.byteorder, signed=True) if len(report) == 4 else None), done.returncode
+    return _split_report(report), done.returncode
+
+
+def status_report(*argv: str, exec_message: bytes | None = None) -> tuple[int | None, int]:
+    """Run the launcher with --status-fd: (the wait status it reported, its own exit code)."""
+    (_, outcome, _), code = launch_report(*argv, exec_message=exec_message)
+    return (int.from_bytes(outcome, sys.byteorder, signed=True) if len(outcome) == 4 else None), code
 
 
 def test_status_fd_reports_the_programs_wait_status():
@@ -326,6 +338,43 @@ def test_status_fd_reports_the_programs_wait_status():
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3 and code == 3
 
 
+def test_report_has_the_programs_cpu_time_not_what_ran_before():
+    # Without --cpu-fd: the program's rusage (and its reaped orphans'), none of ours.
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass"
+    (started, outcome, ended), code = launch_report("--", "/usr/bin/python3", "-c", burn)
+    assert code == 0 and len(outcome) == 4 and started == 0
+    assert 0.2e9 <= ended < 5e9, ended  # (the program's own clock says it burnt 0.2 s)
+    # With --cpu-fd: the counter read just before the program starts and once it
+    # has ended, in both of the kernel's forms (cgroup v1 in ns, v2 in us).
+    for text, ns in ((b"123456789\n", 123456789), (b"usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n", 1234000)):
+        with tempfile.TemporaryFile() as counter:
+            counter.write(text)
+            counter.flush()
+            (started, outcome, ended), code = launch_report("--", "/bin/true", cpu_fd=counter.fileno())
+        assert code == 0 and started == ended == ns and os.WIFEXITED(int.from_bytes(outcome, sys.byteorder))
+    # A counter it cannot read or parse: unknown (the supervisor then reads the cgroup).
+    for text in (b"", b"12x\n", b"usage_usec\n", b"99999999999999999999999\n"):
+        with tempfile.TemporaryFile() as counter:
+            counter.write(text)
+            counter.flush()
+            (started, outcome, ended), code = launch_report("--", "/bin/true", cpu_fd=counter.fileno())
+        assert code == 0 and started is None and ended is None and len(outcome) == 4, text
+
+
+def test_cpu_fd_is_not_passed_to_the_program():
+    r, w = os.pipe()
+    with tempfile.TemporaryFile() as counter:
+        high = fcntl.fcntl(counter.fileno(), fcntl.F_DUPFD, 60)
+        try:
+            done = subprocess.run([LAUNCHER, f"--status-fd={w}", f"--cpu-fd={high}", "--", "/bin/ls", "/proc/self/fd"],
+                                  pass_fds=[w, high], capture_output=True, text=True, env={}, timeout=30, check=False)
+        finally:
+            for fd in (high, r, w):
+                os.close(fd)
+    assert done.returncode == 0, done.stderr
+    assert str(high) not in done.stdout.split(), done.stdout
+
+
 def test_status_fd_is_not_passed_to_the_program():
     r, w = os.pipe()
     high = fcntl.fcntl(w, fcntl.F_DUPFD, 50)  # (a number ls's own descriptors never take)
@@ -341,8 +390,9 @@ def test_status_fd_is_not_passed_to_the_program():
 
 
 @pytest.mark.parametrize("options", [["--status-fd=2"], ["--status-fd=5", "--exec-fd=5"],
-                                     ["--status-fd=5", "--uid=60000", "--gid=60000"]])
+                                     ["--status-fd=5", "--uid=60000", "--gid=60000"],
+                                     ["--cpu-fd=5"], ["--status-fd=5", "--cpu-fd=5"], ["--status-fd=5", "--cpu-fd=1"]])
 def test_status_fd_misuse_is_refused(options):
     done = subprocess.run([LAUNCHER, *options, "--", "/bin/true"], capture_output=True, text=True, env={},
                           timeout=30, check=False)
-    assert done.returncode == 127 and "--status-fd" in done.stderr, done
+    assert done.returncode == 127 and re.search(r"--(status|cpu)-fd", done.stderr), done

@@ -93,6 +93,7 @@ class _Box:
     block_w: int = -1
     exec_w: int = -1  # a warm box's run goes here
     status_r: int = -1  # the launcher's report of the program's wait status (launch.c --status-fd)
+    report: bytearray = field(default_factory=bytearray)  # read from status_r so far
     info_r: int = -1
     info: bytearray = field(default_factory=bytearray)  # read from info_r so far
 
@@ -428,9 +429,10 @@ class Sandbox:
                 raise
             exec_r, box.exec_w = box.pipe()
             box.status_r, status_w = box.pipe()
-            inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}", f"--status-fd={status_w}"]
+            cpu_fd = self._cpu_counter(box)
+            inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}", *launch.report_options(status_w, cpu_fd)]
             failure = await self._start(box, inner, {}, self.warm_mounts, bwrap.BOX_DIR, _WARM_LIMITS,
-                                        (exec_r, status_w))
+                                        (exec_r, status_w, *([cpu_fd] if cpu_fd is not None else [])))
             if failure is not None:
                 log.warning("cannot build a warm box: %s", failure.message)
                 self.warm = 0  # the cold path reports the same failure to each run
@@ -586,8 +588,10 @@ class Sandbox:
             if self.launcher:
                 # The launcher as the box's pid 1, reporting the program's wait status.
                 box.status_r, status_w = box.pipe()
-                extra_fds = (status_w,)
-                first = launch.rlimit_argv([] if outside else rlimits, launch.BOX_LAUNCHER, status_fd=status_w)
+                cpu_fd = self._cpu_counter(box)
+                extra_fds = (status_w, *([cpu_fd] if cpu_fd is not None else []))
+                first = launch.rlimit_argv([] if outside else rlimits, launch.BOX_LAUNCHER, status_fd=status_w,
+                                           cpu_fd=cpu_fd)
             else:
                 first = launch.rlimit_argv(rlimits, None)  # (util-linux's prlimit)
             failure = await self._start(box, [*first, *argv], env, mounts, cwd, limits, extra_fds, rlimits=outside)
@@ -599,6 +603,14 @@ class Sandbox:
             return self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
         finally:
             self._remove(box)
+
+    @staticmethod
+    def _cpu_counter(box: _Box) -> int | None:
+        """The box cgroup's CPU counter, read-only, for its launcher; ours to close."""
+        fd = box.group.open_cpu_counter()
+        if fd is not None:
+            box.fds.append(fd)
+        return fd
 
     @staticmethod
     def _collected(box: _Box, result: RunResult, patterns, limits: Limits) -> RunResult:
@@ -761,7 +773,7 @@ class Sandbox:
         timers.append(loop.call_later(limits.wall_time, kill, Status.wall_time_limit))
 
         def check_cpu() -> None:
-            used = group.cpu_time()
+            used = group.cpu_time() - _cpu_at_start(box)  # (not the box's setup)
             if used >= limits.cpu_time:
                 kill(Status.time_limit)
                 return
@@ -803,12 +815,15 @@ class Sandbox:
             # (A time limit that ran out before bwrap read the byte, a wall time
             # of 1 ms say, is that limit's verdict: we killed the box.)
             return _setup_failure(bytes(out.stderr))
-        report = _read_available(box.status_r) if box.status_r != -1 else b""
-        if report == _LAUNCH_FAILED:  # the box's launcher, before the program: the box failed
+        if box.status_r != -1:
+            box.report += _read_available(box.status_r)
+        started, outcome, ended = _split_report(bytes(box.report))
+        if outcome == _LAUNCH_FAILED:  # the box's launcher, before the program: the box failed
             return _setup_failure(bytes(out.stderr), "the box's launcher failed")
         usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
-        exit_code, sig = _program_status(report, status)
-        return self._account(group, out, exit_code, sig, [u for u in usages if u is not None], wall, limits)
+        exit_code, sig = _program_status(outcome, status)
+        return self._account(group, out, exit_code, sig, [u for u in usages if u is not None], wall, limits,
+                             (started, ended))
 
     @staticmethod
     def _adopt_box_pid(box: _Box, info: bytes) -> None:
@@ -926,7 +941,8 @@ class Sandbox:
         watched.add(fd)
 
     def _account(self, group, out: _Outcome, exit_code: int | None, sig: int | None, usages: list, wall: float,
-                 limits: Limits) -> RunResult:
+                 limits: Limits, reported: tuple[int | None, int | None] = (None, None)) -> RunResult:
+        started, ended = reported  # CPU ns by the launcher's count (launch.c --status-fd), if it told
         if self.cgroups.kind != "none":
             cpu = group.cpu_time()
             memory = group.memory_peak()
@@ -935,6 +951,12 @@ class Sandbox:
             cpu = sum(u.ru_utime + u.ru_stime for u in usages)
             memory = max(u.ru_maxrss for u in usages) * 1024
             oom = False
+        # The program's CPU time, not the box's setup before it (bwrap's, ~5 ms):
+        # from the program's start to its end, or (killed with its launcher) to now.
+        if started is not None and ended is not None and ended >= started:
+            cpu = (ended - started) / 1e9
+        elif started is not None and self.cgroups.kind != "none":
+            cpu = max(0.0, cpu - started / 1e9)
         events = set(out.events)
         if oom:
             events.add(Status.memory_limit)
@@ -1011,8 +1033,36 @@ def _program_status(reported: bytes, bwrap_status: int) -> tuple[int | None, int
     return code, None
 
 
+def _split_report(report: bytes) -> tuple[int | None, bytes, int | None]:
+    """The launcher's report (launch.c --status-fd): (CPU ns at the program's
+    start, its wait status or LAUNCH_FAILED, CPU ns at its end). A None or
+    b"" for what it did not report (killed, or failed before the program)."""
+    if len(report) < _CPU_SIZE:
+        return None, report, None
+    started, rest = _cpu_ns(report[:_CPU_SIZE]), report[_CPU_SIZE:]
+    if len(rest) != _STATUS_SIZE + _CPU_SIZE:
+        return started, rest, None
+    return started, rest[:_STATUS_SIZE], _cpu_ns(rest[_STATUS_SIZE:])
+
+
+def _cpu_ns(record: bytes) -> int | None:
+    value = int.from_bytes(record, sys.byteorder)
+    return None if value == _CPU_UNKNOWN else value
+
+
+def _cpu_at_start(box: _Box) -> float:
+    """The box's CPU time (s) when its program started, once the launcher has
+    said (0 before, or without a launcher): the box's setup, not the program's."""
+    if box.status_r != -1 and len(box.report) < _CPU_SIZE:
+        box.report += _read_available(box.status_r)
+    started = _split_report(bytes(box.report))[0]
+    return (started or 0) / 1e9
+
+
 _XCPU_SLACK = 0.05  # seconds
 _STATUS_SIZE = 4  # an int: launch.c writes the wait status as wait(2) gives it
+_CPU_SIZE = 8  # a uint64 of ns: launch.c's CPU time records
+_CPU_UNKNOWN = 2**64 - 1  # launch.c's CPU_UNKNOWN
 _LAUNCH_FAILED = (-1).to_bytes(_STATUS_SIZE, sys.byteorder, signed=True)  # launch.c's LAUNCH_FAILED
 
 

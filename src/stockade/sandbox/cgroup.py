@@ -121,6 +121,13 @@ def _keyed(text: str, key: str) -> int | None:
     return None
 
 
+def _open_read_only(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SandboxError(f"cannot open {path}: {e}") from e
+
+
 def _procs(path: str) -> list[int]:
     """Pids listed in a cgroup.procs file; [] when the group is already gone."""
     try:
@@ -235,6 +242,11 @@ class Cgroup:
     def cpu_time(self) -> float:
         return 0.0
 
+    def open_cpu_counter(self) -> int | None:
+        """A new read-only descriptor of the file cpu_time() reads, for the
+        box's launcher (launch.c --cpu-fd); None: no counter to give."""
+        return None
+
     def memory_peak(self) -> int:
         return 0
 
@@ -313,6 +325,9 @@ class V2Cgroup(Cgroup):
 
     def cpu_time(self) -> float:
         return (_keyed(self._stat("cpu.stat"), "usage_usec") or 0) / 1e6
+
+    def open_cpu_counter(self) -> int:
+        return _open_read_only(self._f("cpu.stat"))
 
     def memory_peak(self) -> int:
         if self._backend.has_peak:
@@ -521,6 +536,10 @@ class V1Cgroup(Cgroup):
 
     def cpu_time(self) -> float:
         return int(self._stat("cpuacct", "cpuacct.usage")) / 1e9
+
+    def open_cpu_counter(self) -> int:
+        # Its own descriptor, read-only (ours is read-write, to reset the counter).
+        return _open_read_only(self._f("cpuacct", "cpuacct.usage"))
 
     def memory_peak(self) -> int:
         return max(0, int(self._stat("memory", "memory.max_usage_in_bytes")) - self._base_memory)

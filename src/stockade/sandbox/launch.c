@@ -2,8 +2,8 @@
  * stockade-launch: set rlimits, maybe drop to an unprivileged uid, exec.
  *
  *   stockade-launch [--netns-fd=N] [--cgroup-procs=FILE]... [--uid=N --gid=N] [--rlimit=NAME:SOFT:HARD]... -- PROGRAM [ARG]...
- *   stockade-launch [--rlimit=NAME:SOFT:HARD]... --status-fd=N -- PROGRAM [ARG]...
- *   stockade-launch --exec-fd=N [--status-fd=M]
+ *   stockade-launch [--rlimit=NAME:SOFT:HARD]... --status-fd=N [--cpu-fd=C] -- PROGRAM [ARG]...
+ *   stockade-launch --exec-fd=N [--status-fd=M [--cpu-fd=C]]
  *   stockade-launch --make-netns
  *
  * Stockade runs it twice per box, in place of two dynamically linked execs:
@@ -31,6 +31,18 @@
  * being not dumpable, its memory and descriptors are out of the program's reach
  * (/proc/1/mem, /proc/1/fd; ptrace is refused by seccomp anyway).
  *
+ * The report is two records: just before the fork, the CPU time used so far (a
+ * uint64 of ns); once the program ends, its wait status and the CPU time then
+ * (an int and a uint64). The difference is the program's CPU time, and not
+ * the box's setup, which ran in the same cgroup before it (bwrap's mounts,
+ * ~5 ms; a warm box's long before the run). The CPU time is read from --cpu-fd,
+ * the box cgroup's counter opened read-only by the supervisor (cpuacct.usage,
+ * in ns, or cgroup v2's cpu.stat, its usage_usec), which counts every process
+ * the program started; without one, from getrusage(RUSAGE_CHILDREN): the
+ * program and the orphans we reaped. CPU_UNKNOWN if it cannot be read. The
+ * program gets neither descriptor. A failure of ours before the program runs
+ * is LAUNCH_FAILED (an int) in place of the last record.
+ *
  * --cgroup-procs (root, before the uid changes) writes "0" (this process) to
  * FILE, a cgroup.procs file of the box's cgroup.
  *
@@ -55,6 +67,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -74,12 +87,48 @@ static const struct {
 static int status_out = -1;
 #define LAUNCH_FAILED (-1)
 
-/* One int down the status pipe (4 bytes: a pipe takes them whole). */
-static void report(int fd, int value) {
+/* With --cpu-fd: the box cgroup's CPU counter (see --status-fd at the top). */
+static int cpu_in = -1;
+#define CPU_UNKNOWN UINT64_MAX
+
+/* One record down the status pipe (at most 12 bytes: a pipe takes them whole). */
+static void send_record(int fd, const void *record, size_t size) {
     ssize_t wrote;
     do
-        wrote = write(fd, &value, sizeof value);
+        wrote = write(fd, record, size);
     while (wrote < 0 && errno == EINTR);
+}
+
+static void report(int fd, int value) {
+    send_record(fd, &value, sizeof value);
+}
+
+/* CPU time in ns: of the box's cgroup, or of our reaped children. */
+static uint64_t cpu_used(void) {
+    if (cpu_in < 0) {
+        struct rusage usage;
+        if (getrusage(RUSAGE_CHILDREN, &usage))
+            return CPU_UNKNOWN;
+        return ((uint64_t)usage.ru_utime.tv_sec + (uint64_t)usage.ru_stime.tv_sec) * 1000000000u +
+               ((uint64_t)usage.ru_utime.tv_usec + (uint64_t)usage.ru_stime.tv_usec) * 1000u;
+    }
+    char text[64];
+    ssize_t got = pread(cpu_in, text, sizeof text - 1, 0);
+    if (got <= 0)
+        return CPU_UNKNOWN;
+    text[got] = '\0';
+    const char *digits = text;
+    uint64_t scale = 1; /* cpuacct.usage: "NS\n" */
+    if (!strncmp(text, "usage_usec ", 11)) { /* cpu.stat: "usage_usec US\n..." first */
+        digits = text + 11;
+        scale = 1000;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long value = strtoull(digits, &end, 10);
+    if (errno || end == digits || *end != '\n' || value > CPU_UNKNOWN / scale - 1)
+        return CPU_UNKNOWN;
+    return value * scale;
 }
 
 static void die(const char *what, const char *detail) {
@@ -137,11 +186,15 @@ static int run(char **args, int status_fd) {
     /* Before the fork: the child's exec makes it dumpable again, we stay not. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
         die("prctl(PR_SET_DUMPABLE)", strerror(errno));
+    uint64_t started = cpu_used();
+    send_record(status_fd, &started, sizeof started);
     pid_t child = fork();
     if (child < 0)
         die("fork", strerror(errno));
     if (child == 0) {
         close(status_fd);
+        if (cpu_in >= 0)
+            close(cpu_in);
         status_out = -1; /* from here on, failing is the program's (exec: 126 or 127) */
         _exit(exec_program(args));
     }
@@ -154,7 +207,11 @@ static int run(char **args, int status_fd) {
         int status;
         pid_t done = wait(&status);
         if (done == child) {
-            report(status_fd, status);
+            char record[sizeof status + sizeof started];
+            uint64_t ended = cpu_used();
+            memcpy(record, &status, sizeof status);
+            memcpy(record + sizeof status, &ended, sizeof ended);
+            send_record(status_fd, record, sizeof record);
             /* The same code bwrap would give; the supervisor reads the status. */
             _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         }
@@ -236,7 +293,7 @@ static int make_netns(void) {
 #define MAX_FD 0x7fffffff /* (a supervisor with many boxes has descriptors past 1024) */
 
 int main(int argc, char **argv) {
-    long long uid = -1, gid = -1, exec_fd = -1, netns_fd = -1, status_fd = -1;
+    long long uid = -1, gid = -1, exec_fd = -1, netns_fd = -1, status_fd = -1, cpu_fd = -1;
     const char *cgroups[MAX_CGROUPS];
     size_t ncgroups = 0;
     int i = 1;
@@ -255,6 +312,8 @@ int main(int argc, char **argv) {
                 die("--status-fd must be a descriptor above 2 of its own", NULL);
             status_out = (int)status_fd; /* first: a failure from here on is reported there */
         }
+        else if (!strncmp(argv[i], "--cpu-fd=", 9))
+            cpu_fd = (long long)number(argv[i] + 9, argv[i]);
         else if (!strncmp(argv[i], "--netns-fd=", 11))
             netns_fd = (long long)number(argv[i] + 11, argv[i]);
         else if (!strncmp(argv[i], "--cgroup-procs=", 15)) {
@@ -272,6 +331,13 @@ int main(int argc, char **argv) {
             die("--status-fd is for inside the box: no --uid, no --netns-fd, no --cgroup-procs", NULL);
         if (status_fd == exec_fd)
             die("--status-fd must be a descriptor above 2 of its own", NULL);
+    }
+    if (cpu_fd >= 0) {
+        if (status_fd < 0)
+            die("--cpu-fd goes with --status-fd", NULL);
+        if (cpu_fd < 3 || cpu_fd > MAX_FD || cpu_fd == status_fd || cpu_fd == exec_fd)
+            die("--cpu-fd must be a descriptor above 2 of its own", NULL);
+        cpu_in = (int)cpu_fd;
     }
     if (exec_fd >= 0) {
         if (uid >= 0 || netns_fd >= 0 || ncgroups || i < argc)
