@@ -124,6 +124,8 @@ def test_usage_errors_are_one_line(env, tmp_path):
     # A limit out of range is named as the option that set it.
     proc = stockade(env, "run", str(source), "--cpu-time", "-1")
     assert proc.returncode == 2 and proc.stderr == b"stockade: --cpu-time must be a positive number of seconds, got -1.0\n"
+    proc = stockade(env, "run", str(source), "--output", "2G")
+    assert proc.returncode == 2 and proc.stderr.startswith(b"stockade: --output must be at most 1 GiB"), proc.stderr
 
 
 def test_output_that_cannot_be_written_is_one_line_and_exit_1(env, tmp_path):

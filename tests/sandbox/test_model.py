@@ -37,7 +37,7 @@ def test_limits_defaults_are_documented_values():
 
 @pytest.mark.parametrize("bad", [
     {"cpu_time": 0}, {"cpu_time": -1}, {"wall_time": "3"}, {"memory": 1024}, {"processes": 0},
-    {"output": -1}, {"open_files": 2}, {"memory": 1.5 * MiB}, {"processes": True},
+    {"output": -1}, {"output": 1024 * MiB + 1}, {"open_files": 2}, {"memory": 1.5 * MiB}, {"processes": True},
 ])
 def test_limits_refuse_nonsense(bad):
     with pytest.raises(LimitError):

@@ -139,6 +139,10 @@ def test_limits_map_judge0_units_to_the_box():
     # 0 is the server's maximum, never more: with a large memory limit, the stack is max_stack_limit.
     roomy = adapter.limits_of(_row(stack_limit=0, memory_limit=512000), Settings.load())
     assert roomy.stack == Settings.load().max_stack_limit * 1024
+    # An operator's file size past what the supervisor holds of each output: the
+    # files may be that large, the output is held to 1 GiB.
+    huge = adapter.limits_of(_row(max_file_size=3 * 1024 * 1024), Settings.load(max_max_file_size=4 * 1024 * 1024))
+    assert huge.file_size == 3 * 1024 * MiB and huge.output == 1024 * MiB
 
 
 def _result(verdict, **run):

@@ -87,7 +87,7 @@ def run_command(
     wall_time: float = typer.Option(None, "--wall-time", help="Wall-clock seconds (default 10)."),
     memory: str = typer.Option(None, "--memory", help="Memory: bytes or a number with K, M, G (default 256M)."),
     processes: int = typer.Option(None, "--processes", help="Processes and threads at once (default 64)."),
-    output: str = typer.Option(None, "--output", help="Bytes of stdout and of stderr each (default 1M)."),
+    output: str = typer.Option(None, "--output", help="Bytes of stdout and of stderr each (default 1M, at most 1G)."),
     compiler_options: str = typer.Option(None, "--compiler-options", help="Extra compiler options, split into words like a shell would (never run by one)."),
     args: str = typer.Option(None, "--args", help="Program arguments, split into words like a shell would (never run by one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of passing output through."),

@@ -55,6 +55,8 @@ PER_PROCESS_TOTAL_MEMORY = 2 * GiB
 # without the launcher, bwrap's own reaper).
 OWN_PROCESSES = 2
 MAX_PROCESSES = (1 << 22) - OWN_PROCESSES  # the kernel's PID_MAX_LIMIT, in all
+# stdout and stderr are each held in the supervisor's memory, up to `output`.
+MAX_OUTPUT = 1 * GiB
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class Limits:
     wall_time   real seconds from start to end (default 10 s)
     memory      bytes of RAM, page cache and tmpfs together; no swap (256 MiB)
     processes   processes and threads alive at once (64)
-    output      bytes of stdout and of stderr, each (1 MiB); past it: killed
+    output      bytes of stdout and of stderr, each (1 MiB, at most 1 GiB); past it: killed
     file_size   largest file the program may write (16 MiB)
     open_files  file descriptors per process (64)
     stack       stack size per process (64 MiB)
@@ -106,6 +108,9 @@ class Limits:
             raise LimitError(f"memory must be at least 4 MiB, got {self.memory}")
         if not 1 <= self.processes <= MAX_PROCESSES:
             raise LimitError(f"processes must be between 1 and {MAX_PROCESSES}, got {self.processes}")
+        if self.output > MAX_OUTPUT:
+            raise LimitError(f"output must be at most 1 GiB (stdout and stderr are each held in memory), "
+                             f"got {self.output}")
         if self.open_files < 4:
             raise LimitError("open_files must be at least 4 (stdin, stdout, stderr and one more)")
         for name in ("per_process_time", "per_process_memory"):

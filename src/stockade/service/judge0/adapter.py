@@ -10,7 +10,7 @@ from typing import Any
 
 from stockade.engine.model import Submission, SubmissionResult, TestCase, Verdict
 from stockade.errors import StockadeError
-from stockade.sandbox.model import KiB, Limits, RunResult
+from stockade.sandbox.model import MAX_OUTPUT, KiB, Limits, RunResult
 from stockade.service.judge0.languages import Languages
 from stockade.service.store import Row, utcnow
 from stockade.settings import Settings
@@ -44,8 +44,9 @@ def limits_of(row: Row, settings: Settings) -> Limits:
         processes=row["max_processes_and_or_threads"],
         stack=min(stack, memory),
         file_size=file_size,
-        # Judge0 writes stdout and stderr to files under its file size limit.
-        output=file_size,
+        # Judge0 writes stdout and stderr to files under its file size limit
+        # (held in memory here: at most the box's maximum).
+        output=min(file_size, MAX_OUTPUT),
         # Judge0's per-process-and-thread switches: each process gets the limit.
         per_process_time=bool(row["enable_per_process_and_thread_time_limit"]),
         per_process_memory=bool(row["enable_per_process_and_thread_memory_limit"]),
