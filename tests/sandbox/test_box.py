@@ -24,6 +24,7 @@ import pytest
 
 from stockade.errors import LimitError, SandboxError
 from stockade.sandbox import File, Limits, MiB, Mount, Sandbox, Status
+from stockade.sandbox import box as box_module
 from tests.conftest import leftovers
 
 PY = "/usr/bin/python3"
@@ -429,18 +430,26 @@ def test_warm_run_matches_a_cold_run(sandbox, warm_sandbox):
     assert set(seen["env"]) == {"PATH", "HOME", "TMPDIR", "LANG", "USER", "LOGNAME", "EXTRA", "PWD"}
 
 
-def test_cpu_time_is_the_programs_not_the_box_setup(sandbox, warm_sandbox, monkeypatch):
+def test_cpu_and_wall_time_are_the_programs_not_the_box_setup(sandbox, warm_sandbox, monkeypatch):
     # The box's cgroup also counts bwrap building the box (its namespaces and
     # mounts: milliseconds, in a warm box long before the run); the reported
-    # time starts with the program. Each run's cgroup total, as it is accounted:
-    totals = []
-    account = Sandbox._account
+    # times start with the program. Each run's cgroup total, as it is
+    # accounted, and the launcher's report of its program:
+    totals, reports = [], []
+    account, split = Sandbox._account, box_module._split_report
 
     def spy(self, group, *args, **kwargs):
         totals.append(group.cpu_time())
         return account(self, group, *args, **kwargs)
 
+    def split_spy(data):
+        report = split(data)
+        if report.ended_at is not None:  # (the CPU watch reads the first record alone)
+            reports.append(report)
+        return report
+
     monkeypatch.setattr(Sandbox, "_account", spy)
+    monkeypatch.setattr(box_module, "_split_report", split_spy)
 
     async def warm_runs():
         await warm_sandbox.prewarm()
@@ -448,8 +457,10 @@ def test_cpu_time_is_the_programs_not_the_box_setup(sandbox, warm_sandbox, monke
 
     runs = [sandbox.run_sync(["/bin/true"]), *asyncio.run(warm_runs())]
     assert warm_sandbox.warm_runs == 2 and len(totals) == 3
-    for result, total in zip(runs, totals, strict=True):
+    for result, total, report in zip(runs, totals, reports, strict=True):
         assert result.status is Status.ok and 0 < result.time < total, (result, total)
+        assert result.time == (report.ended_cpu - report.started_cpu) / 1e9, (result, report)
+        assert result.wall_time == (report.ended_at - report.started_at) / 1e9 > 0, (result, report)
     # Killed at its limit, the launcher with it (no end record): still from the start.
     spin = py(sandbox, "while True: pass", limits=Limits(cpu_time=0.3))
     assert spin.status is Status.time_limit and 0.3 <= spin.time < totals[-1], (spin, totals[-1])

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -318,8 +319,8 @@ def launch_report(*argv: str, exec_message: bytes | None = None, cpu_fd: int | N
 
 def status_report(*argv: str, exec_message: bytes | None = None) -> tuple[int | None, int]:
     """Run the launcher with --status-fd: (the wait status it reported, its own exit code)."""
-    (_, outcome, _), code = launch_report(*argv, exec_message=exec_message)
-    return (int.from_bytes(outcome, sys.byteorder, signed=True) if len(outcome) == 4 else None), code
+    report, code = launch_report(*argv, exec_message=exec_message)
+    return (int.from_bytes(report.outcome, sys.byteorder, signed=True) if len(report.outcome) == 4 else None), code
 
 
 def test_status_fd_reports_the_programs_wait_status():
@@ -338,27 +339,35 @@ def test_status_fd_reports_the_programs_wait_status():
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3 and code == 3
 
 
-def test_report_has_the_programs_cpu_time_not_what_ran_before():
+def test_report_has_the_programs_cpu_and_wall_time_not_what_ran_before():
     # Without --cpu-fd: the program's rusage (and its reaped orphans'), none of ours.
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass"
-    (started, outcome, ended), code = launch_report("--", "/usr/bin/python3", "-c", burn)
-    assert code == 0 and len(outcome) == 4 and started == 0
-    assert 0.2e9 <= ended < 5e9, ended  # (the program's own clock says it burnt 0.2 s)
+    report, code = launch_report("--", "/usr/bin/python3", "-c", burn)
+    assert code == 0 and len(report.outcome) == 4 and report.started_cpu == 0
+    assert 0.2e9 <= report.ended_cpu < 5e9, report  # (the program's own clock says it burnt 0.2 s)
+    # Its wall time, on the host's monotonic clock, from its start to its end.
+    before = time.monotonic_ns()
+    report, code = launch_report("--", "/bin/sleep", "0.3")
+    after = time.monotonic_ns()
+    assert code == 0 and before < report.started_at and report.ended_at < after, (before, report, after)
+    assert 0.3e9 <= report.ended_at - report.started_at < after - before, report
     # With --cpu-fd: the counter read just before the program starts and once it
     # has ended, in both of the kernel's forms (cgroup v1 in ns, v2 in us).
     for text, ns in ((b"123456789\n", 123456789), (b"usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n", 1234000)):
         with tempfile.TemporaryFile() as counter:
             counter.write(text)
             counter.flush()
-            (started, outcome, ended), code = launch_report("--", "/bin/true", cpu_fd=counter.fileno())
-        assert code == 0 and started == ended == ns and os.WIFEXITED(int.from_bytes(outcome, sys.byteorder))
+            report, code = launch_report("--", "/bin/true", cpu_fd=counter.fileno())
+        assert code == 0 and report.started_cpu == report.ended_cpu == ns, report
+        assert os.WIFEXITED(int.from_bytes(report.outcome, sys.byteorder))
     # A counter it cannot read or parse: unknown (the supervisor then reads the cgroup).
     for text in (b"", b"12x\n", b"usage_usec\n", b"99999999999999999999999\n"):
         with tempfile.TemporaryFile() as counter:
             counter.write(text)
             counter.flush()
-            (started, outcome, ended), code = launch_report("--", "/bin/true", cpu_fd=counter.fileno())
-        assert code == 0 and started is None and ended is None and len(outcome) == 4, text
+            report, code = launch_report("--", "/bin/true", cpu_fd=counter.fileno())
+        assert code == 0 and report.started_cpu is None and report.ended_cpu is None, (text, report)
+        assert len(report.outcome) == 4 and report.started_at < report.ended_at, (text, report)
 
 
 def test_cpu_fd_is_not_passed_to_the_program():

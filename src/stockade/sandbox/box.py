@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from stockade.errors import LimitError, SandboxError, SandboxUnavailable
 from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp, spawn, tmpfs
@@ -817,13 +818,17 @@ class Sandbox:
             return _setup_failure(bytes(out.stderr))
         if box.status_r != -1:
             box.report += _read_available(box.status_r)
-        started, outcome, ended = _split_report(bytes(box.report))
-        if outcome == _LAUNCH_FAILED:  # the box's launcher, before the program: the box failed
+        report = _split_report(bytes(box.report))
+        if report.outcome == _LAUNCH_FAILED:  # the box's launcher, before the program: the box failed
             return _setup_failure(bytes(out.stderr), "the box's launcher failed")
         usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
-        exit_code, sig = _program_status(outcome, status)
+        exit_code, sig = _program_status(report.outcome, status)
+        if report.ended_at is not None:
+            # The program's own wall time, not the box's setup after the clock
+            # started (a killed box keeps ours: the limit ran from there).
+            wall = (report.ended_at - report.started_at) / 1e9
         return self._account(group, out, exit_code, sig, [u for u in usages if u is not None], wall, limits,
-                             (started, ended))
+                             (report.started_cpu, report.ended_cpu))
 
     @staticmethod
     def _adopt_box_pid(box: _Box, info: bytes) -> None:
@@ -1033,35 +1038,44 @@ def _program_status(reported: bytes, bwrap_status: int) -> tuple[int | None, int
     return code, None
 
 
-def _split_report(report: bytes) -> tuple[int | None, bytes, int | None]:
-    """The launcher's report (launch.c --status-fd): (CPU ns at the program's
-    start, its wait status or LAUNCH_FAILED, CPU ns at its end). A None or
-    b"" for what it did not report (killed, or failed before the program)."""
-    if len(report) < _CPU_SIZE:
-        return None, report, None
-    started, rest = _cpu_ns(report[:_CPU_SIZE]), report[_CPU_SIZE:]
-    if len(rest) != _STATUS_SIZE + _CPU_SIZE:
-        return started, rest, None
-    return started, rest[:_STATUS_SIZE], _cpu_ns(rest[_STATUS_SIZE:])
+class _Report(NamedTuple):
+    """The launcher's report (launch.c --status-fd), in ns (CLOCK_MONOTONIC for
+    the times). None, or an empty outcome, for what it did not report: killed,
+    or failed before the program."""
+
+    started_cpu: int | None  # the box's CPU time as the program started
+    started_at: int | None
+    outcome: bytes  # the program's wait status, or LAUNCH_FAILED
+    ended_cpu: int | None  # as it ended
+    ended_at: int | None
 
 
-def _cpu_ns(record: bytes) -> int | None:
-    value = int.from_bytes(record, sys.byteorder)
-    return None if value == _CPU_UNKNOWN else value
+def _split_report(report: bytes) -> _Report:
+    if len(report) < _TIMES_SIZE:
+        return _Report(None, None, report, None, None)
+    started_cpu, started_at = _times(report[:_TIMES_SIZE])
+    rest = report[_TIMES_SIZE:]
+    if len(rest) != _STATUS_SIZE + _TIMES_SIZE:
+        return _Report(started_cpu, started_at, rest, None, None)
+    return _Report(started_cpu, started_at, rest[:_STATUS_SIZE], *_times(rest[_STATUS_SIZE:]))
+
+
+def _times(record: bytes) -> tuple[int | None, int]:
+    cpu, at = (int.from_bytes(record[i:i + 8], sys.byteorder) for i in (0, 8))
+    return (None if cpu == _CPU_UNKNOWN else cpu), at
 
 
 def _cpu_at_start(box: _Box) -> float:
     """The box's CPU time (s) when its program started, once the launcher has
     said (0 before, or without a launcher): the box's setup, not the program's."""
-    if box.status_r != -1 and len(box.report) < _CPU_SIZE:
+    if box.status_r != -1 and len(box.report) < _TIMES_SIZE:
         box.report += _read_available(box.status_r)
-    started = _split_report(bytes(box.report))[0]
-    return (started or 0) / 1e9
+    return (_split_report(bytes(box.report)).started_cpu or 0) / 1e9
 
 
 _XCPU_SLACK = 0.05  # seconds
 _STATUS_SIZE = 4  # an int: launch.c writes the wait status as wait(2) gives it
-_CPU_SIZE = 8  # a uint64 of ns: launch.c's CPU time records
+_TIMES_SIZE = 16  # two uint64 of ns: launch.c's CPU time and time
 _CPU_UNKNOWN = 2**64 - 1  # launch.c's CPU_UNKNOWN
 _LAUNCH_FAILED = (-1).to_bytes(_STATUS_SIZE, sys.byteorder, signed=True)  # launch.c's LAUNCH_FAILED
 

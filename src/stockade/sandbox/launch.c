@@ -31,11 +31,12 @@
  * being not dumpable, its memory and descriptors are out of the program's reach
  * (/proc/1/mem, /proc/1/fd; ptrace is refused by seccomp anyway).
  *
- * The report is two records: just before the fork, the CPU time used so far (a
- * uint64 of ns); once the program ends, its wait status and the CPU time then
- * (an int and a uint64). The difference is the program's CPU time, and not
- * the box's setup, which ran in the same cgroup before it (bwrap's mounts,
- * ~5 ms; a warm box's long before the run). The CPU time is read from --cpu-fd,
+ * The report is two records: just before the fork, the CPU time used so far
+ * and the time (CLOCK_MONOTONIC), each a uint64 of ns; once the program ends,
+ * its wait status (an int), then the CPU time and the time again. The
+ * differences are the program's CPU time and wall time, and not the box's
+ * setup, which ran in the same cgroup before it (bwrap's mounts, ~5 ms of CPU;
+ * a warm box's long before the run). The CPU time is read from --cpu-fd,
  * the box cgroup's counter opened read-only by the supervisor (cpuacct.usage,
  * in ns, or cgroup v2's cpu.stat, its usage_usec), which counts every process
  * the program started; without one, from getrusage(RUSAGE_CHILDREN): the
@@ -69,6 +70,7 @@
 #include <string.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "steps.h"
@@ -91,7 +93,7 @@ static int status_out = -1;
 static int cpu_in = -1;
 #define CPU_UNKNOWN UINT64_MAX
 
-/* One record down the status pipe (at most 12 bytes: a pipe takes them whole). */
+/* One record down the status pipe (at most 20 bytes: a pipe takes them whole). */
 static void send_record(int fd, const void *record, size_t size) {
     ssize_t wrote;
     do
@@ -129,6 +131,24 @@ static uint64_t cpu_used(void) {
     if (errno || end == digits || *end != '\n' || value > CPU_UNKNOWN / scale - 1)
         return CPU_UNKNOWN;
     return value * scale;
+}
+
+static uint64_t now(void) {
+    struct timespec time;
+    clock_gettime(CLOCK_MONOTONIC, &time);
+    return (uint64_t)time.tv_sec * 1000000000u + (uint64_t)time.tv_nsec;
+}
+
+/* The report's record: `status` (if not NULL), the CPU time, the time. */
+static void send_times(int fd, const int *status) {
+    char record[sizeof *status + 2 * sizeof(uint64_t)], *at = record;
+    uint64_t times[2] = {cpu_used(), now()};
+    if (status) {
+        memcpy(at, status, sizeof *status);
+        at += sizeof *status;
+    }
+    memcpy(at, times, sizeof times);
+    send_record(fd, record, (size_t)(at - record) + sizeof times);
 }
 
 static void die(const char *what, const char *detail) {
@@ -186,8 +206,7 @@ static int run(char **args, int status_fd) {
     /* Before the fork: the child's exec makes it dumpable again, we stay not. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
         die("prctl(PR_SET_DUMPABLE)", strerror(errno));
-    uint64_t started = cpu_used();
-    send_record(status_fd, &started, sizeof started);
+    send_times(status_fd, NULL);
     pid_t child = fork();
     if (child < 0)
         die("fork", strerror(errno));
@@ -207,11 +226,7 @@ static int run(char **args, int status_fd) {
         int status;
         pid_t done = wait(&status);
         if (done == child) {
-            char record[sizeof status + sizeof started];
-            uint64_t ended = cpu_used();
-            memcpy(record, &status, sizeof status);
-            memcpy(record + sizeof status, &ended, sizeof ended);
-            send_record(status_fd, record, sizeof record);
+            send_times(status_fd, &status);
             /* The same code bwrap would give; the supervisor reads the status. */
             _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         }
