@@ -42,7 +42,7 @@
  * the program started; without one, from getrusage(RUSAGE_CHILDREN): the
  * program and the orphans we reaped. CPU_UNKNOWN if it cannot be read. The
  * program gets neither descriptor. A failure of ours before the program runs
- * is LAUNCH_FAILED (an int) in place of the last record.
+ * is LAUNCH_FAILED (an int) in place of the records still to come.
  *
  * --cgroup-procs (root, before the uid changes) writes "0" (this process) to
  * FILE, a cgroup.procs file of the box's cgroup.
