@@ -109,6 +109,10 @@ def test_jvm_heap_follows_the_memory_limit(catalog):
     big = java.run_command("", Limits(memory=1024 * MiB))
     heap = lambda argv: int(next(a for a in argv if a.startswith("-Xmx"))[4:-1])  # noqa: E731
     assert heap(small) < 128 and heap(big) < 1024 and heap(big) > heap(small) * 4
+    # The JVM beside its heap is about fixed: at Judge0's 125 MiB the heap is the
+    # limit minus heap_reserve (28 MiB), not 60% of it; a small limit keeps the share.
+    assert heap(java.run_command("", Limits(memory=125 * MiB))) == 97
+    assert heap(java.run_command("", Limits(memory=48 * MiB))) == 28
     assert "-Xss65536k" in java.run_command("", Limits(stack=64 * MiB))
 
 

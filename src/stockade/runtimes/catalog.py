@@ -82,6 +82,7 @@ class Runtime:
     products_copied: bool = False
     compile_if_present: str = ""
     heap_fraction: float = 0.5
+    heap_reserve: int = 0
     env: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[str, ...] = ()
     compile_limits: Mapping[str, float | int] = field(default_factory=dict)
@@ -159,11 +160,16 @@ class Runtime:
     def _values(self, limits: Limits | None) -> dict[str, str]:
         limits = limits or Limits()
         memory_mib = limits.memory // MiB
+        heap_mib = math.floor(memory_mib * self.heap_fraction)
+        if self.heap_reserve:
+            # A runtime's own memory beside its heap is about fixed (the JVM's
+            # code, metaspace, GC tables: ~20 MiB), not a share of the limit.
+            heap_mib = max(heap_mib, memory_mib - self.heap_reserve // MiB)
         return {
             "{source}": self.source_file,
             "{build}": BUILD_DIR,
             "{memory_mib}": str(memory_mib),
-            "{heap_mib}": str(max(8, math.floor(memory_mib * self.heap_fraction))),
+            "{heap_mib}": str(max(8, heap_mib)),
             "{stack_kib}": str(max(256, limits.stack // 1024)),
         }
 
@@ -380,6 +386,7 @@ def _build(key: str, entry: Mapping, probe: bool) -> Runtime:
         products_copied=bool(entry.get("products_copied", False)),
         compile_if_present=entry.get("compile_if_present", ""),
         heap_fraction=float(entry.get("heap_fraction", 0.5)),
+        heap_reserve=parse_size(str(entry.get("heap_reserve", 0))),
         env=dict(entry.get("env", {})),
         mounts=tuple(mounts),
         compile_limits=_limit_minimums(entry.get("compile_limits", {}), where),

@@ -1,0 +1,62 @@
+"""Ordinary judge solutions under Judge0's default limits: a correct program
+that fits must be accepted, and one that does not must get the verdict that
+names the limit it broke (never a misleading one)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stockade.engine import Submission, TestCase, Verdict
+from stockade.sandbox import KiB, Limits
+
+# Judge0 CE 1.13.1's defaults: cpu_time_limit 5, wall_time_limit 10, memory_limit
+# 128000 KB, stack_limit 64000 KB, max_processes_and_or_threads 60, max_file_size 1024 KB.
+JUDGE0 = Limits(cpu_time=5, wall_time=10, memory=128000 * KiB, stack=64000 * KiB,
+                processes=60, output=1024 * KiB)
+
+
+def judge(engine, catalog, key: str, source: str, stdin: bytes = b"", expected: bytes | None = None,
+          limits: Limits = JUDGE0):
+    if not catalog.get(key).available:
+        pytest.skip(f"{key} not installed")
+    test = TestCase(stdin, expected)
+    return engine.run_sync(Submission(key, source.encode(), tests=(test,), run_limits=limits))
+
+
+JAVA_BIG_ARRAY = """
+public class Main {
+    public static void main(String[] args) {
+        int[] a = new int[20_000_000];  // 80 MB, in one piece
+        for (int i = 0; i < a.length; i++) a[i] = i;
+        long s = 0;
+        for (int i = 0; i < a.length; i += 1000) s += a[i];
+        System.out.println(s);
+    }
+}
+"""
+
+JAVA_HASHMAP = """
+import java.util.*;
+public class Main {
+    public static void main(String[] args) {
+        int n = new Scanner(System.in).nextInt();
+        HashMap<Integer, Integer> m = new HashMap<>();
+        for (int i = 0; i < n; i++) m.put(i * 7, i);
+        long s = 0;
+        for (int round = 0; round < 20; round++)  // boxing i * 7: garbage, with the map live
+            for (int i = 0; i < n; i += 3) s += m.get(i * 7);
+        System.out.println(m.size() + " " + s);
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("source, stdin, expected", [
+    (JAVA_BIG_ARRAY, b"", b"199990000000\n"),
+    (JAVA_HASHMAP, b"1000000\n", b"1000000 3333336666660\n"),
+], ids=["int-array-80MB", "hashmap-1e6"])
+def test_java_program_that_fits_the_memory_limit_is_accepted(engine, catalog, source, stdin, expected):
+    """The JVM's heap is most of the memory limit, not 60% of it (75 MiB of 125:
+    the array did not fit, and the map thrashed the GC into a time limit)."""
+    result = judge(engine, catalog, "java", source, stdin, expected)
+    assert result.verdict is Verdict.accepted, result.tests[0].run
