@@ -60,3 +60,26 @@ def test_java_program_that_fits_the_memory_limit_is_accepted(engine, catalog, so
     the array did not fit, and the map thrashed the GC into a time limit)."""
     result = judge(engine, catalog, "java", source, stdin, expected)
     assert result.verdict is Verdict.accepted, result.tests[0].run
+
+
+JAVA_THREADS = """
+public class Main {
+    public static void main(String[] args) {
+        for (int i = 0; i < 100; i++) {  // more threads than the 60 allowed
+            Thread t = new Thread(() -> { try { Thread.sleep(60_000); } catch (InterruptedException e) { } });
+            t.setDaemon(true);
+            t.start();
+        }
+        System.out.println("started");
+    }
+}
+"""
+
+
+def test_java_thread_limit_is_a_runtime_error_not_memory(engine, catalog):
+    """The JVM calls a refused pthread_create an OutOfMemoryError ("unable to
+    create native thread"): it is the process limit, with a few MiB in use."""
+    result = judge(engine, catalog, "java", JAVA_THREADS)
+    run = result.tests[0].run
+    assert b"unable to create native thread" in run.stderr
+    assert result.verdict is Verdict.runtime_error, run
