@@ -116,6 +116,17 @@ def test_jvm_heap_follows_the_memory_limit(catalog):
     assert "-Xss65536k" in java.run_command("", Limits(stack=64 * MiB))
 
 
+def test_memory_error_is_found_at_either_end_of_stderr(catalog):
+    go = catalog.get("go")
+    stacks = b"goroutine 7 [running]:\nmain.main()\n" * 10000  # ~300 KB of stacks after it
+    assert go.is_memory_error(b"fatal error: runtime: out of memory\n\n" + stacks)
+    assert go.is_memory_error(b"runtime: out of memory: cannot allocate 140737488355328-byte block"
+                              b" (3964928 in use)\nfatal error: out of memory\n\n" + stacks)
+    assert not go.is_memory_error(b"panic: runtime error: index out of range\n\n" + stacks)
+    assert catalog.get("cpp").is_memory_error(
+        b"terminate called after throwing an instance of 'std::bad_alloc'\n  what():  std::bad_alloc\n")
+
+
 def test_limit_minimums_raise_but_never_lower(catalog):
     java = catalog.get("java")
     low = Limits(processes=4, memory=64 * MiB)

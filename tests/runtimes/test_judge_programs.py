@@ -83,3 +83,25 @@ def test_java_thread_limit_is_a_runtime_error_not_memory(engine, catalog):
     run = result.tests[0].run
     assert b"unable to create native thread" in run.stderr
     assert result.verdict is Verdict.runtime_error, run
+
+
+# Far more than any host would overcommit: the allocation itself fails, before the
+# cgroup sees a byte (a few GiB less and it is an OOM kill, a memory_limit: which
+# of the two a program gets must not depend on the host's RAM).
+HUGE_ALLOCATIONS = {
+    "cpp": ("#include <cstdio>\n#include <vector>\nint main(){long long n; scanf(\"%lld\",&n);"
+            " std::vector<long long> v(n); v[n-1]=1; printf(\"%zu\\n\", v.size());}",
+            b"100000000000000000\n"),
+    "rust": ("fn main(){let mut s=String::new();std::io::stdin().read_line(&mut s).unwrap();"
+             "let n:usize=s.trim().parse().unwrap();let mut v=vec![0i64;n];v[n-1]=1;println!(\"{}\",v.len());}",
+             b"100000000000000000\n"),
+    "go": ("package main\nimport \"fmt\"\nfunc main(){var n int;fmt.Scan(&n);v:=make([]int64,n);"
+           "v[n-1]=1;fmt.Println(len(v))}", b"17592186044416\n"),  # 128 TiB: under Go's own cap
+}
+
+
+@pytest.mark.parametrize("key", sorted(HUGE_ALLOCATIONS))
+def test_refused_allocation_is_a_memory_limit(engine, catalog, key):
+    source, stdin = HUGE_ALLOCATIONS[key]
+    result = judge(engine, catalog, key, source, stdin)
+    assert result.verdict is Verdict.memory_limit, result.tests[0].run

@@ -126,11 +126,13 @@ class Runtime:
         return raise_limits(limits, self.run_limits)
 
     def is_memory_error(self, stderr: bytes, stdout: bytes = b"") -> bool:
-        """Whether the runtime said its managed heap was exhausted (the JVM says
-        it on stdout, the others on stderr; only the tails are looked at)."""
+        """Whether the runtime said its memory was exhausted (the JVM says it on
+        stdout, the others on stderr; only the ends are looked at: Go says it
+        first, then prints every goroutine's stack)."""
         if not self.memory_error:
             return False
-        text = (stdout[-4096:] + b"\n" + stderr[-65536:]).decode("utf-8", "replace")
+        head = stderr[:4096] + b"\n" if len(stderr) > 65536 else b""
+        text = (stdout[-4096:] + b"\n" + head + stderr[-65536:]).decode("utf-8", "replace")
         return re.search(self.memory_error, text) is not None
 
     def is_product(self, relpath: str) -> bool:
