@@ -114,6 +114,8 @@ def test_jvm_heap_follows_the_memory_limit(catalog):
     assert heap(java.run_command("", Limits(memory=125 * MiB))) == 97
     assert heap(java.run_command("", Limits(memory=48 * MiB))) == 28
     assert "-Xss65536k" in java.run_command("", Limits(stack=64 * MiB))
+    # V8 checks its own stack size: 7/8 of the limit, under the rlimit with room to spare.
+    assert "--stack-size=57344" in catalog.get("javascript").run_command("", Limits(stack=64 * MiB))
 
 
 def test_memory_error_is_found_at_either_end_of_stderr(catalog):

@@ -105,3 +105,24 @@ def test_refused_allocation_is_a_memory_limit(engine, catalog, key):
     source, stdin = HUGE_ALLOCATIONS[key]
     result = judge(engine, catalog, key, source, stdin)
     assert result.verdict is Verdict.memory_limit, result.tests[0].run
+
+
+JS_RECURSION = """
+function depth(n) { return n === 0 ? 0 : depth(n - 1) + 1; }
+const n = +require('fs').readFileSync(0, 'utf8');
+console.log(depth(n));
+"""
+
+
+def test_javascript_recursion_uses_the_stack_limit(engine, catalog):
+    """10^5 frames fit Judge0's 64000 KB stack: V8's own check follows it."""
+    result = judge(engine, catalog, "javascript", JS_RECURSION, b"100000\n", b"100000\n")
+    assert result.verdict is Verdict.accepted, result.tests[0].run
+
+
+def test_javascript_recursion_past_the_stack_is_a_clean_runtime_error(engine, catalog):
+    """Past the stack, V8's RangeError comes before the rlimit's SIGSEGV."""
+    result = judge(engine, catalog, "javascript", JS_RECURSION, b"10000000\n")
+    run = result.tests[0].run
+    assert result.verdict is Verdict.runtime_error and run.signal is None, run
+    assert b"RangeError: Maximum call stack size exceeded" in run.stderr

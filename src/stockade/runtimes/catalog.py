@@ -173,6 +173,9 @@ class Runtime:
             "{memory_mib}": str(memory_mib),
             "{heap_mib}": str(max(8, heap_mib)),
             "{stack_kib}": str(max(256, limits.stack // 1024)),
+            # What an interpreter may take for its own frames, leaving an eighth of
+            # the stack to the native code under them (its overflow check stays first).
+            "{stack_usable_kib}": str(max(256, limits.stack // 1024 * 7 // 8)),
         }
 
 
