@@ -229,3 +229,27 @@ def test_bad_settings_stop_the_start_in_one_line(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.startswith(
         "stockade: invalid settings: allow_enable_network/enable_network cannot be turned on yet"), done.stderr
+
+
+def test_one_server_per_sqlite_database_whatever_the_data_directory(make_server, tmp_path):
+    """STOCKADE_DATABASE_URL can point two servers with different data
+    directories at one SQLite file: the second would run again, at its start,
+    every submission the first one is running. The database file itself is locked."""
+    database = tmp_path / "shared" / "jobs.db"
+    link = tmp_path / "elsewhere.db"
+    first = make_server({"STOCKADE_DATABASE_URL": f"sqlite:///{database}"}, data_dir=tmp_path / "one")
+    link.symlink_to(database)  # another path to the same file is the same database
+    for url, command in ((f"sqlite:///{database}", ["-m", "stockade.service"]),
+                         (f"sqlite:///{link}", ["-m", "stockade.cli", "serve"])):
+        second = subprocess.run([sys.executable, *command, "--port", str(free_port())],
+                                env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path / "two"),
+                                     "STOCKADE_DATABASE_URL": url},
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, second.stderr
+        assert second.stderr == (f"stockade: cannot serve: another Stockade server uses the SQLite database {link if 'elsewhere' in url else database}:"
+                                 " one server per database (STOCKADE_DATABASE_URL)\n")
+    assert first.client().get("/version").status_code == 200  # the first one serves on
+    first.kill()  # kill -9 releases it too
+    again = make_server({"STOCKADE_DATABASE_URL": f"sqlite:///{link}"}, data_dir=tmp_path / "two")
+    assert again.client().get("/version").status_code == 200
+

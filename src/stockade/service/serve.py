@@ -17,9 +17,9 @@ from stockade.settings import Settings
 
 def serve(settings: Settings) -> None:
     """Start uvicorn on settings.host:settings.port until interrupted. What
-    stops it from starting (a data directory another server holds, a port in
-    use, a database it cannot reach, no usable sandbox) is one line on stderr
-    and exit status 1, not a traceback."""
+    stops it from starting (a data directory or SQLite database another server
+    holds, a port in use, a database it cannot reach, no usable
+    sandbox) is one line on stderr and exit status 1, not a traceback."""
     import uvicorn
 
     from stockade.service.app import create_app
@@ -31,6 +31,7 @@ def serve(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: only news worth reading
     try:
         hold_data_dir(settings.data_dir)
+        hold_database(settings.sqlalchemy_url)
         listener = listen(settings.host, settings.port)
         check_database(settings.sqlalchemy_url)
         app = create_app(settings)
@@ -97,6 +98,51 @@ def hold_data_dir(data_dir: Path) -> None:
                             " one server per data directory (STOCKADE_DATA_DIR)") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held.append(fd)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None: another database, or SQLite in memory)."""
+    from sqlalchemy import exc, make_url
+
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):  # a URI filename (?uri=true)
+        database = database.removeprefix("file:").split("?", 1)[0]
+        if not database or database == ":memory:":
+            return None
+    return Path(database)
+
+
+def hold_database(url: str) -> None:
+    """Lock a SQLite database file itself for this process, as hold_data_dir
+    locks the data directory: a STOCKADE_DATABASE_URL can point two servers
+    with different data directories (or another path to the same file) at one
+    database. flock, on the file's inode, is held until the process ends, even
+    by kill -9, and does not touch SQLite's own (POSIX, byte-range) locks.
+    PostgreSQL is not covered: one server per database is the operator's to keep."""
+    path = sqlite_file(url)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # (An empty file is a new, empty SQLite database.)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StockadeError(f"cannot use the database {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno != errno.EWOULDBLOCK:
+            raise StockadeError(f"cannot lock the database {path}: {exc.strerror}") from None
+        raise StockadeError(f"another Stockade server uses the SQLite database {path}:"
+                            " one server per database (STOCKADE_DATABASE_URL)") from None
     _held.append(fd)
 
 
