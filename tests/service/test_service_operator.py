@@ -253,3 +253,39 @@ def test_one_server_per_sqlite_database_whatever_the_data_directory(make_server,
     again = make_server({"STOCKADE_DATABASE_URL": f"sqlite:///{link}"}, data_dir=tmp_path / "two")
     assert again.client().get("/version").status_code == 200
 
+
+def _start_fails(tmp_path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(free_port())],
+                          env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path), **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_database_that_cannot_be_used_stops_the_start_in_one_line(tmp_path):
+    """Not a SQLite file, a directory in its place, a schema from a newer
+    version: one line and exit status 1, before anything starts (it was a
+    traceback from the app's startup and uvicorn's exit status 3)."""
+    import sqlite3
+
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "stockade.db").write_bytes(b"this is not a database\n" * 100)
+    done = _start_fails(garbage)
+    assert done.returncode == 1
+    assert done.stderr == f"stockade: cannot serve: cannot use the database {garbage / 'stockade.db'}: file is not a database\n"
+
+    directory = tmp_path / "directory"
+    (directory / "stockade.db").mkdir(parents=True)
+    done = _start_fails(directory)
+    assert done.returncode == 1
+    assert done.stderr == f"stockade: cannot serve: cannot use the database {directory / 'stockade.db'}: Is a directory\n"
+
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    with sqlite3.connect(newer / "stockade.db") as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        connection.execute("INSERT INTO alembic_version VALUES ('9999_future')")
+    connection.close()
+    done = _start_fails(newer)
+    assert done.returncode == 1
+    assert done.stderr == (f"stockade: cannot serve: cannot use the database {newer / 'stockade.db'}: its schema"
+                           " (revision 9999_future) is newer than this version of Stockade\n")

@@ -18,7 +18,7 @@ from stockade.settings import Settings
 def serve(settings: Settings) -> None:
     """Start uvicorn on settings.host:settings.port until interrupted. What
     stops it from starting (a data directory or SQLite database another server
-    holds, a port in use, a database it cannot reach, no usable
+    holds, a port in use, a database it cannot reach or use, no usable
     sandbox) is one line on stderr and exit status 1, not a traceback."""
     import uvicorn
 
@@ -147,11 +147,10 @@ def hold_database(url: str) -> None:
 
 
 def check_database(url: str) -> None:
-    """Connect once to a database server (not SQLite, whose file the store
-    creates): a wrong URL, a missing driver or a server that does not answer
-    is a StockadeError naming it (without its password)."""
-    if url.startswith("sqlite"):
-        return
+    """Connect once to the database and bring its schema up to date, before
+    anything starts: a wrong URL, a missing driver, a server that does not
+    answer, a file that is not a SQLite database or a schema from a newer
+    version is a StockadeError naming it (without its password)."""
     from sqlalchemy import create_engine, exc, make_url
 
     try:
@@ -162,11 +161,43 @@ def check_database(url: str) -> None:
         engine = create_engine(url)
     except (exc.NoSuchModuleError, ImportError) as error:
         raise StockadeError(f"no driver for the database {shown}: {error}") from None
+    if not url.startswith("sqlite"):  # (SQLite: the store creates its file)
+        try:
+            with engine.connect():
+                pass
+        except exc.SQLAlchemyError as error:
+            raise StockadeError(f"cannot reach the database {shown}: {_first_line(error)}") from None
+        finally:
+            engine.dispose()
+    migrate(url, str(sqlite_file(url) or shown))
+
+
+def _first_line(error: BaseException) -> str:
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+
+
+def migrate(url: str, shown: str) -> None:
+    """The schema migrations, run here rather than in the app's startup, where
+    a failure was a traceback and uvicorn's exit status 3."""
+    from alembic.script.revision import ResolutionError
+    from alembic.util import CommandError
+    from sqlalchemy import exc
+
+    from stockade.service.store import Store
+
+    store = None
     try:
-        with engine.connect():
-            pass
+        store = Store(url)
+        store.migrate_sync()
+    except (ResolutionError, CommandError) as error:
+        # The one an operator meets: going back a version after an upgrade.
+        revision = getattr(error, "argument", None) or str(error).rsplit(" ", 1)[-1].strip("'")
+        raise StockadeError(f"cannot use the database {shown}: its schema (revision {revision})"
+                            " is newer than this version of Stockade") from None
     except exc.SQLAlchemyError as error:
-        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise StockadeError(f"cannot reach the database {shown}: {detail}") from None
+        raise StockadeError(f"cannot use the database {shown}: {_first_line(error)}") from None
+    except OSError as error:
+        raise StockadeError(f"cannot use the database {shown}: {error.strerror or error}") from None
     finally:
-        engine.dispose()
+        if store is not None:
+            store.close()
