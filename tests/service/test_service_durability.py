@@ -12,7 +12,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-from stockade_server import ADMIN
+from stockade_server import ADMIN, wait_done
 
 COUNT = 50
 # Slow enough that the kill lands mid-way; random output, so two runs of one
@@ -97,3 +97,42 @@ def test_kill_9_mid_way_loses_nothing(make_server, tmp_path):
     finally:
         receiver.shutdown()
         receiver.server_close()
+
+
+def test_sigterm_answers_requests_waiting_for_a_result_then_the_restart_runs_them(make_server, tmp_path):
+    """SIGTERM while wait=true requests wait for runs that outlast the graceful
+    shutdown: each gets its submission as it stands (201, its token, In Queue or
+    Processing), not uvicorn's 500 after a cancel and a traceback in the log;
+    the restart runs each once."""
+    import concurrent.futures
+    import signal
+
+    srv = make_server({"STOCKADE_WORKERS": "1"}, data_dir=tmp_path / "data")
+    slow = "import os, time\ntime.sleep(8)\nprint(os.urandom(8).hex())"
+
+    def post_waiting() -> httpx.Response:
+        with httpx.Client(base_url=srv.url, timeout=60) as http:
+            return http.post("/submissions", params={"wait": "true"}, json={"source_code": slow, "language_id": 71})
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, httpx.Client(base_url=srv.url, timeout=30) as http:
+        running = pool.submit(post_waiting)
+        deadline = time.monotonic() + 30
+        while http.get("/workers").json()[0]["working"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        queued = pool.submit(post_waiting)
+        while http.get("/workers").json()[0]["size"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        srv.process.send_signal(signal.SIGTERM)
+        answers = [running.result(timeout=30), queued.result(timeout=30)]
+    srv.process.wait(30)
+    for answer, status in zip(answers, (2, 1), strict=True):
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        assert body["status"]["id"] == status and body["stdout"] is None and body["token"]
+    assert "Traceback" not in srv.log() and "Exception in ASGI application" not in srv.log()
+
+    again = make_server({"STOCKADE_WORKERS": "1"}, data_dir=srv.data_dir, port=srv.port)
+    with httpx.Client(base_url=again.url, timeout=30) as http:
+        for answer in answers:
+            final = wait_done(http, answer.json()["token"], timeout=60)
+            assert final["status"]["id"] == 3 and len(final["stdout"].strip()) == 16

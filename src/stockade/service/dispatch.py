@@ -13,6 +13,10 @@ submission exists). A worker does not wait for its result's commit either: it
 takes the next submission while the result is committed (and then answered),
 so a slow fsync stalls answers, never runs.
 
+When the server stops, drain() ends the waits: each waiting request answers
+with its submission as it stands (In Queue or Processing, with its token), and
+the run, cut short with the workers, runs again at the next start.
+
 Swappable: the API only calls submit/wait_for/is_processing/has_room; a
 distributed dispatcher (Celery on Redis) can offer the same four.
 """
@@ -70,6 +74,7 @@ class Dispatcher:
         self._waiters: dict[str, list[asyncio.Future[Row]]] = {}
         self._tasks: list[asyncio.Task] = []
         self._storing: set[asyncio.Task] = set()  # results being committed, their workers gone on
+        self._drained = asyncio.Event()  # the server is stopping: nobody waits for a result any more
         self.busy = 0
 
     # --- the API's side
@@ -104,6 +109,27 @@ class Dispatcher:
             self._queue.put_nowait(token)
         await asyncio.shield(commit)
         return futures
+
+    async def wait_for(self, future: asyncio.Future[Row]) -> Row | None:
+        """The result `future` (from submit) resolves with, or None once the
+        server drains: the submission then runs after the restart, and the
+        request answers with what it has (its token) instead of being
+        cancelled by the server with a 500."""
+        if self._drained.is_set():
+            return None
+        drained = asyncio.ensure_future(self._drained.wait())
+        try:
+            await asyncio.wait({future, drained}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drained.cancel()
+        if future.done():
+            return future.result()
+        future.cancel()  # (only this request's future: the run is the worker's)
+        return None
+
+    def drain(self) -> None:
+        """The server is stopping: end every wait for a result (see wait_for)."""
+        self._drained.set()
 
     def _committed(self, tokens: list[str], commit: asyncio.Future[None]) -> None:
         for token in tokens:

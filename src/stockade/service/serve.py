@@ -3,6 +3,7 @@ and `python -m stockade.service`)."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
@@ -11,7 +12,10 @@ import socket
 import sys
 from pathlib import Path
 
+import uvicorn
+
 from stockade.errors import StockadeError
+from stockade.service.dispatch import Dispatcher
 from stockade.settings import Settings
 
 
@@ -20,8 +24,6 @@ def serve(settings: Settings) -> None:
     stops it from starting (a data directory or SQLite database another server
     holds, a port in use, a database it cannot reach or use, no usable
     sandbox) is one line on stderr and exit status 1, not a traceback."""
-    import uvicorn
-
     from stockade.service.app import create_app
 
     logging.basicConfig(
@@ -38,20 +40,37 @@ def serve(settings: Settings) -> None:
     except StockadeError as exc:
         print(f"stockade: cannot serve: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    server = uvicorn.Server(uvicorn.Config(
+    server = _Server(uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,  # one line per run is logged by the service itself
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     ))
+    server.dispatcher = app.state.service.dispatcher
     server.run(sockets=[listener])
     if not server.started:
         raise SystemExit(3)  # (uvicorn's status for a start that failed: it said why)
 
 
 BACKLOG = 2048  # uvicorn's own default
+# Seconds a stopping server lets open requests finish, and how much of that
+# wait=true requests wait for their result before they answer with the
+# submission as it stands (uvicorn cancels what is left at the end, a 500).
+GRACEFUL_SHUTDOWN = 5.0
+WAIT_GRACE = GRACEFUL_SHUTDOWN - 1.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which tells the dispatcher when it starts to stop."""
+
+    dispatcher: Dispatcher | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.dispatcher is not None:
+            asyncio.get_running_loop().call_later(WAIT_GRACE, self.dispatcher.drain)
+        await super().shutdown(sockets)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -153,11 +153,15 @@ def build_router(service: Service) -> APIRouter:
         # The run belongs to a worker, not to this request: if the client goes
         # away, only this future is cancelled and the submission still finishes.
         try:
-            final = await futures[0]
+            final = await dispatcher.wait_for(futures[0])
         except asyncio.CancelledError:
             raise
         except Exception:
             return error(500, "the submission could not be completed; get it later by its token")
+        if final is None:  # the server is stopping: the submission as it stands, to get later by its token
+            final = await store.get(row["token"])
+            if final is None:  # (deleted meanwhile)
+                return JSONResponse({"token": row["token"]}, status_code=201)
         try:
             return JSONResponse(render(final, requested, encoded), status_code=201)
         except NotUtf8:
