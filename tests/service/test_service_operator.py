@@ -289,3 +289,53 @@ def test_a_database_that_cannot_be_used_stops_the_start_in_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr == (f"stockade: cannot serve: cannot use the database {newer / 'stockade.db'}: its schema"
                            " (revision 9999_future) is newer than this version of Stockade\n")
+
+
+def test_idle_connections_do_not_starve_the_runs_of_descriptors(tmp_path):
+    """systemd starts a service with 1024 descriptors (soft limit; the hard one
+    is far higher): a few hundred connections that sent half a request and wait
+    (slow clients, or a burst) used them up, and submissions already accepted
+    finished as Internal Error ('Too many open files' in the sandbox). The
+    server raises its soft limit to the hard one at start."""
+    import resource
+
+    port = free_port()
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 8192))
+
+    log = open(tmp_path / "server.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "stockade.service", "--port", str(port)],
+                               env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path), "STOCKADE_WORKERS": "1"},
+                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=low_limit)
+    idle: list[socket.socket] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, (tmp_path / "server.log").read_text()
+                try:
+                    if http.get("/version").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            queued = http.post("/submissions", json={"source_code": "import time; time.sleep(1); print(1)",
+                                                     "language_id": PY}).json()["token"]
+            for _ in range(300):
+                connection = socket.create_connection(("127.0.0.1", port))
+                connection.sendall(b"POST /submissions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+                idle.append(connection)
+            time.sleep(0.5)  # (the server has accepted them)
+            assert wait_done(http, queued)["status"]["id"] == 3
+            response = http.post("/submissions", params={"wait": "true"},
+                                 json={"source_code": "print(2)", "language_id": PY})
+            assert response.status_code == 201 and response.json()["status"]["id"] == 3, response.text
+        limits = open(f"/proc/{process.pid}/limits").read()
+        assert [line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files")] == [["8192", "8192"]]
+    finally:
+        for connection in idle:
+            connection.close()
+        process.terminate()
+        process.wait(30)
+        log.close()

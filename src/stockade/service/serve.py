@@ -31,6 +31,7 @@ def serve(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: only news worth reading
+    raise_open_files()
     try:
         hold_data_dir(settings.data_dir)
         hold_database(settings.sqlalchemy_url)
@@ -52,6 +53,24 @@ def serve(settings: Settings) -> None:
     server.run(sockets=[listener])
     if not server.started:
         raise SystemExit(3)  # (uvicorn's status for a start that failed: it said why)
+
+
+def raise_open_files() -> None:
+    """The soft limit on descriptors up to the hard one. Every connection
+    takes one, and so does each box (pipes, cgroup files, its directory):
+    with systemd's default soft limit, 1024, a few hundred idle or slow
+    connections left the runs none, and accepted submissions finished as
+    Internal Error. (Each box sets its own, much lower, limit.)"""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else soft
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # (beyond fs.nr_open: keep what we have)
+            pass
 
 
 BACKLOG = 2048  # uvicorn's own default
