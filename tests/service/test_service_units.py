@@ -513,3 +513,72 @@ def test_log_level_is_one_that_logging_knows(monkeypatch):
     monkeypatch.setenv("STOCKADE_LOG_LEVEL", "trace")  # (uvicorn's, not logging's: serve crashed on it)
     with pytest.raises(ValueError, match="log_level"):
         Settings.load()
+
+
+def test_a_callback_target_that_answers_forever_is_given_up_after_each_try(caplog):
+    """callbacks_timeout is per try: a target that sends its headers, then a
+    body a byte at a time, never ends (httpx's timeout is per read), and each
+    such target held a task and one of the client's 100 pooled connections for
+    good; enough of them and every callback waits for the pool."""
+    import logging
+    import socket
+    import threading
+
+    from stockade.service.callbacks import Callbacks
+
+    tries: list[float] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip(connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            while not stop.is_set():
+                try:
+                    connection.sendall(b"1\r\nx\r\n")
+                except OSError:
+                    return
+                stop.wait(0.05)
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            tries.append(1)
+            threading.Thread(target=drip, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    class Store:
+        done: list[str] = []
+
+        async def callback_done(self, token: str) -> None:
+            self.done.append(token)
+
+    async def deliver() -> list[str]:
+        store = Store()
+        callbacks = Callbacks(store, lambda row: {"token": row["token"]}, tries=2, timeout=0.3,
+                              allowed=[ipaddress.ip_network("127.0.0.1/32")])
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        callbacks.schedule({"token": "t-1", "callback_url": url})
+        try:
+            # Ends: two tries of 0.3 s and a pause; the bound is only there not to hang.
+            await asyncio.wait_for(asyncio.gather(*callbacks._tasks), 30)
+        finally:
+            await callbacks.close()
+        return store.done
+
+    try:
+        with caplog.at_level(logging.INFO, logger="stockade.callbacks"):
+            assert asyncio.run(deliver()) == ["t-1"]
+    finally:
+        stop.set()
+        listener.close()
+    assert len(tries) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "callback for t-1 failed (try 1): no answer within 0.3 s",
+        "callback for t-1 failed (try 2): no answer within 0.3 s",
+    ]

@@ -155,12 +155,17 @@ class Callbacks:
             target, headers, extensions = _pinned(url, addresses[0])
             headers["Content-Type"] = "application/json"
             try:
-                response = await self._client.put(target, content=body, headers=headers, extensions=extensions)
+                # The timeout is the whole try's: httpx's own is per operation,
+                # so a target that sends a byte now and then never timed out.
+                async with asyncio.timeout(self.timeout):
+                    response = await self._client.put(target, content=body, headers=headers, extensions=extensions)
                 if response.status_code < 500:
                     break
                 log.info("callback for %s: HTTP %s (try %d)", row["token"], response.status_code, attempt)
+            except (TimeoutError, httpx.TimeoutException):
+                log.info("callback for %s failed (try %d): no answer within %g s", row["token"], attempt, self.timeout)
             except httpx.HTTPError as exc:
-                log.info("callback for %s failed (try %d): %s", row["token"], attempt, exc)
+                log.info("callback for %s failed (try %d): %s", row["token"], attempt, str(exc) or type(exc).__name__)
             if attempt < self.tries:
                 await asyncio.sleep(0.2 * attempt)
         await self.store.callback_done(row["token"])
