@@ -289,6 +289,11 @@ def test_a_database_that_cannot_be_used_stops_the_start_in_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr == (f"stockade: cannot serve: cannot use the database {newer / 'stockade.db'}: its schema"
                            " (revision 9999_future) is newer than this version of Stockade\n")
+    # A database that ends with the process would lose what the server accepted.
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        done = _start_fails(tmp_path / "memory", STOCKADE_DATABASE_URL=url)
+        assert done.returncode == 1 and done.stderr.startswith(
+            "stockade: cannot serve: an in-memory SQLite database loses every submission"), (url, done.stderr)
 
 
 def test_idle_connections_do_not_starve_the_runs_of_descriptors(tmp_path):

@@ -166,6 +166,11 @@ def hold_database(url: str) -> None:
     PostgreSQL is not covered: one server per database is the operator's to keep."""
     path = sqlite_file(url)
     if path is None:
+        if url.startswith("sqlite"):
+            # A server's promise is that nothing accepted is lost: not kept by a
+            # database that ends with the process.
+            raise StockadeError("an in-memory SQLite database loses every submission when the server stops:"
+                                " give STOCKADE_DATABASE_URL a file (sqlite:///PATH)")
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
