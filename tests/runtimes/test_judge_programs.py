@@ -126,3 +126,12 @@ def test_javascript_recursion_past_the_stack_is_a_clean_runtime_error(engine, ca
     run = result.tests[0].run
     assert result.verdict is Verdict.runtime_error and run.signal is None, run
     assert b"RangeError: Maximum call stack size exceeded" in run.stderr
+
+
+def test_php_error_is_reported_once_on_stderr(engine, catalog):
+    """display_errors on stderr, and Debian's php.ini logs errors to stderr as
+    well: each error was there twice."""
+    result = judge(engine, catalog, "php", '<?php\necho "before\\n";\n$x = intdiv(1, 0);\n')
+    run = result.tests[0].run
+    assert result.verdict is Verdict.runtime_error and run.stdout == b"before\n", run
+    assert run.stderr.count(b"Uncaught DivisionByZeroError") == 1, run.stderr
