@@ -344,3 +344,30 @@ def test_idle_connections_do_not_starve_the_runs_of_descriptors(tmp_path):
         process.terminate()
         process.wait(30)
         log.close()
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closes(make_server):
+    """A client that sends half a body and waits held its connection (and a
+    descriptor) for good; it now has STOCKADE_REQUEST_TIMEOUT to send it."""
+    srv = make_server({"STOCKADE_REQUEST_TIMEOUT": "1"})
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        sock.sendall(b"POST /submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"source_code\": ")
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert json.loads(body) == {"error": "request body not received within 1 s"}
+    # A body sent in time, slowly, in pieces, is read as usual.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        body = json.dumps({"source_code": "print(7)", "language_id": 71}).encode()
+        sock.sendall(b"POST /submissions?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        for i in range(0, len(body), 8):
+            sock.sendall(body[i:i + 8])
+            time.sleep(0.05)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201 ") and json.loads(answer.partition(b"\r\n\r\n")[2])["stdout"] == "7\n"

@@ -191,6 +191,7 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
     app.add_middleware(
         Gate,
         max_body=settings.max_request_size,
+        body_timeout=settings.request_timeout,
         authn_header=settings.authn_header,
         authn_tokens=settings.authn_tokens,
     )

@@ -1,12 +1,15 @@
 """The gate every request passes first (plain ASGI, no per-request tasks):
 body size (413 past the limit, counted as it arrives, so a missing or lying
-Content-Length does not help), Judge0 authentication (401, empty body),
+Content-Length does not help), the time to send it (408 past the timeout: a
+client that sends half a body and waits does not hold its connection for
+good), Judge0 authentication (401, empty body),
 paths with a trailing slash served as the same path without it, and HEAD
 answered as GET without the body.
 Before it, CORS (`cors_origins`: which origins Judge0's Rack::Cors allows)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -51,9 +54,11 @@ def _headers_only(send: Send) -> Send:
 class Gate:
     """ASGI middleware: authentication and the request size limit."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, authn_header: str, authn_tokens: Sequence[str]):
+    def __init__(self, app: ASGIApp, *, max_body: int, authn_header: str, authn_tokens: Sequence[str],
+                 body_timeout: float = 30.0):
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
         self.authn_header = authn_header.lower().encode("latin-1")
         self.authn_query = authn_header
         self.authn_tokens = frozenset(authn_tokens)
@@ -104,18 +109,25 @@ class Gate:
         # no clean way to answer.
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await _respond(send, 413, too_large)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body:
+                        await _respond(send, 413, too_large)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            # (uvicorn then closes the connection: the rest of the body never came.)
+            await _respond(send, 408, json.dumps(
+                {"error": f"request body not received within {self.body_timeout:g} s"}).encode())
+            return
         body = b"".join(chunks)
         delivered = False
 
