@@ -7,13 +7,13 @@ skipped with the reason; `make test` installs all of them, so in CI none is
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from stockade.engine import Submission, TestCase, Verdict
 from stockade.sandbox import Limits, MiB
+from tests.runtimes import available
 
 CASES = Path(__file__).with_name("cases")
 RUNTIMES = sorted(p.name for p in CASES.iterdir() if p.is_dir())
@@ -34,23 +34,14 @@ def source(key: str, case: str) -> bytes | None:
 COMPILED = sorted(key for key in RUNTIMES if source(key, "compile_error") is not None)
 
 
-def _available(catalog, key):
-    rt = catalog.get(key)
-    if not rt.available:
-        if os.environ.get("STOCKADE_REQUIRE_RUNTIMES") == "1":
-            pytest.fail(f"{rt.key} must be installed here: {rt.reason}")
-        pytest.skip(f"{rt.key} not installed: {rt.reason}")
-    return rt
-
-
 @pytest.fixture(params=RUNTIMES)
 def runtime(request, catalog):
-    return _available(catalog, request.param)
+    return available(catalog, request.param)
 
 
 @pytest.fixture(params=COMPILED)
 def compiled_runtime(request, catalog):
-    return _available(catalog, request.param)
+    return available(catalog, request.param)
 
 
 def submit(engine, runtime, case: str, **kwargs):

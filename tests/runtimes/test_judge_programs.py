@@ -8,6 +8,7 @@ import pytest
 
 from stockade.engine import Submission, TestCase, Verdict
 from stockade.sandbox import KiB, Limits
+from tests.runtimes import available
 
 # Judge0 CE 1.13.1's defaults: cpu_time_limit 5, wall_time_limit 10, memory_limit
 # 128000 KB, stack_limit 64000 KB, max_processes_and_or_threads 60, max_file_size 1024 KB.
@@ -17,8 +18,7 @@ JUDGE0 = Limits(cpu_time=5, wall_time=10, memory=128000 * KiB, stack=64000 * KiB
 
 def judge(engine, catalog, key: str, source: str, stdin: bytes = b"", expected: bytes | None = None,
           limits: Limits = JUDGE0):
-    if not catalog.get(key).available:
-        pytest.skip(f"{key} not installed")
+    available(catalog, key)
     test = TestCase(stdin, expected)
     return engine.run_sync(Submission(key, source.encode(), tests=(test,), run_limits=limits))
 
