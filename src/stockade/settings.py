@@ -12,12 +12,15 @@ then the defaults below. The Judge0 defaults and maxima are Judge0 CE 1.13.1's o
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -185,6 +188,8 @@ class Settings(BaseSettings):
 
     # Where the optional TOML file comes from; set by load() before construction.
     _toml_file: ClassVar[Path | None] = None
+    # The TOML file these settings were read from, if any (load() sets it).
+    _config_file: Path | None = PrivateAttr(None)
 
     @classmethod
     def settings_customise_sources(
@@ -209,9 +214,15 @@ class Settings(BaseSettings):
             raise FileNotFoundError(f"config file {named} does not exist")
         cls._toml_file = Path(config_file) if config_file else None
         try:
-            return cls(**overrides)
+            settings = cls(**overrides)
         finally:
             cls._toml_file = None
+        settings._config_file = Path(named) if named else None
+        return settings
+
+    @property
+    def config_file(self) -> Path | None:
+        return self._config_file
 
     # --- derived values
     @property
@@ -238,6 +249,38 @@ class Settings(BaseSettings):
     @property
     def callback_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in self.callback_allowed_networks]
+
+
+# STOCKADE_ variables that are not settings: read elsewhere, never a typo.
+NOT_SETTINGS = frozenset({"STOCKADE_CONFIG_FILE", "STOCKADE_REQUIRE_RUNTIMES", "STOCKADE_HOSTILE_SUITE_SECRET"})
+
+
+def unknown_settings(environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> list[str]:
+    """What looks like a setting and is none: STOCKADE_* variables and keys of
+    the TOML file that name no field, each with the closest one if any is
+    close. They are ignored, so a misspelt name would silently leave its
+    setting at the default; the server logs these."""
+    environ = os.environ if environ is None else environ
+    fields = sorted(Settings.model_fields)
+    found = []
+    for name in sorted(environ):
+        if name.upper().startswith("STOCKADE_") and name.upper() not in NOT_SETTINGS:
+            key = name[len("STOCKADE_"):].lower()
+            if key not in Settings.model_fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                found.append(name + (f" (did you mean STOCKADE_{close[0].upper()}?)" if close else ""))
+    config = config_file
+    if config:
+        try:
+            with open(config, "rb") as file:
+                keys = tomllib.load(file)
+        except (OSError, tomllib.TOMLDecodeError):
+            keys = {}  # (Settings.load says what is wrong with it)
+        for key in sorted(keys):
+            if key not in Settings.model_fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                found.append(f"{key} in {config}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return found
 
 
 def settings_error(exc: Exception) -> str:

@@ -371,3 +371,23 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closes(ma
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 201 ") and json.loads(answer.partition(b"\r\n\r\n")[2])["stdout"] == "7\n"
+
+
+def test_a_misspelt_setting_is_named_at_start(tmp_path):
+    """Unknown names were ignored in silence: STOCKADE_WORKRES=1 left the
+    workers at their default, and nothing said so."""
+    config = tmp_path / "stockade.toml"
+    config.write_text("port = 1\nmax_queue_sise = 5\n")  # (given as STOCKADE_CONFIG_FILE here; --config alike)
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # (so the start stops right after)
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(port)],
+                              env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path), "STOCKADE_WORKRES": "1",
+                                   "STOCKADE_CONFIG_FILE": str(config)},
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert any(line.endswith("not a setting, ignored: STOCKADE_WORKRES (did you mean STOCKADE_WORKERS?)")
+               for line in lines), done.stderr
+    assert any(line.endswith(f"not a setting, ignored: max_queue_sise in {config} (did you mean max_queue_size?)")
+               for line in lines), done.stderr
+    assert lines[-1] == f"stockade: cannot serve: cannot listen on 127.0.0.1:{port}: Address already in use"

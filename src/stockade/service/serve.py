@@ -16,7 +16,7 @@ import uvicorn
 
 from stockade.errors import StockadeError
 from stockade.service.dispatch import Dispatcher
-from stockade.settings import Settings
+from stockade.settings import Settings, unknown_settings
 
 
 def serve(settings: Settings) -> None:
@@ -31,6 +31,8 @@ def serve(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: only news worth reading
+    for name in unknown_settings(config_file=settings.config_file):
+        logging.getLogger("stockade.settings").warning("not a setting, ignored: %s", name)
     raise_open_files()
     try:
         hold_data_dir(settings.data_dir)
