@@ -237,7 +237,12 @@ def remove_tree(path: str) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
+    rootless = os.geteuid() != 0
     try:
+        if rootless:
+            # The box's program runs as our own uid: it may have closed /box
+            # itself (chmod 0 /box), which would keep us out for good.
+            _open_up(path)
         top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return
@@ -250,13 +255,18 @@ def remove_tree(path: str) -> None:
             if not stat.S_ISDIR(st.st_mode):
                 os.unlink(name, dir_fd=top)
                 continue
-            if not os.geteuid() == 0 and st.st_mode & 0o700 != 0o700:
-                # Rootless: the program made its own directory unreadable.
-                os.chmod(name, 0o700, dir_fd=top, follow_symlinks=True)  # lstat said: a real directory
+            if rootless:
+                # The program made its own directory unreadable.
+                _open_up(name, top, st)
             sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
             try:
                 for child in os.listdir(sub):
-                    if stat.S_ISDIR(os.lstat(child, dir_fd=sub).st_mode):
+                    child_st = os.lstat(child, dir_fd=sub)
+                    if stat.S_ISDIR(child_st.st_mode):
+                        if rootless:
+                            # Moving a directory to another parent rewrites its
+                            # "..": it needs our write permission on it too.
+                            _open_up(child, sub, child_st)
                         flat = _free_name(top, counter)
                         counter += 1
                         os.rename(child, flat, src_dir_fd=sub, dst_dir_fd=top)
@@ -269,6 +279,15 @@ def remove_tree(path: str) -> None:
     finally:
         os.close(top)
     os.rmdir(path)
+
+
+def _open_up(name: str, dir_fd: int | None = None, st: os.stat_result | None = None) -> None:
+    """Rootless: give a directory the box's program owns (it is us) back its
+    owner's rwx bits. Only for a real directory (lstat), once every process of
+    the box is dead: nothing can swap it for a link in between."""
+    st = st or os.lstat(name, dir_fd=dir_fd)
+    if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o700 != 0o700:
+        os.chmod(name, stat.S_IMODE(st.st_mode) | 0o700, dir_fd=dir_fd, follow_symlinks=True)
 
 
 def _free_name(dir_fd: int, start: int) -> str:
