@@ -100,6 +100,26 @@ def test_entry_count_is_capped(sandbox):
         unpack(sandbox, data, max_entries=20)
 
 
+def test_many_sibling_directories_unpack(sandbox):
+    # An ordinary tree (one directory per entry): the host reads it back whatever
+    # its width; it used to stop at 256 sibling directories with a SandboxError.
+    data = make_zip([(f"case{i}/input.txt", b"%d\n" % i) for i in range(400)])
+    files = unpack(sandbox, data)
+    assert len(files) == 400 and files["case399/input.txt"].content == b"399\n"
+
+
+def test_directory_count_and_depth_are_capped(sandbox):
+    # Few entries, many directories: refused in the box (an InvalidSubmission),
+    # never a tree the host gives up reading (a SandboxError).
+    deep_each = [("/".join([f"top{j}"] + ["d"] * 30) + "/f", b"x") for j in range(800)]
+    with pytest.raises(InvalidSubmission, match="directories"):
+        unpack(sandbox, make_zip(deep_each))
+    deep = "/".join(["d"] * 70) + "/f"
+    with pytest.raises(InvalidSubmission, match="nested more than 64 directories"):
+        unpack(sandbox, make_zip([(deep, b"x")]))
+    assert set(unpack(sandbox, make_zip([("/".join(["d"] * 64) + "/f", b"x")]))) == {"/".join(["d"] * 64) + "/f"}
+
+
 def test_duplicates_and_garbage_are_refused(sandbox):
     with pytest.raises(InvalidSubmission, match="twice"):
         unpack(sandbox, make_zip([("a", b"1"), ("./a", b"2")]))

@@ -27,24 +27,28 @@ class ArchiveLimits:
     max_ratio: int = 200  # unpacked / compressed, for entries bigger than ratio_floor
     ratio_floor: int = 1 * MiB
     max_zip: int = 20 * MiB
+    # Directories the entries' paths make (at most max_entries of them) and how deep
+    # they nest: the host reads the unpacked tree back, and stops past 20000 entries
+    # or 128 levels (a box's tree is not for it to walk without end).
+    max_depth: int = 64
 
 
 # Runs inside the box as `python3 -I -S -c SCRIPT caps...`. Fixed text: no part of
 # it is ever built from user input; the caps are our integers, passed as argv.
 SCRIPT = r"""
 import json, os, stat, sys, zipfile
-MAX_BYTES, MAX_ENTRIES, MAX_RATIO, RATIO_FLOOR = (int(a) for a in sys.argv[1:5])
+MAX_BYTES, MAX_ENTRIES, MAX_RATIO, RATIO_FLOOR, MAX_DEPTH = (int(a) for a in sys.argv[1:6])
 def refuse(why):
     sys.stderr.write(why + "\n")
     sys.exit(3)
 try:
-    archive = zipfile.ZipFile("/box/" + sys.argv[5])
+    archive = zipfile.ZipFile("/box/" + sys.argv[6])
     infos = archive.infolist()
 except Exception as exc:
     refuse("additional files are not a valid zip archive (%s)" % exc)
 if len(infos) > MAX_ENTRIES:
     refuse("additional files: %d entries, more than %d" % (len(infos), MAX_ENTRIES))
-plan, seen, declared = [], set(), 0
+plan, seen, dirs, declared = [], set(), set(), 0
 for info in infos:
     name = info.filename
     if "\\" in name or "\0" in name or any(ord(c) < 32 for c in name):
@@ -67,6 +71,11 @@ for info in infos:
     if not clean:
         refuse("additional files: invalid name %r" % name)
     rel = "/".join(clean)
+    if len(clean) - 1 > MAX_DEPTH:
+        refuse("additional files: %r is nested more than %d directories deep" % (rel, MAX_DEPTH))
+    dirs.update("/".join(clean[:i]) for i in range(1, len(clean)))
+    if len(dirs) > MAX_ENTRIES:
+        refuse("additional files: more than %d directories" % MAX_ENTRIES)
     if rel in seen:
         refuse("additional files: %r appears twice" % rel)
     seen.add(rel)
@@ -76,7 +85,7 @@ for info in infos:
     if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
         refuse("additional files: %r is compressed more than %d:1 (a zip bomb?)" % (rel, MAX_RATIO))
     plan.append((info, rel, bool((info.external_attr >> 16) & 0o111)))
-out = "/box/" + sys.argv[6]
+out = "/box/" + sys.argv[7]
 os.mkdir(out)
 written, manifest = 0, []
 for info, rel, executable in plan:
@@ -102,7 +111,7 @@ json.dump(manifest, sys.stdout)
 def extraction_argv(limits: ArchiveLimits) -> list[str]:
     """The box command that unpacks ZIP_NAME into OUT_DIR."""
     return [PYTHON, "-I", "-S", "-c", SCRIPT, str(limits.max_unpacked), str(limits.max_entries),
-            str(limits.max_ratio), str(limits.ratio_floor), ZIP_NAME, OUT_DIR]
+            str(limits.max_ratio), str(limits.ratio_floor), str(limits.max_depth), ZIP_NAME, OUT_DIR]
 
 
 def extraction_limits(limits: ArchiveLimits) -> Limits:

@@ -186,38 +186,66 @@ def collect(path: str, patterns: Sequence[str], max_total: int) -> dict[str, byt
 
 
 # What a box may make us walk when collecting (a program can nest directories
-# far deeper and wider than any compiler output).
+# far deeper and wider than any compiler output). One descriptor is open per
+# level of the directory being read, so the depth is what costs descriptors.
 _MAX_ENTRIES = 20000
-_MAX_OPEN_DIRS = 256
+_MAX_DEPTH = 128
 
 
 def _walk(path: str) -> Iterator[tuple[str, int, str]]:
     """(relative path, parent dir fd, name) of every non-directory entry,
-    descending only into real directories (fd-relative, never through links)."""
-    stack = [("", os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW))]
+    descending only into real directories (fd-relative, never through links).
+
+    Depth first: a directory is listed (within the entry budget) and closed to
+    listing before its children are entered, so the descriptors held are those
+    of its ancestors only, however many sibling directories there are."""
+    top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    stack: list[tuple[str, int, list[tuple[str, bool]]]] = []  # (prefix, fd, entries left)
     seen = 0
+
+    def listing(fd: int) -> list[tuple[str, bool]]:
+        nonlocal seen
+        found = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                seen += 1
+                if seen > _MAX_ENTRIES:
+                    raise SandboxError("too many files in the box to collect")
+                found.append((entry.name, entry.is_dir(follow_symlinks=False)))
+        found.reverse()  # popped from the end: in directory order
+        return found
+
+    try:
+        entries = listing(top)
+    except BaseException:
+        os.close(top)
+        raise
+    stack.append(("", top, entries))
     try:
         while stack:
-            prefix, fd = stack.pop()
-            try:
-                with os.scandir(fd) as entries:
-                    for entry in entries:
-                        seen += 1
-                        if seen > _MAX_ENTRIES or len(stack) >= _MAX_OPEN_DIRS:
-                            raise SandboxError("too many files in the box to collect")
-                        rel = prefix + entry.name
-                        if entry.is_dir(follow_symlinks=False):
-                            try:
-                                child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                            except OSError:
-                                continue
-                            stack.append((rel + "/", child))
-                        else:
-                            yield rel, fd, entry.name
-            finally:
+            prefix, fd, left = stack[-1]
+            if not left:
+                stack.pop()
                 os.close(fd)
+                continue
+            name, is_dir = left.pop()
+            rel = prefix + name
+            if not is_dir:
+                yield rel, fd, name
+                continue
+            if len(stack) >= _MAX_DEPTH:
+                raise SandboxError("files nested too deep in the box to collect")
+            try:
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                stack.append((rel + "/", child, listing(child)))
+            except BaseException:
+                os.close(child)
+                raise
     finally:
-        for _, fd in stack:
+        for _, fd, _ in stack:
             os.close(fd)
 
 
