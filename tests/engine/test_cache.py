@@ -12,6 +12,7 @@ import stat
 import pytest
 
 from stockade.engine.cache import CompileCache, Product, cache_key
+from stockade.sandbox.model import MiB
 
 
 def key(n: int | str) -> str:
@@ -31,7 +32,7 @@ def builder(counter: list, result: Product | None, delay: float = 0.0):
 
 
 def test_miss_then_hit(tmp_path):
-    cache = CompileCache(tmp_path / "c", 10_000)
+    cache = CompileCache(tmp_path / "c", 1 * MiB)
     builds: list = []
 
     async def go():
@@ -50,7 +51,7 @@ def test_miss_then_hit(tmp_path):
 
 
 def test_products_have_no_write_bits(tmp_path):
-    cache = CompileCache(tmp_path / "c", 10_000)
+    cache = CompileCache(tmp_path / "c", 1 * MiB)
     lease = asyncio.run(cache.get_or_build(key(1), builder([], product())))
     main = os.stat(os.path.join(lease.path, "main"))
     data = os.stat(os.path.join(lease.path, "lib", "data.txt"))
@@ -60,7 +61,7 @@ def test_products_have_no_write_bits(tmp_path):
 
 
 def test_a_failed_build_is_not_cached(tmp_path):
-    cache = CompileCache(tmp_path / "c", 10_000)
+    cache = CompileCache(tmp_path / "c", 1 * MiB)
     builds: list = []
     assert asyncio.run(cache.get_or_build(key(1), builder(builds, None))) is None
     assert asyncio.run(cache.get_or_build(key(1), builder(builds, None))) is None
@@ -68,7 +69,7 @@ def test_a_failed_build_is_not_cached(tmp_path):
 
 
 def test_product_names_from_a_box_are_checked(tmp_path):
-    cache = CompileCache(tmp_path / "c", 10_000)
+    cache = CompileCache(tmp_path / "c", 1 * MiB)
     for bad in ("../escape", "/etc/passwd", "a/../../b"):
         evil = Product({bad: (b"x", 0o644)})
         with pytest.raises(ValueError):
@@ -79,7 +80,8 @@ def test_product_names_from_a_box_are_checked(tmp_path):
 
 
 def test_least_recently_used_entries_go_first(tmp_path):
-    cache = CompileCache(tmp_path / "c", 2500)  # room for two 1000-byte products
+    room = int(2.5 * product(1000).footprint)
+    cache = CompileCache(tmp_path / "c", room)  # room for two 1000-byte products
 
     async def go():
         for n in (1, 2):
@@ -91,11 +93,12 @@ def test_least_recently_used_entries_go_first(tmp_path):
 
     asyncio.run(go())
     assert cache.contains(key(1)) and cache.contains(key(3)) and not cache.contains(key(2))
-    assert cache.total_size() <= 2500
+    assert cache.total_size() <= room
 
 
 def test_an_entry_in_use_is_never_evicted(tmp_path):
-    cache = CompileCache(tmp_path / "c", 1500)
+    room = int(1.5 * product(1000).footprint)
+    cache = CompileCache(tmp_path / "c", room)
 
     async def go():
         held = await cache.get_or_build(key(1), builder([], product(1000)))
@@ -109,7 +112,7 @@ def test_an_entry_in_use_is_never_evicted(tmp_path):
     assert cache.evict() == 1  # the free one went instead
     assert cache.contains(key(1)) and not cache.contains(key(2))
     held.close()
-    assert cache.total_size() <= 1500
+    assert cache.total_size() <= room
 
 
 def test_a_product_bigger_than_the_cache_is_used_once(tmp_path):
@@ -197,3 +200,32 @@ def test_stale_staging_directories_are_cleaned(tmp_path):
     os.utime(stale, (0, 0))
     CompileCache(tmp_path / "c", 1000)
     assert not stale.exists()
+
+
+def disk_usage(root) -> tuple[int, int]:
+    """(bytes in allocated blocks, inodes) under root."""
+    blocks = inodes = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            blocks += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            inodes += 1
+    return blocks, inodes
+
+
+def test_many_tiny_files_count_what_they_take(tmp_path):
+    # A multi-file program's compile box can leave 20000 tiny files: counted by
+    # their bytes alone they took nothing, and the cache's bound never evicted
+    # them. Each counts its blocks and inode now: the bound holds on disk.
+    bound = 4 * MiB
+    cache = CompileCache(tmp_path / "c", bound)
+    tiny = [Product({f"d{i % 50}/f{i}": (b"x" if n else b"", 0o644) for i in range(500)}) for n in range(20)]
+
+    async def go():
+        for n, item in enumerate(tiny):
+            (await cache.get_or_build(key(f"tiny{n}"), builder([], item))).close()
+
+    asyncio.run(go())
+    assert cache.total_size() <= bound
+    blocks, inodes = disk_usage(tmp_path / "c" / "objects")
+    assert blocks <= bound and inodes * 4096 <= bound
+    assert tiny[0].footprint >= 500 * 4096

@@ -35,6 +35,13 @@ log = logging.getLogger("stockade.engine.cache")
 FORMAT = 1  # bump when the layout or the key's ingredients change
 DEFAULT_SIZE = 512 * MiB
 _STALE_TMP = 3600.0
+# What one file or directory costs the disk beyond its bytes: whole blocks, and an
+# inode. A product of 20000 one-byte (or empty) files is not 20 kB of cache.
+_BLOCK = 4096
+
+
+def _on_disk(size: int) -> int:
+    return -(-size // _BLOCK) * _BLOCK + _BLOCK
 
 
 def cache_key(**ingredients: object) -> str:
@@ -59,6 +66,17 @@ class Product:
     @property
     def size(self) -> int:
         return sum(len(content) for content, _ in self.files.values()) + len(self.compile_output)
+
+    @property
+    def footprint(self) -> int:
+        """What storing it takes (the bound counts this): every file in whole
+        blocks plus an inode, every directory (the entry's own two included)."""
+        dirs: set[str] = set()
+        for name in self.files:
+            parts = name.split("/")
+            dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        files = sum(_on_disk(len(content)) for content, _ in self.files.values())
+        return files + _BLOCK * (len(dirs) + 2) + _on_disk(len(self.compile_output) * 4 // 3 + 256)
 
 
 @dataclass
@@ -175,7 +193,8 @@ class CompileCache:
         return os.path.isfile(os.path.join(self._objects, key, "meta.json"))
 
     def total_size(self) -> int:
-        """Bytes held by the cached entries (as recorded when they were stored)."""
+        """Bytes the cached entries take on disk (Product.footprint, recorded
+        when they were stored)."""
         return sum(size for _, size, _ in self._entries())
 
     def evict(self, keep: str = "") -> int:
@@ -253,7 +272,7 @@ class CompileCache:
         os.mkdir(staging, 0o755)
         try:
             _write_tree(os.path.join(staging, "product"), product.files)
-            meta = {"key": key, "size": product.size, "created": time.time(),
+            meta = {"key": key, "size": product.footprint, "created": time.time(),
                     "compile_output": base64.b64encode(product.compile_output).decode()}
             with open(os.path.join(staging, "meta.json"), "x") as fh:
                 json.dump(meta, fh)
@@ -261,7 +280,7 @@ class CompileCache:
         except BaseException:
             _remove(staging)
             raise
-        if product.size > self.max_bytes:
+        if product.footprint > self.max_bytes:
             # Bigger than the whole cache: use it for this submission only.
             return Lease(os.path.join(staging, "product"), product.compile_output, hit=False,
                          _ephemeral=staging)
