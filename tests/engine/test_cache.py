@@ -229,3 +229,32 @@ def test_many_tiny_files_count_what_they_take(tmp_path):
     blocks, inodes = disk_usage(tmp_path / "c" / "objects")
     assert blocks <= bound and inodes * 4096 <= bound
     assert tiny[0].footprint >= 500 * 4096
+
+
+def test_failed_builds_leave_no_lock_files(tmp_path):
+    # Every distinct failing compile used to leave locks/<key>.lock for good:
+    # unbounded files on the host from submissions that cache nothing.
+    cache = CompileCache(tmp_path / "c", 1 * MiB)
+    locks = tmp_path / "c" / "locks"
+
+    async def boom():
+        raise RuntimeError("the build broke")
+
+    async def go():
+        for n in range(20):
+            assert await cache.get_or_build(key(f"fail{n}"), builder([], None)) is None
+        with pytest.raises(RuntimeError):
+            await cache.get_or_build(key("raises"), boom)
+        # Too big to cache: used once, nothing kept.
+        (await CompileCache(tmp_path / "c", 500).get_or_build(key("big"), builder([], product(1000)))).close()
+        # Concurrent requests for one failing key: each waiter still gets its answer.
+        builds: list = []
+        results = await asyncio.gather(*(cache.get_or_build(key("same"), builder(builds, None, delay=0.05))
+                                         for _ in range(4)))
+        assert results == [None] * 4 and len(builds) == 4
+        lease = await cache.get_or_build(key("ok"), builder([], product()))
+        lease.close()
+
+    asyncio.run(go())
+    assert os.listdir(locks) == [key("ok") + ".lock"]
+    assert cache.contains(key("ok")) and not cache.contains(key("same"))

@@ -180,6 +180,11 @@ class CompileCache:
                     return lease
                 finally:
                     if fd >= 0:
+                        if not self.contains(key):
+                            # Nothing stored (a failed build, too big, an error or a
+                            # cancellation): its lock file goes too, or every failed
+                            # compile would leave one behind for good.
+                            self._drop_lock_file(key, fd)
                         os.close(fd)
         finally:
             self._key_users[mine] -= 1
@@ -227,13 +232,14 @@ class CompileCache:
     def _lock_path(self, key: str) -> str:
         return os.path.join(self._locks, key + ".lock")
 
-    def _lock_key(self, key: str, operation: int) -> int:
+    def _lock_key(self, key: str, operation: int, create: bool = True) -> int:
         """An flock on the key's lock file. The file may be unlinked by an
-        eviction while we wait: retry until the lock we hold is on the file
-        that is still there."""
+        eviction (or a failed build) while we wait: retry until the lock we hold
+        is on the file that is still there. Without `create`, FileNotFoundError
+        when there is no lock file (then there is no entry, and no build)."""
         path = self._lock_path(key)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o600)
             try:
                 fcntl.flock(fd, operation)
                 try:
@@ -247,12 +253,24 @@ class CompileCache:
             os.close(fd)
 
     def _lease(self, key: str, blocking: bool = True) -> Lease | None:
-        """A lease on an existing entry (shared lock first, then look), or None."""
-        fd = self._lock_key(key, fcntl.LOCK_SH if blocking else fcntl.LOCK_SH | fcntl.LOCK_NB)
+        """A lease on an existing entry (shared lock first, then look), or None.
+        A miss makes no lock file: only a build does (and removes it if it fails)."""
+        try:
+            fd = self._lock_key(key, fcntl.LOCK_SH if blocking else fcntl.LOCK_SH | fcntl.LOCK_NB, create=False)
+        except FileNotFoundError:
+            return None
         lease = self._open_entry(key, fd)
         if lease is None:
             os.close(fd)
         return lease
+
+    def _drop_lock_file(self, key: str, fd: int) -> None:
+        """Unlink the key's lock file, which `fd` holds exclusively. Anyone
+        waiting on it finds it gone when they get it, and makes a new one."""
+        path = self._lock_path(key)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                os.unlink(path)
 
     def _open_entry(self, key: str, fd: int, hit: bool = True) -> Lease | None:
         entry = os.path.join(self._objects, key)
