@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from stockade.engine import Submission, Verdict
+from stockade.errors import InvalidSubmission
 from stockade.sandbox import Limits, MiB
 from tests.conftest import leftovers
 from tests.engine import support
@@ -182,3 +183,27 @@ def test_a_cached_program_in_a_warm_box_cannot_change_its_product():
     finally:
         warm.close()
         support.remove(path)
+
+
+@pytest.mark.parametrize("entries", [{"build": b"a file where the product goes"},
+                                     {"build/main": b"#!/bin/sh\necho not the compiled program\n"}])
+def test_additional_files_cannot_take_the_products_place(engine, entries):
+    # /box/build is where a run box gets the compiled product: a file there made
+    # bubblewrap fail (a sandbox_error, an internal error for the service), a
+    # directory was hidden in a cold box and failed in a warm one.
+    with pytest.raises(InvalidSubmission, match="compiled program"):
+        engine.run_sync(Submission("c", b"int main(void){return 0;}", additional_files=zip_of(entries)))
+    # Not compiled, nothing is mounted there: the same files are fine.
+    fine = engine.run_sync(Submission("python3", b"import os; print(os.path.exists('build'))",
+                                      additional_files=zip_of(entries)))
+    assert fine.verdict is Verdict.ok and fine.tests[0].run.stdout == b"True\n", fine
+
+
+@pytest.mark.parametrize("field, value", [("arguments", "x" * 200_000),
+                                          ("compiler_options", " ".join(["-DX"] * 10_000)),
+                                          ("arguments", " ".join(["y" * 1000] * 2000))])
+def test_argv_no_box_can_start_with_is_refused(engine, field, value):
+    runtime = "c" if field == "compiler_options" else "python3"
+    source = b"int main(void){return 0;}" if runtime == "c" else b"print(1)"
+    with pytest.raises(InvalidSubmission, match="compiler options|program arguments"):
+        engine.run_sync(Submission(runtime, source, **{field: value}))

@@ -19,7 +19,7 @@ from stockade.engine.model import Submission, SubmissionResult, TestCase, TestRe
 from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
 from stockade.runtimes.catalog import BUILD_DIR, Catalog, Runtime, split_words
 from stockade.sandbox.model import KiB, Mount, RunResult, Status
-from stockade.sandbox.workdir import File
+from stockade.sandbox.workdir import File, check_relpath
 
 log = logging.getLogger("stockade.engine")
 
@@ -27,6 +27,13 @@ Progress = Callable[[int, int], None]
 
 MAX_NUMBER_OF_RUNS = 20
 COMPILE_OUTPUT_LIMIT = 64 * KiB
+# What execve takes (one item under MAX_ARG_STRLEN, 128 KiB) and bubblewrap
+# (at most 9000 arguments, its own included): beyond, the box cannot start.
+MAX_WORD = 128 * KiB - 1
+MAX_WORDS = 4096
+MAX_WORDS_BYTES = 1024 * KiB
+# Where a run box has the compiled product, relative to /box.
+_BUILD = BUILD_DIR.removeprefix("/box/")
 
 
 def default_cache_dir() -> str:
@@ -86,11 +93,21 @@ class Engine:
             raise InvalidSubmission(f"number_of_runs must be between 1 and {MAX_NUMBER_OF_RUNS}")
         if options and not runtime.is_compiled:
             raise InvalidSubmission(f"{runtime.name} does not compile: compiler options are not allowed")
+        _check_words(options, "compiler options")
+        _check_words(args, "program arguments")
         tests = tuple(submission.tests) or (TestCase(),)
         files = await self._input_files(runtime, submission)
 
         compiled = _Compiled()
         compiles = runtime.is_compiled and (not runtime.compile_if_present or runtime.compile_if_present in files)
+        if compiles and not runtime.products_copied:
+            # The product is mounted (or copied) there in every run box: a file of
+            # the submission's in its place made the box fail (a sandbox_error),
+            # or was hidden from the program.
+            clash = sorted(name for name in files if check_relpath(name)[0] == _BUILD)
+            if clash:
+                raise InvalidSubmission(f"additional files: {clash[0]!r} is refused: /box/{_BUILD} is where "
+                                        f"the compiled program goes")
         if compiles:
             compiled = await self._compile(runtime, submission, files, options)
             if compiled.lease is None:
@@ -266,6 +283,17 @@ def _read_tree(root: str) -> dict[str, File]:
                 content = fh.read()
             out[os.path.relpath(path, root)] = File(content, 0o755 if st.st_mode & 0o111 else 0o644)
     return out
+
+
+def _check_words(words: list[str], what: str) -> None:
+    """InvalidSubmission for argv items no box could start with."""
+    sizes = [len(word.encode("utf-8", "surrogatepass")) for word in words]
+    if len(words) > MAX_WORDS:
+        raise InvalidSubmission(f"{what}: more than {MAX_WORDS} words")
+    if sizes and max(sizes) > MAX_WORD:
+        raise InvalidSubmission(f"{what}: a word longer than {MAX_WORD} bytes")
+    if sum(sizes) > MAX_WORDS_BYTES:
+        raise InvalidSubmission(f"{what}: more than {MAX_WORDS_BYTES} bytes")
 
 
 def _bounded(data: bytes, limit: int) -> bytes:
