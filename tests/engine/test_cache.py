@@ -258,3 +258,23 @@ def test_failed_builds_leave_no_lock_files(tmp_path):
     asyncio.run(go())
     assert os.listdir(locks) == [key("ok") + ".lock"]
     assert cache.contains(key("ok")) and not cache.contains(key("same"))
+
+
+def test_the_key_covers_the_runtimes_whole_compile_setup(catalog):
+    # Same source, options and toolchain version, another catalog's setup (a
+    # custom languages.toml sharing the cache directory): never the same product.
+    from dataclasses import replace
+
+    from stockade.engine.pipeline import product_key
+    from stockade.sandbox.workdir import File
+
+    c = catalog.get("c")
+    files = {"main.c": File(b"int main(void){return 0;}")}
+    base = product_key(c, ["-O2"], files)
+    variants = [replace(c, env={"CPATH": "/usr/include/other"}), replace(c, executables=()),
+                replace(c, mounts=("/etc/alternatives",)), replace(c, products_copied=True)]
+    keys = {product_key(variant, ["-O2"], files) for variant in variants}
+    assert base not in keys and len(keys) == len(variants)
+    assert product_key(c, ["-O2"], files) == base
+    assert product_key(c, ["-O3"], files) != base
+    assert product_key(c, ["-O2"], {"main.c": File(b"int main(void){return 0;}", 0o755)}) != base

@@ -167,11 +167,7 @@ class Engine:
                        options: list[str]) -> _Compiled:
         compiled = _Compiled()
         limits = runtime.adjust_compile_limits(submission.compile_limits)
-        key = cache_key(
-            runtime=runtime.key, version=runtime.version, compile=list(runtime.compile_argv or ()),
-            products=list(runtime.products), options=options,
-            files=sorted((name, digest(f.content), f.mode) for name, f in files.items()),
-        )
+        key = product_key(runtime, options, files)
 
         async def build() -> Product | None:
             argv = runtime.compile_command(options, limits)
@@ -251,6 +247,18 @@ class Engine:
 
 
 # -- helpers ------------------------------------------------------------------
+
+
+def product_key(runtime: Runtime, options: list[str], files: Mapping[str, File]) -> str:
+    """The compile cache key: everything that decides what the compile box
+    leaves and how it is stored, so two catalogs sharing a cache directory (the
+    CLI and the service, as root) never take each other's products."""
+    return cache_key(
+        runtime=runtime.key, version=runtime.version, compile=list(runtime.compile_argv or ()),
+        products=list(runtime.products), executables=list(runtime.executables),
+        copied=runtime.products_copied, env=sorted(runtime.env.items()), mounts=list(runtime.mounts),
+        options=options, files=sorted((name, digest(f.content), f.mode) for name, f in files.items()),
+    )
 
 
 def _mounts(runtime: Runtime) -> list[Mount]:
