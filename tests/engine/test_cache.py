@@ -272,7 +272,10 @@ def test_the_key_covers_the_runtimes_whole_compile_setup(catalog):
     files = {"main.c": File(b"int main(void){return 0;}")}
     base = product_key(c, ["-O2"], files)
     variants = [replace(c, env={"CPATH": "/usr/include/other"}), replace(c, executables=()),
-                replace(c, mounts=("/etc/alternatives",)), replace(c, products_copied=True)]
+                replace(c, mounts=("/etc/alternatives",)), replace(c, products_copied=True),
+                # The same version string from another binary: a Debian point update.
+                replace(c, toolchain=c.toolchain + "-upgraded")]
+    assert c.toolchain  # (the probed compiler's identity, read at load)
     keys = {product_key(variant, ["-O2"], files) for variant in variants}
     assert base not in keys and len(keys) == len(variants)
     assert product_key(c, ["-O2"], files) == base

@@ -254,7 +254,8 @@ def product_key(runtime: Runtime, options: list[str], files: Mapping[str, File])
     leaves and how it is stored, so two catalogs sharing a cache directory (the
     CLI and the service, as root) never take each other's products."""
     return cache_key(
-        runtime=runtime.key, version=runtime.version, compile=list(runtime.compile_argv or ()),
+        runtime=runtime.key, version=runtime.version, toolchain=runtime.toolchain,
+        compile=list(runtime.compile_argv or ()),
         products=list(runtime.products), executables=list(runtime.executables),
         copied=runtime.products_copied, env=sorted(runtime.env.items()), mounts=list(runtime.mounts),
         options=options, files=sorted((name, digest(f.content), f.mode) for name, f in files.items()),

@@ -76,6 +76,10 @@ class Runtime:
     available: bool = True
     reason: str = ""
     version: str = ""
+    # The probed binary's identity (inode, mtime, size): a Debian point update
+    # keeps the version string ("12.2.0") but not this, and the compile cache's
+    # key holds both, so an upgraded compiler builds anew.
+    toolchain: str = ""
     source_mode: int = 0o644
     products: tuple[str, ...] = ()
     executables: tuple[str, ...] = ()
@@ -351,7 +355,7 @@ def _build(key: str, entry: Mapping, probe: bool) -> Runtime:
         if not found:
             reasons.append(f"{pattern} missing")
         mounts.extend(found)
-    version = ""
+    version = toolchain = ""
     if not reasons and entry.get("probe") and probe:
         probe_argv = list(entry["probe"])
         real, why = _system_binary(probe_argv[0])
@@ -361,6 +365,9 @@ def _build(key: str, entry: Mapping, probe: bool) -> Runtime:
             version, why = _probe(tuple(probe_argv), entry.get("version_regex", r"(\S+)"))
             if why:
                 reasons.append(why)
+            with contextlib.suppress(OSError):
+                st = os.stat(real)
+                toolchain = f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
     packages = tuple(entry.get("packages", ()))
     reason = ""
     if reasons:
@@ -385,6 +392,7 @@ def _build(key: str, entry: Mapping, probe: bool) -> Runtime:
         available=not reasons,
         reason=reason,
         version=version,
+        toolchain=toolchain,
         source_mode=int(entry.get("source_mode", 0o644)),
         products=tuple(entry.get("products", ())),
         executables=tuple(entry.get("executables", ())),
