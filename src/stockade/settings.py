@@ -262,24 +262,23 @@ def unknown_settings(environ: Mapping[str, str] | None = None, config_file: Path
     setting at the default; the server logs these."""
     environ = os.environ if environ is None else environ
     fields = sorted(Settings.model_fields)
+
+    def closest(key: str, prefix: str = "") -> str:
+        close = difflib.get_close_matches(key, fields, n=1)
+        return f" (did you mean {prefix}{close[0].upper() if prefix else close[0]}?)" if close else ""
+
     found = []
     for name in sorted(environ):
-        if name.upper().startswith("STOCKADE_") and name.upper() not in NOT_SETTINGS:
-            key = name[len("STOCKADE_"):].lower()
-            if key not in Settings.model_fields:
-                close = difflib.get_close_matches(key, fields, n=1)
-                found.append(name + (f" (did you mean STOCKADE_{close[0].upper()}?)" if close else ""))
-    config = config_file
-    if config:
+        key = name[len("STOCKADE_"):].lower()
+        if name.upper().startswith("STOCKADE_") and name.upper() not in NOT_SETTINGS and key not in fields:
+            found.append(name + closest(key, "STOCKADE_"))
+    if config_file:
         try:
-            with open(config, "rb") as file:
+            with open(config_file, "rb") as file:
                 keys = tomllib.load(file)
         except (OSError, tomllib.TOMLDecodeError):
             keys = {}  # (Settings.load says what is wrong with it)
-        for key in sorted(keys):
-            if key not in Settings.model_fields:
-                close = difflib.get_close_matches(key, fields, n=1)
-                found.append(f"{key} in {config}" + (f" (did you mean {close[0]}?)" if close else ""))
+        found += [f"{key} in {config_file}{closest(key)}" for key in sorted(keys) if key not in fields]
     return found
 
 

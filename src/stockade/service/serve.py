@@ -202,11 +202,11 @@ def check_database(url: str) -> None:
         shown = make_url(url).render_as_string(hide_password=True)
     except exc.ArgumentError as error:
         raise StockadeError(f"not a database URL: {error}") from None
-    try:
-        engine = create_engine(url)
-    except (exc.NoSuchModuleError, ImportError) as error:
-        raise StockadeError(f"no driver for the database {shown}: {error}") from None
     if not url.startswith("sqlite"):  # (SQLite: the store creates its file)
+        try:
+            engine = create_engine(url)
+        except (exc.NoSuchModuleError, ImportError) as error:
+            raise StockadeError(f"no driver for the database {shown}: {error}") from None
         try:
             with engine.connect():
                 pass
