@@ -135,3 +135,30 @@ def test_php_error_is_reported_once_on_stderr(engine, catalog):
     run = result.tests[0].run
     assert result.verdict is Verdict.runtime_error and run.stdout == b"before\n", run
     assert run.stderr.count(b"Uncaught DivisionByZeroError") == 1, run.stderr
+
+
+# Judge0's enable_per_process_and_thread_memory_limit: the limit is on each
+# process's address space (RLIMIT_AS). The JVM, V8 and Go's runtime reserve
+# gigabytes of it before main: a hello world died of SIGSEGV, SIGABRT or
+# "fatal error". For them the limit applies to the run as a whole.
+PER_PROCESS = Limits(cpu_time=5, wall_time=10, memory=128000 * KiB, stack=64000 * KiB, processes=60,
+                     output=1024 * KiB, per_process_memory=True)
+HELLO_AND_HOG = {
+    "java": ('public class Main { public static void main(String[] a) { System.out.println("hi"); } }',
+             "public class Main { public static void main(String[] a) { java.util.List<long[]> k ="
+             " new java.util.ArrayList<>(); while (true) k.add(new long[1 << 20]); } }"),
+    "javascript": ('console.log("hi")', "const k = []; while (true) k.push(new Float64Array(1 << 20).fill(1));"),
+    "go": ('package main\nimport "fmt"\nfunc main() { fmt.Println("hi") }\n',
+           "package main\nfunc main() { var k [][]byte; for { b := make([]byte, 1<<20); for i := range b"
+           " { b[i] = 1 }; k = append(k, b) } }\n"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(HELLO_AND_HOG))
+def test_a_vm_runs_under_a_per_process_memory_limit_and_is_still_bounded(engine, catalog, key):
+    hello, hog = HELLO_AND_HOG[key]
+    result = judge(engine, catalog, key, hello, expected=b"hi\n", limits=PER_PROCESS)
+    assert result.verdict is Verdict.accepted, result.tests[0].run
+    result = judge(engine, catalog, key, hog, limits=PER_PROCESS)
+    assert result.verdict is Verdict.memory_limit, result.tests[0].run
+    assert result.tests[0].run.memory <= 128000 * KiB + 8 * 1024 * KiB, result.tests[0].run

@@ -87,6 +87,10 @@ class Runtime:
     compile_if_present: str = ""
     heap_fraction: float = 0.5
     heap_reserve: int = 0
+    # False for a VM that reserves far more address space than it uses (the JVM,
+    # V8, Go's runtime): under a per-process limit, which is one on address
+    # space (RLIMIT_AS), it cannot even start, so its memory is limited as a whole.
+    per_process_memory: bool = True
     env: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[str, ...] = ()
     compile_limits: Mapping[str, float | int] = field(default_factory=dict)
@@ -126,7 +130,11 @@ class Runtime:
         return raise_limits(limits, self.compile_limits)
 
     def adjust_run_limits(self, limits: Limits) -> Limits:
-        """Raise the run limits to this runtime's minimums (a JVM needs threads)."""
+        """Raise the run limits to this runtime's minimums (a JVM needs threads);
+        for a runtime that cannot run under a per-process (address space) memory
+        limit, the memory limit applies to the run as a whole."""
+        if limits.per_process_memory and not self.per_process_memory:
+            limits = replace(limits, per_process_memory=False)
         return raise_limits(limits, self.run_limits)
 
     def is_memory_error(self, stderr: bytes, stdout: bytes = b"") -> bool:
@@ -400,6 +408,7 @@ def _build(key: str, entry: Mapping, probe: bool) -> Runtime:
         compile_if_present=entry.get("compile_if_present", ""),
         heap_fraction=float(entry.get("heap_fraction", 0.5)),
         heap_reserve=parse_size(str(entry.get("heap_reserve", 0))),
+        per_process_memory=bool(entry.get("per_process_memory", True)),
         env=dict(entry.get("env", {})),
         mounts=tuple(mounts),
         compile_limits=_limit_minimums(entry.get("compile_limits", {}), where),
