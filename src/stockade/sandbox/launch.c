@@ -61,6 +61,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -139,10 +140,32 @@ static uint64_t now(void) {
     return (uint64_t)time.tv_sec * 1000000000u + (uint64_t)time.tv_nsec;
 }
 
-/* The report's record: `status` (if not NULL), the CPU time, the time. */
+/* Once the program has ended, as the pid namespace's init: kill what it left
+ * running and reap it, before the CPU time is read. Without --cpu-fd that time
+ * is RUSAGE_CHILDREN, which counts only reaped processes: an orphan still
+ * running as the program exited would not count at all (a program could
+ * spread its work over children, exit, and report almost no CPU time). With
+ * it, nothing runs between our read and the box's end. (kill(-1) from a pid
+ * namespace's init reaches every other process of the namespace; only as its
+ * pid 1, which run() with --status-fd always is.) */
+static void end_the_rest(void) {
+    if (getpid() != 1)
+        return;
+    for (;;) {
+        kill(-1, SIGKILL);
+        if (wait(NULL) < 0 && errno == ECHILD)
+            return;
+    }
+}
+
+/* The report's record: `status` (if not NULL), the CPU time, the time
+ * (with a status: the program's end, then what it left is ended). */
 static void send_times(int fd, const int *status) {
     char record[sizeof *status + 2 * sizeof(uint64_t)], *at = record;
-    uint64_t times[2] = {cpu_used(), now()};
+    uint64_t ended_at = now();
+    if (status)
+        end_the_rest();
+    uint64_t times[2] = {cpu_used(), status ? ended_at : now()};
     if (status) {
         memcpy(at, status, sizeof *status);
         at += sizeof *status;
