@@ -140,7 +140,8 @@ def test_php_error_is_reported_once_on_stderr(engine, catalog):
 # Judge0's enable_per_process_and_thread_memory_limit: the limit is on each
 # process's address space (RLIMIT_AS). The JVM, V8 and Go's runtime reserve
 # gigabytes of it before main: a hello world died of SIGSEGV, SIGABRT or
-# "fatal error". For them the limit applies to the run as a whole.
+# "fatal error" (and Ruby, with a VM stack sized from the stack limit). For
+# them the limit applies to the run as a whole.
 PER_PROCESS = Limits(cpu_time=5, wall_time=10, memory=128000 * KiB, stack=64000 * KiB, processes=60,
                      output=1024 * KiB, per_process_memory=True)
 HELLO_AND_HOG = {
@@ -148,6 +149,7 @@ HELLO_AND_HOG = {
              "public class Main { public static void main(String[] a) { java.util.List<long[]> k ="
              " new java.util.ArrayList<>(); while (true) k.add(new long[1 << 20]); } }"),
     "javascript": ('console.log("hi")', "const k = []; while (true) k.push(new Float64Array(1 << 20).fill(1));"),
+    "ruby": ('puts "hi"', 'k = []; loop { k << "x" * (1 << 20) }'),
     "go": ('package main\nimport "fmt"\nfunc main() { fmt.Println("hi") }\n',
            "package main\nfunc main() { var k [][]byte; for { b := make([]byte, 1<<20); for i := range b"
            " { b[i] = 1 }; k = append(k, b) } }\n"),
@@ -162,3 +164,18 @@ def test_a_vm_runs_under_a_per_process_memory_limit_and_is_still_bounded(engine,
     result = judge(engine, catalog, key, hog, limits=PER_PROCESS)
     assert result.verdict is Verdict.memory_limit, result.tests[0].run
     assert result.tests[0].run.memory <= 128000 * KiB + 8 * 1024 * KiB, result.tests[0].run
+
+
+RUBY_RECURSION = "def depth(n)\n  n == 0 ? 0 : depth(n - 1) + 1\nend\nputs depth(gets.to_i)\n"
+
+
+def test_ruby_recursion_uses_the_stack_limit(engine, catalog):
+    """Ruby's VM stack was 1 MiB whatever the stack limit: 10^5 frames were a
+    SystemStackError under Judge0's 64000 KB. It is sized from the limit."""
+    result = judge(engine, catalog, "ruby", RUBY_RECURSION, b"100000\n", b"100000\n")
+    assert result.verdict is Verdict.accepted, result.tests[0].run
+    # Past it: a clean runtime error, Ruby's own.
+    result = judge(engine, catalog, "ruby", RUBY_RECURSION, b"10000000\n")
+    run = result.tests[0].run
+    assert result.verdict in (Verdict.runtime_error, Verdict.memory_limit) and run.signal is None, run
+    assert b"stack level too deep" in run.stderr or b"NoMemoryError" in run.stderr or b"failed to allocate" in run.stderr, run.stderr[-300:]

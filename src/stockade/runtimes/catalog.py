@@ -188,6 +188,8 @@ class Runtime:
             # What an interpreter may take for its own frames, leaving an eighth of
             # the stack to the native code under them (its overflow check stays first).
             "{stack_usable_kib}": str(max(256, limits.stack // 1024 * 7 // 8)),
+            # The same, in bytes (Ruby's VM stack: its own, beside the machine stack).
+            "{stack_usable_bytes}": str(max(256, limits.stack // 1024 * 7 // 8) * 1024),
         }
 
 
