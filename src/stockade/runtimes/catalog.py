@@ -294,12 +294,17 @@ def _save_probes(path: str) -> None:
             os.unlink(tmp)
 
 
+def _file_identity(path: str) -> tuple[int, int, int]:
+    """(inode, mtime, size) of a binary, links followed: an upgrade changes it."""
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _probe(argv: tuple[str, ...], regex: str) -> tuple[str, str]:
     """(version, "") or ("", why). Cached per binary identity (its inode, mtime
     and size: an upgrade probes again)."""
     try:
-        st = os.stat(argv[0])
-        identity = (argv, regex, st.st_ino, st.st_mtime_ns, st.st_size)
+        identity = (argv, regex, *_file_identity(argv[0]))
     except OSError as exc:
         return "", f"{argv[0]}: {exc.strerror}"
     with _probe_lock:
@@ -376,8 +381,7 @@ def _build(key: str, entry: Mapping, probe: bool) -> Runtime:
             if why:
                 reasons.append(why)
             with contextlib.suppress(OSError):
-                st = os.stat(real)
-                toolchain = f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+                toolchain = ":".join(map(str, _file_identity(real)))
     packages = tuple(entry.get("packages", ()))
     reason = ""
     if reasons:

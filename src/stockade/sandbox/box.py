@@ -429,11 +429,10 @@ class Sandbox:
                 self._slots.release(slot)
                 raise
             exec_r, box.exec_w = box.pipe()
-            box.status_r, status_w = box.pipe()
-            cpu_fd = self._cpu_counter(box)
-            inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}", *launch.report_options(status_w, cpu_fd)]
+            report, report_fds = self._report_channel(box)
+            inner = [launch.BOX_LAUNCHER, f"--exec-fd={exec_r}", *report]
             failure = await self._start(box, inner, {}, self.warm_mounts, bwrap.BOX_DIR, _WARM_LIMITS,
-                                        (exec_r, status_w, *([cpu_fd] if cpu_fd is not None else [])))
+                                        (exec_r, *report_fds))
             if failure is not None:
                 log.warning("cannot build a warm box: %s", failure.message)
                 self.warm = 0  # the cold path reports the same failure to each run
@@ -588,11 +587,8 @@ class Sandbox:
             extra_fds: tuple[int, ...] = ()
             if self.launcher:
                 # The launcher as the box's pid 1, reporting the program's wait status.
-                box.status_r, status_w = box.pipe()
-                cpu_fd = self._cpu_counter(box)
-                extra_fds = (status_w, *([cpu_fd] if cpu_fd is not None else []))
-                first = launch.rlimit_argv([] if outside else rlimits, launch.BOX_LAUNCHER, status_fd=status_w,
-                                           cpu_fd=cpu_fd)
+                report, extra_fds = self._report_channel(box)
+                first = launch.rlimit_argv([] if outside else rlimits, launch.BOX_LAUNCHER, report=report)
             else:
                 first = launch.rlimit_argv(rlimits, None)  # (util-linux's prlimit)
             failure = await self._start(box, [*first, *argv], env, mounts, cwd, limits, extra_fds, rlimits=outside)
@@ -606,12 +602,16 @@ class Sandbox:
             self._remove(box)
 
     @staticmethod
-    def _cpu_counter(box: _Box) -> int | None:
-        """The box cgroup's CPU counter, read-only, for its launcher; ours to close."""
-        fd = box.group.open_cpu_counter()
-        if fd is not None:
-            box.fds.append(fd)
-        return fd
+    def _report_channel(box: _Box) -> tuple[list[str], tuple[int, ...]]:
+        """The launcher's report (launch.c --status-fd): a pipe, read from
+        box.status_r, and the box cgroup's CPU counter, read-only (our copies
+        closed with the box). Its options, and the fds the box gets."""
+        box.status_r, status_w = box.pipe()
+        cpu_fd = box.group.open_cpu_counter()
+        if cpu_fd is None:
+            return launch.report_options(status_w), (status_w,)
+        box.fds.append(cpu_fd)
+        return launch.report_options(status_w, cpu_fd), (status_w, cpu_fd)
 
     @staticmethod
     def _collected(box: _Box, result: RunResult, patterns, limits: Limits) -> RunResult:
@@ -949,19 +949,19 @@ class Sandbox:
                  limits: Limits, reported: tuple[int | None, int | None] = (None, None)) -> RunResult:
         started, ended = reported  # CPU ns by the launcher's count (launch.c --status-fd), if it told
         if self.cgroups.kind != "none":
-            cpu = group.cpu_time()
             memory = group.memory_peak()
             oom = group.oom_killed()
         else:  # rusage of bwrap and of the box's pid 1: every process they reaped
-            cpu = sum(u.ru_utime + u.ru_stime for u in usages)
             memory = max(u.ru_maxrss for u in usages) * 1024
             oom = False
         # The program's CPU time, not the box's setup before it (bwrap's, ~5 ms):
         # from the program's start to its end, or (killed with its launcher) to now.
         if started is not None and ended is not None and ended >= started:
             cpu = (ended - started) / 1e9
-        elif started is not None and self.cgroups.kind != "none":
-            cpu = max(0.0, cpu - started / 1e9)
+        elif self.cgroups.kind != "none":
+            cpu = max(0.0, group.cpu_time() - (started or 0) / 1e9)
+        else:
+            cpu = sum(u.ru_utime + u.ru_stime for u in usages)
         events = set(out.events)
         if oom:
             events.add(Status.memory_limit)

@@ -89,25 +89,23 @@ def settable_outside(values: list[tuple[str, int, int]]) -> bool:
 
 
 def rlimit_argv(values: Sequence[tuple[str, int, int]], launcher: str | None = BOX_LAUNCHER,
-                status_fd: int | None = None, cpu_fd: int | None = None) -> list[str]:
+                report: Sequence[str] = ()) -> list[str]:
     """The box's first program, setting `values` (from rlimits()), and its
-    options, up to and including "--". With `status_fd` (the launcher only),
-    it stays as the box's pid 1 and reports the program's wait status there,
-    and its CPU time, read from `cpu_fd` (report_options())."""
+    options, up to and including "--". With `report` (report_options(); the
+    launcher only), it stays as the box's pid 1 and reports the program's wait
+    status and times."""
     if launcher:
-        # (status first: it reports their failure)
-        return [launcher, *report_options(status_fd, cpu_fd), *_rlimit_options(values), "--"]
-    if status_fd is not None:
+        # (the report first: it reports their failure)
+        return [launcher, *report, *_rlimit_options(values), "--"]
+    if report:
         raise ValueError("only the launcher reports a wait status")
     return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, soft, hard in values), "--"]
 
 
-def report_options(status_fd: int | None, cpu_fd: int | None = None) -> list[str]:
+def report_options(status_fd: int, cpu_fd: int | None = None) -> list[str]:
     """The launcher's options for its report: the program's wait status and
     CPU time on `status_fd`, that time read from `cpu_fd` (the box cgroup's
     CPU counter, open read-only; None: the program's rusage). launch.c says how."""
-    if status_fd is None:
-        return []
     return [f"--status-fd={status_fd}", *([f"--cpu-fd={cpu_fd}"] if cpu_fd is not None else [])]
 
 

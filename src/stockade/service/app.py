@@ -76,10 +76,13 @@ def _default_engine(settings: Settings, catalog: Catalog) -> Any:
     )
 
 
-def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | None = None) -> FastAPI:
+def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | None = None,
+               migrated: bool = False) -> FastAPI:
     """The FastAPI app for these settings. `engine` and `catalog` default to the
     real ones (a sandbox with settings.box_slots boxes, settings.warm_box_count of
-    them built ahead of time, and the installed runtimes)."""
+    them built ahead of time, and the installed runtimes). Its startup brings
+    the database's schema up to date, unless the caller has (`migrated`: serve.py
+    does, before anything starts, to report a database it cannot use in one line)."""
     if catalog is None:
         catalog = Catalog.load()
     sandbox = None  # ours to warm up and close, when the engine is ours
@@ -138,7 +141,8 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await store.migrate()
+        if not migrated:
+            await store.migrate()
         warm = await sandbox.prewarm() if sandbox is not None else 0
         recovered = await dispatcher.start()
         await callbacks.resume()

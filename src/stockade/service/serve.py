@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -39,7 +40,7 @@ def serve(settings: Settings) -> None:
         hold_database(settings.sqlalchemy_url)
         listener = listen(settings.host, settings.port)
         check_database(settings.sqlalchemy_url)
-        app = create_app(settings)
+        app = create_app(settings, migrated=True)
     except StockadeError as exc:
         print(f"stockade: cannot serve: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -122,23 +123,34 @@ def hold_data_dir(data_dir: Path) -> None:
     """Lock `data_dir` for this process, or say which server has it. A second
     server on the same directory would run again, at its start, every
     submission the first one is running (recovery takes what is unfinished)."""
+    def taken(fd: int) -> str:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        return (f"another Stockade server (pid {holder}) uses the data directory {data_dir}:"
+                " one server per data directory (STOCKADE_DATA_DIR)")
+
+    fd = _hold(data_dir / LOCK_FILE, f"the data directory {data_dir}", taken, os.O_NOFOLLOW)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def _hold(path: Path, what: str, taken: Callable[[int], str], flags: int = 0) -> int:
+    """Open `path` (made if missing) and flock it for this process: held until
+    the process ends, even by kill -9. Another holder: StockadeError(taken(fd))."""
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | flags, 0o644)
     except OSError as exc:
-        raise StockadeError(f"cannot use the data directory {data_dir}: {exc.strerror}") from None
+        raise StockadeError(f"cannot use {what}: {exc.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        message = taken(fd)
         os.close(fd)
         if exc.errno != errno.EWOULDBLOCK:
-            raise StockadeError(f"cannot lock the data directory {data_dir}: {exc.strerror}") from None
-        raise StockadeError(f"another Stockade server (pid {holder}) uses the data directory {data_dir}:"
-                            " one server per data directory (STOCKADE_DATA_DIR)") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            raise StockadeError(f"cannot lock {what}: {exc.strerror}") from None
+        raise StockadeError(message) from None
     _held.append(fd)
+    return fd
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -174,21 +186,10 @@ def hold_database(url: str) -> None:
             raise StockadeError("an in-memory SQLite database loses every submission when the server stops:"
                                 " give STOCKADE_DATABASE_URL a file (sqlite:///PATH)")
         return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # (An empty file is a new, empty SQLite database.)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        raise StockadeError(f"cannot use the database {path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno != errno.EWOULDBLOCK:
-            raise StockadeError(f"cannot lock the database {path}: {exc.strerror}") from None
-        raise StockadeError(f"another Stockade server uses the SQLite database {path}:"
-                            " one server per database (STOCKADE_DATABASE_URL)") from None
-    _held.append(fd)
+    # (An empty file is a new, empty SQLite database. Links are followed: two
+    # paths to one file must meet on one lock.)
+    _hold(path, f"the database {path}", lambda fd: f"another Stockade server uses the SQLite database {path}:"
+          " one server per database (STOCKADE_DATABASE_URL)")
 
 
 def check_database(url: str) -> None:
