@@ -74,7 +74,11 @@ class Dispatcher:
         self._waiters: dict[str, list[asyncio.Future[Row]]] = {}
         self._tasks: list[asyncio.Task] = []
         self._storing: set[asyncio.Task] = set()  # results being committed, their workers gone on
-        self._drained = asyncio.Event()  # the server is stopping: nobody waits for a result any more
+        # Done once the server is stopping: nobody waits for a result any more.
+        # (One future every wait watches, made on first use, on the serving loop:
+        # no task per waiting request.)
+        self._drained: asyncio.Future[None] | None = None
+        self._draining = False
         self.busy = 0
 
     # --- the API's side
@@ -115,13 +119,11 @@ class Dispatcher:
         server drains: the submission then runs after the restart, and the
         request answers with what it has (its token) instead of being
         cancelled by the server with a 500."""
-        if self._drained.is_set():
+        if self._draining:
             return None
-        drained = asyncio.ensure_future(self._drained.wait())
-        try:
-            await asyncio.wait({future, drained}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            drained.cancel()
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        await asyncio.wait({future, self._drained}, return_when=asyncio.FIRST_COMPLETED)
         if future.done():
             return future.result()
         future.cancel()  # (only this request's future: the run is the worker's)
@@ -129,7 +131,9 @@ class Dispatcher:
 
     def drain(self) -> None:
         """The server is stopping: end every wait for a result (see wait_for)."""
-        self._drained.set()
+        self._draining = True
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def _committed(self, tokens: list[str], commit: asyncio.Future[None]) -> None:
         for token in tokens:
