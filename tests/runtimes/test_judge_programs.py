@@ -4,6 +4,8 @@ names the limit it broke (never a misleading one)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from stockade.engine import Submission, TestCase, Verdict
@@ -142,8 +144,7 @@ def test_php_error_is_reported_once_on_stderr(engine, catalog):
 # gigabytes of it before main: a hello world died of SIGSEGV, SIGABRT or
 # "fatal error" (and Ruby, with a VM stack sized from the stack limit). For
 # them the limit applies to the run as a whole.
-PER_PROCESS = Limits(cpu_time=5, wall_time=10, memory=128000 * KiB, stack=64000 * KiB, processes=60,
-                     output=1024 * KiB, per_process_memory=True)
+PER_PROCESS = replace(JUDGE0, per_process_memory=True)
 HELLO_AND_HOG = {
     "java": ('public class Main { public static void main(String[] a) { System.out.println("hi"); } }',
              "public class Main { public static void main(String[] a) { java.util.List<long[]> k ="
