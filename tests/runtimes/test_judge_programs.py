@@ -130,6 +130,35 @@ def test_javascript_recursion_past_the_stack_is_a_clean_runtime_error(engine, ca
     assert b"RangeError: Maximum call stack size exceeded" in run.stderr
 
 
+JAVA_RECURSION = """
+import java.util.Scanner;
+public class Main {
+    static long depth(long n) { return n == 0 ? 0 : depth(n - 1) + 1; }
+    public static void main(String[] args) {
+        long n = new Scanner(System.in).nextLong();
+        System.out.println(n < 0 ? depth(Long.MAX_VALUE) : depth(n));  // n < 0: never ends
+    }
+}
+"""
+
+
+def test_java_recursion_uses_the_stack_limit(engine, catalog):
+    """A depth-first search 10^6 deep fits Judge0's 64000 KB stack (-Xss)."""
+    result = judge(engine, catalog, "java", JAVA_RECURSION, b"1000000\n", b"1000000\n")
+    assert result.verdict is Verdict.accepted, result.tests[0].run
+
+
+def test_java_infinite_recursion_is_a_runtime_error_not_memory(engine, catalog):
+    """The JVM's search for @ReservedStackAccess frames on a stack overflow kept
+    native memory per frame: 2.5 million frames took the run past 125 MiB, a
+    memory_limit for what is a StackOverflowError."""
+    result = judge(engine, catalog, "java", JAVA_RECURSION, b"-1\n")
+    run = result.tests[0].run
+    assert result.verdict is Verdict.runtime_error and run.exit_code == 1, run
+    assert b"java.lang.StackOverflowError" in run.stderr
+    assert run.memory < JUDGE0.memory
+
+
 def test_php_error_is_reported_once_on_stderr(engine, catalog):
     """display_errors on stderr, and Debian's php.ini logs errors to stderr as
     well: each error was there twice."""
