@@ -159,6 +159,26 @@ def test_java_infinite_recursion_is_a_runtime_error_not_memory(engine, catalog):
     assert run.memory < JUDGE0.memory
 
 
+JS_WORKERS = """
+const { Worker } = require('worker_threads');
+const n = 14;
+let done = 0;
+for (let i = 0; i < n; i++) {
+  new Worker('require("worker_threads").parentPort.postMessage(1)', { eval: true })
+    .on('message', () => { if (++done === n) console.log(done); })
+    .on('error', e => { console.log(e.message); process.exitCode = 1; });
+}
+"""
+
+
+def test_javascript_worker_threads_are_bounded_by_the_process_limit(engine, catalog):
+    """14 workers (~100 MB of V8 isolates: about as many as 125 MiB holds,
+    well within 60 threads) need ~76 descriptors: they ran out of the 64
+    first (EMFILE at the 12th)."""
+    result = judge(engine, catalog, "javascript", JS_WORKERS, expected=b"14\n")
+    assert result.verdict is Verdict.accepted, result.tests[0].run
+
+
 def test_php_error_is_reported_once_on_stderr(engine, catalog):
     """display_errors on stderr, and Debian's php.ini logs errors to stderr as
     well: each error was there twice."""
