@@ -14,6 +14,7 @@ Usage: .venv/bin/python bench/api.py [N] [CLIENTS]     (defaults 500 16)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -52,6 +53,16 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            return await self._post(path, body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # The server closes a connection idle for its keep-alive timeout
+            # (uvicorn: 5 s), as it was while a long bare phase ran: once more,
+            # on a new one.
+            await self.close()
+            return await self._post(path, body)
+
+    async def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
@@ -64,8 +75,10 @@ class Connection:
 
     async def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
-            await self.writer.wait_closed()
+            writer, self.reader, self.writer = self.writer, None, None
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
 
 REQUEST = json.dumps({"source_code": SOURCE, "language_id": 71}).encode()
