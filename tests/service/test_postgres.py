@@ -115,6 +115,24 @@ def test_kill_9_on_postgresql_loses_nothing(make_server, database_url, tmp_path)
     assert [base64.b64decode(s["stdout"]) for s in finished] == [f"slow {i}\n".encode() for i in range(12)]
 
 
+def test_one_server_per_postgresql_database(make_server, database_url, tmp_path):
+    """A second server on the database stops at start, naming the first: it
+    would have run again everything the first one is running. The first one's
+    lock ends with it, kill -9 included."""
+    env = {"STOCKADE_DATABASE_URL": database_url}
+    first = make_server(env)
+    second = Server(tmp_path / "second", env)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError) as failure:
+        second.start(timeout=60)
+    message = str(failure.value)
+    assert "exited with 1" in message and "Traceback" not in message, message
+    assert "another Stockade server" in message and f"pid {first.process.pid}'" in message, message
+    assert time.monotonic() - started < 30, "it waits a few seconds for a server just killed, not more"
+    first.kill()
+    make_server(env, data_dir=tmp_path / "second")  # (raises if it cannot start)
+
+
 def test_a_bad_database_url_is_a_clear_error_at_start(tmp_path):
     server = Server(tmp_path / "data", {"STOCKADE_DATABASE_URL": "postgresql+psycopg://nobody@/none?host=/nonexistent"})
     with pytest.raises(RuntimeError) as failure:

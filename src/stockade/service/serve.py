@@ -4,12 +4,14 @@ and `python -m stockade.service`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,7 +118,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 LOCK_FILE = "server.lock"
-_held: list[int] = []  # our lock's descriptor, kept open while the process lives
+_held: list = []  # our locks' descriptors (and PostgreSQL connection), kept open while the process lives
 
 
 def hold_data_dir(data_dir: Path) -> None:
@@ -177,7 +179,7 @@ def hold_database(url: str) -> None:
     with different data directories (or another path to the same file) at one
     database. flock, on the file's inode, is held until the process ends, even
     by kill -9, and does not touch SQLite's own (POSIX, byte-range) locks.
-    PostgreSQL is not covered: one server per database is the operator's to keep."""
+    PostgreSQL is locked by check_database, which connects to it."""
     path = sqlite_file(url)
     if path is None:
         if url.startswith("sqlite"):
@@ -198,24 +200,79 @@ def check_database(url: str) -> None:
     answer, a file that is not a SQLite database or a schema from a newer
     version is a StockadeError naming it (without its password)."""
     from sqlalchemy import create_engine, exc, make_url
+    from sqlalchemy.pool import NullPool
 
     try:
         shown = make_url(url).render_as_string(hide_password=True)
     except exc.ArgumentError as error:
         raise StockadeError(f"not a database URL: {error}") from None
     if not url.startswith("sqlite"):  # (SQLite: the store creates its file)
+        postgres = make_url(url).get_backend_name() == "postgresql"
         try:
-            engine = create_engine(url)
+            engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args={
+                "application_name": f"stockade on {socket.gethostname()}, pid {os.getpid()}"[-63:],
+            } if postgres else {})
         except (exc.NoSuchModuleError, ImportError) as error:
             raise StockadeError(f"no driver for the database {shown}: {error}") from None
         try:
-            with engine.connect():
-                pass
+            connection = engine.connect()
         except exc.SQLAlchemyError as error:
+            engine.dispose()
             raise StockadeError(f"cannot reach the database {shown}: {_first_line(error)}") from None
-        finally:
+        if postgres:
+            hold_postgres(connection, shown)  # (the connection stays open: it holds the lock)
+        else:
+            connection.close()
             engine.dispose()
     migrate(url, str(sqlite_file(url) or shown))
+
+
+# The advisory lock a server holds on its PostgreSQL database ("STKD"; advisory
+# locks are per database, so servers on other databases never meet on it).
+PG_LOCK_KEY = 0x53544B44
+PG_LOCK_WAIT = 5.0  # seconds: a server killed just now may not be noticed gone yet
+_PG_SESSION = (
+    "SET idle_session_timeout = 0",  # (an operator's timeout would end the lock with its session)
+    # A host that dies leaves no FIN behind: PostgreSQL notices within ~a minute,
+    # not after the kernel's two hours. (Ignored on a unix socket: no need.)
+    "SET tcp_keepalives_idle = 30",
+    "SET tcp_keepalives_interval = 10",
+    "SET tcp_keepalives_count = 3",
+)
+
+
+def hold_postgres(connection, shown: str) -> None:
+    """Take the server's advisory lock on this PostgreSQL database, held by
+    `connection` (kept open while the process lives; PostgreSQL releases it
+    when the session ends, kill -9 included), or say which server holds it.
+    A second server on one database would run again, at its start, every
+    submission the first one is running, as on one data directory."""
+    from sqlalchemy import exc, text
+
+    try:
+        for statement in _PG_SESSION:
+            with contextlib.suppress(exc.DBAPIError):  # (older servers lack idle_session_timeout)
+                connection.execute(text(statement))
+        deadline = time.monotonic() + PG_LOCK_WAIT
+        while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": PG_LOCK_KEY}).scalar():
+            if time.monotonic() > deadline:
+                holder = connection.execute(text(
+                    "SELECT a.application_name, a.client_addr FROM pg_locks l JOIN pg_stat_activity a"
+                    " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0"
+                    " AND l.objid = :key AND l.objsubid = 1 AND a.datname = current_database()"),
+                    {"key": PG_LOCK_KEY}).first()
+                who = (f" (PostgreSQL session {holder[0]!r}{f' from {holder[1]}' if holder[1] else ''})"
+                       if holder else "")
+                raise StockadeError(f"another Stockade server{who} uses the database {shown}:"
+                                    " one server per database (STOCKADE_DATABASE_URL)")
+            time.sleep(0.2)
+    except exc.SQLAlchemyError as error:
+        connection.close()
+        raise StockadeError(f"cannot lock the database {shown}: {_first_line(error)}") from None
+    except StockadeError:
+        connection.close()
+        raise
+    _held.append(connection)
 
 
 def _first_line(error: BaseException) -> str:
