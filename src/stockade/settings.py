@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=lambda: 2 * (os.cpu_count() or 1), ge=1)
     max_queue_size: int = Field(100, ge=1)
     max_request_size: int = Field(32 * 1024 * 1024, ge=1024)  # bytes of one HTTP body
-    request_timeout: float = Field(30.0, gt=0, le=3600)  # seconds a client has to send a request's body
+    request_timeout: float = Field(30.0, gt=0, le=3600)  # seconds a client has to send a request's head, and its body
     # Compiled products, shared by every box (so it must be traversable by the box
     # users); None: the engine's default (/var/cache/stockade/compile as root).
     cache_dir: Path | None = None

@@ -373,6 +373,52 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closes(ma
     assert answer.startswith(b"HTTP/1.1 201 ") and json.loads(answer.partition(b"\r\n\r\n")[2])["stdout"] == "7\n"
 
 
+def test_a_request_head_that_does_not_arrive_in_time_is_408_and_the_connection_closes(make_server):
+    """uvicorn times out nothing before a request's headers are complete: a
+    client that connected, or sent half its headers, and waited held its
+    connection (and a descriptor) for good (slowloris)."""
+    srv = make_server({"STOCKADE_REQUEST_TIMEOUT": "1"})
+
+    def answer_to(sent: bytes) -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+            started = time.monotonic()
+            sock.sendall(sent)
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                answer += chunk
+            return answer, time.monotonic() - started
+
+    for sent in (b"", b"POST /submissions HTTP/1.1\r\nHost: x\r\nContent-Type: appl"):
+        answer, waited = answer_to(sent)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower(), answer
+        assert json.loads(body) == {"error": "request head not received within 1 s"}
+        assert 0.9 < waited < 20, waited
+    # A keep-alive connection's second request has its own second, and a
+    # request answered slower than that (wait=true) is not cut.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        body = json.dumps({"source_code": "import time; time.sleep(1.5); print(7)", "language_id": 71}).encode()
+        request = (b"POST /submissions?wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        for idle in (0, 0.6):  # (the first request's second runs from the connection)
+            time.sleep(idle)
+            sock.sendall(request[:20])
+            time.sleep(0.6)
+            sock.sendall(request[20:])
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                answer += sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 201 "), answer
+            assert json.loads(answer.partition(b"\r\n\r\n")[2])["stdout"] == "7\n"
+        # Half a head pipelined behind that request: its answer first, then 408.
+        sock.sendall(request + request[:20])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 201 ") and b'"stdout":"7\\n"' in answer.replace(b" ", b""), answer
+        assert answer.count(b"HTTP/1.1 408 ") == 1 and answer.index(b"HTTP/1.1 408 ") > answer.index(b"}"), answer
+
+
 def test_a_misspelt_setting_is_named_at_start(tmp_path):
     """Unknown names were ignored in silence: STOCKADE_WORKRES=1 left the
     workers at their default, and nothing said so."""

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -50,6 +51,7 @@ def serve(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
+        http=head_timeout_protocol(settings.request_timeout),
         log_level=settings.log_level,
         access_log=False,  # one line per run is logged by the service itself
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
@@ -95,6 +97,60 @@ class _Server(uvicorn.Server):
         if self.dispatcher is not None:
             asyncio.get_running_loop().call_later(WAIT_GRACE, self.dispatcher.drain)
         await super().shutdown(sockets)
+
+
+def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools) with a time limit on each request's
+    head: from the connection, or from the next request's first byte, its
+    request line and headers must arrive within `timeout` (the body has as
+    long again: the gate's). Past it, 408 and the connection closes. uvicorn
+    times out nothing until a head is complete: a client that connected, or
+    sent half its headers, and waited held a connection and a descriptor for
+    good, and enough of them left the server none (slowloris)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    body = json.dumps({"error": f"request head not received within {timeout:g} s"}).encode()
+    answer = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+              b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+
+    class HeadTimeoutProtocol(HttpToolsProtocol):
+        head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._start_head_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._start_head_timer()  # (already running for a connection's first request)
+
+        def on_headers_complete(self) -> None:
+            self._stop_head_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._stop_head_timer()
+            super().connection_lost(exc)
+
+        def _start_head_timer(self) -> None:
+            if self.head_timer is None:
+                self.head_timer = self.loop.call_later(timeout, self._head_timed_out)
+
+        def _stop_head_timer(self) -> None:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self.head_timer = None
+            if self.cycle is not None and not self.cycle.response_complete:
+                # A request pipelined behind one still answering: that answer first.
+                self._start_head_timer()
+            elif not self.transport.is_closing():
+                self.transport.write(answer)
+                self.transport.close()
+
+    return HeadTimeoutProtocol
 
 
 def listen(host: str, port: int) -> socket.socket:
