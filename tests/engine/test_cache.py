@@ -202,6 +202,28 @@ def test_stale_staging_directories_are_cleaned(tmp_path):
     assert not stale.exists()
 
 
+def test_a_product_too_big_to_keep_is_not_taken_for_stale_while_in_use(tmp_path):
+    """A product bigger than the whole cache lives in tmp/ for its submission
+    only. Another process's start removed it as stale once an hour had passed
+    since it was built, under a judge still running its tests."""
+    cache = CompileCache(tmp_path / "c", 1000)
+    lease = asyncio.run(cache.get_or_build(key(1), builder([], product(size=4000))))
+    assert lease.hit is False and lease.path.startswith(str(tmp_path / "c" / "tmp"))
+    staging = os.path.dirname(lease.path)
+    os.utime(staging, (0, 0))
+    CompileCache(tmp_path / "c", 1000)  # another process starting
+    assert os.path.exists(os.path.join(lease.path, "main"))
+    lease.close()
+    assert not os.path.exists(staging)
+    # One its process left behind (killed before it closed the lease) goes.
+    left = asyncio.run(cache.get_or_build(key(2), builder([], product(size=4000))))
+    os.utime(os.path.dirname(left.path), (0, 0))
+    os.close(left._fd)  # (the lock ends with the process that held it)
+    left._fd = -1
+    CompileCache(tmp_path / "c", 1000)
+    assert not os.path.exists(os.path.dirname(left.path))
+
+
 def disk_usage(root) -> tuple[int, int]:
     """(bytes in allocated blocks, inodes) under root."""
     blocks = inodes = 0

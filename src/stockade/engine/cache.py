@@ -299,9 +299,13 @@ class CompileCache:
             _remove(staging)
             raise
         if product.footprint > self.max_bytes:
-            # Bigger than the whole cache: use it for this submission only.
+            # Bigger than the whole cache: use it for this submission only. Its
+            # lock keeps another process's start (_clean_tmp) from taking it as
+            # stale, however long the submission's tests run.
+            fd = os.open(os.path.join(staging, "meta.json"), os.O_RDONLY | os.O_CLOEXEC)
+            fcntl.flock(fd, fcntl.LOCK_SH)
             return Lease(os.path.join(staging, "product"), product.compile_output, hit=False,
-                         _ephemeral=staging)
+                         _fd=fd, _ephemeral=staging)
         try:
             os.rename(staging, os.path.join(self._objects, key))
         except OSError as exc:
@@ -326,12 +330,14 @@ class CompileCache:
                 yield entry.name, size, st.st_mtime
 
     def _clean_tmp(self) -> None:
+        """Remove what a process left in tmp/ (a build interrupted while it
+        was stored) an hour ago or more, unless a lease still uses it."""
         now = time.time()
         with os.scandir(self._tmp) as it:
             for entry in it:
                 with contextlib.suppress(OSError):
                     if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_TMP:
-                        _remove(entry.path)
+                        _remove_unleased(entry.path)
 
 
 async def _in_thread(fn: Callable, *args: object):
@@ -389,6 +395,22 @@ def _write_tree(root: str, files: Mapping[str, tuple[bytes, int]]) -> None:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
+
+
+def _remove_unleased(staging: str) -> None:
+    """Remove a staging directory unless a lease holds its meta.json's lock."""
+    try:
+        fd = os.open(os.path.join(staging, "meta.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        _remove(staging)  # (never finished: nothing could lease it)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _remove(staging)
+    except BlockingIOError:
+        pass  # in use: its lease removes it when done
+    finally:
+        os.close(fd)
 
 
 def _remove(path: str) -> None:
