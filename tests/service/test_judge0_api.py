@@ -218,6 +218,22 @@ def test_invalid_fields_is_400_on_get_and_create(http):
     assert response.status_code == 400 and response.json() == {"error": "invalid fields: [x, y]"}
 
 
+def test_fields_that_name_nothing_are_the_default_and_star_does_not_hide_an_unknown_name(http):
+    token = run(http, {"source_code": "print(1)", "language_id": PY})["token"]
+    # Judge0 splits on commas: `,` names nothing, so the default set (not `{}`).
+    for empty in (",", ",,"):
+        response = http.get(f"/submissions/{token}", params={"fields": empty})
+        assert response.status_code == 200 and list(response.json()) == DEFAULT_FIELDS, empty
+    # Every name is checked, `*` or not: an unknown one is a 400, on every route that takes fields.
+    for fields in ("*,bogus", "bogus,*"):
+        response = http.get(f"/submissions/{token}", params={"fields": fields})
+        assert response.status_code == 400 and response.json() == {"error": "invalid fields: [bogus]"}, fields
+    response = http.get("/submissions/batch", params={"tokens": token, "fields": "*,bogus"})
+    assert response.status_code == 400 and response.json() == {"error": "invalid fields: [bogus]"}
+    response = http.post("/submissions", params={"fields": "*,bogus"}, json={"source_code": "print(1)", "language_id": PY})
+    assert response.status_code == 400 and response.json() == {"error": "invalid fields: [bogus]"}
+
+
 # ---------------------------------------------------------------- validation (422)
 
 

@@ -57,6 +57,9 @@ def test_fields():
     assert parse_fields(" stdout , token,stdout") == ("stdout", "token")
     with pytest.raises(InvalidFields, match=r"invalid fields: \[a, b\]"):
         parse_fields("a,stdout,b")
+    assert parse_fields(",") == parse_fields("") == parse_fields(None)
+    with pytest.raises(InvalidFields, match=r"invalid fields: \[bogus\]"):
+        parse_fields("*,bogus")
 
 
 def test_settings_environment_and_toml(tmp_path, monkeypatch):

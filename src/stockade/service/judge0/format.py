@@ -73,15 +73,17 @@ class NotUtf8(ValueError):
 
 
 def parse_fields(text: str | None) -> tuple[str, ...]:
-    """The `fields` query parameter: a comma list, `*`, or absent (the default set)."""
-    if text is None or not text.strip():
-        return DEFAULT_FIELDS
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if "*" in names:
-        return ALL_FIELDS
-    invalid = [name for name in names if name not in ALL_FIELDS]
+    """The `fields` query parameter: a comma list, `*`, or absent (the default set).
+    As Judge0: an unknown name is an error even beside `*`, and a list that
+    names nothing (`fields=,`) is the default set."""
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    invalid = [name for name in names if name != "*" and name not in ALL_FIELDS]
     if invalid:
         raise InvalidFields(invalid)
+    if "*" in names:
+        return ALL_FIELDS
+    if not names:
+        return DEFAULT_FIELDS
     return tuple(dict.fromkeys(names))  # keep the order asked, drop repeats
 
 
