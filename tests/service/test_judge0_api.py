@@ -560,6 +560,23 @@ def test_list_needs_authorization_and_pages(http):
     assert response.status_code == 400
 
 
+def test_list_meta_counts_pages_as_will_paginate_does_for_judge0(make_server):
+    srv = make_server({"STOCKADE_AUTHZ_TOKEN": ADMIN})
+    with srv.client(headers=ADMIN_HEADERS) as http:
+        # No submission at all: one empty page.
+        body = http.get("/submissions").json()
+        assert body == {"submissions": [], "meta": {"current_page": 1, "next_page": None, "prev_page": None,
+                                                    "total_pages": 1, "total_count": 0}}
+        for _ in range(3):  # (an Executable that is not one: Exec Format Error at once, nothing runs)
+            http.post("/submissions", json={"source_code": "not a program", "language_id": 44})
+        meta = http.get("/submissions", params={"per_page": 2, "page": 2}).json()["meta"]
+        assert meta == {"current_page": 2, "next_page": None, "prev_page": 1, "total_pages": 2, "total_count": 3}
+        # Past the last page: empty, and the previous page is still the one before.
+        body = http.get("/submissions", params={"per_page": 2, "page": 5}).json()
+        assert body == {"submissions": [], "meta": {"current_page": 5, "next_page": None, "prev_page": 4,
+                                                    "total_pages": 2, "total_count": 3}}
+
+
 def test_delete(http):
     token = run(http, {"source_code": "print('bye')", "language_id": PY})["token"]
     assert http.delete(f"/submissions/{token}").status_code == 403
@@ -593,8 +610,8 @@ def test_a_page_past_any_integer_is_an_empty_page(http):
         response = http.get("/submissions", params={"page": page, "fields": "token"}, headers=ADMIN_HEADERS)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["submissions"] == [] and body["meta"]["next_page"] is None and body["meta"]["prev_page"] is None
-        assert body["meta"]["current_page"] == number
+        assert body["submissions"] == [] and body["meta"]["next_page"] is None
+        assert body["meta"]["current_page"] == number and body["meta"]["prev_page"] == number - 1
     response = http.get("/submissions", params={"per_page": "9" * 5000, "fields": "token"}, headers=ADMIN_HEADERS)
     assert response.status_code == 200 and len(response.json()["submissions"]) <= 100
     response = http.get("/submissions", params={"page": "-" + "9" * 5000}, headers=ADMIN_HEADERS)

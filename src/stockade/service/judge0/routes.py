@@ -279,13 +279,15 @@ def build_router(service: Service) -> APIRouter:
             items = [render(row, requested, _flag(base64_encoded)) for row in rows]
         except NotUtf8:
             return error(400, UTF8_ERROR_MANY)
-        pages = -(-total // size)
+        # will_paginate's numbers, as Judge0 passes them on: no submission is
+        # still one (empty) page, and any page past the first has a previous one.
+        pages = max(-(-total // size), 1)
         return JSONResponse({
             "submissions": items,
             "meta": {
                 "current_page": number,
                 "next_page": number + 1 if number < pages else None,
-                "prev_page": number - 1 if 1 < number <= pages + 1 else None,
+                "prev_page": number - 1 if number > 1 else None,
                 "total_pages": pages,
                 "total_count": total,
             },
