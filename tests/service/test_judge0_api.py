@@ -577,6 +577,23 @@ def test_list_meta_counts_pages_as_will_paginate_does_for_judge0(make_server):
                                                     "total_pages": 2, "total_count": 3}}
 
 
+def test_list_gives_as_many_as_per_page_asks(make_server):
+    srv = make_server({"STOCKADE_AUTHZ_TOKEN": ADMIN})
+    with srv.client(headers=ADMIN_HEADERS) as http:
+        for size in (20, 20, 20, 20, 20, 5):  # (Exec Format Errors: nothing runs)
+            response = http.post("/submissions/batch", json={"submissions": [
+                {"source_code": "not a program", "language_id": 44}] * size})
+            assert response.status_code == 201
+        body = http.get("/submissions", params={"per_page": 150, "fields": "token"}).json()
+        assert len(body["submissions"]) == 105
+        assert body["meta"] == {"current_page": 1, "next_page": None, "prev_page": None,
+                                "total_pages": 1, "total_count": 105}
+        # Without per_page (or with 0): Judge0's 20.
+        for params in ({}, {"per_page": 0}):
+            body = http.get("/submissions", params={**params, "fields": "token"}).json()
+            assert len(body["submissions"]) == 20 and body["meta"]["total_pages"] == 6
+
+
 def test_delete(http):
     token = run(http, {"source_code": "print('bye')", "language_id": PY})["token"]
     assert http.delete(f"/submissions/{token}").status_code == 403
@@ -613,7 +630,9 @@ def test_a_page_past_any_integer_is_an_empty_page(http):
         assert body["submissions"] == [] and body["meta"]["next_page"] is None
         assert body["meta"]["current_page"] == number and body["meta"]["prev_page"] == number - 1
     response = http.get("/submissions", params={"per_page": "9" * 5000, "fields": "token"}, headers=ADMIN_HEADERS)
-    assert response.status_code == 200 and len(response.json()["submissions"]) <= 100
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["submissions"]) == body["meta"]["total_count"] and body["meta"]["total_pages"] == 1
     response = http.get("/submissions", params={"page": "-" + "9" * 5000}, headers=ADMIN_HEADERS)
     assert response.status_code == 400 and response.json() == {"error": f"invalid page: {-(2**63 - 1)}"}
 

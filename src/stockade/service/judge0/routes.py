@@ -273,7 +273,9 @@ def build_router(service: Service) -> APIRouter:
             return error(400, f"invalid page: {number}")
         if size < 0:
             return error(400, f"invalid per_page: {size}")
-        size = min(size or 20, 100)
+        # As many as asked, as Judge0 (only an authorized client lists); 0, on
+        # which Judge0 fails (a division by zero), is the default page size.
+        size = size or 20
         rows, total = await store.page(number, size)
         try:
             items = [render(row, requested, _flag(base64_encoded)) for row in rows]
