@@ -507,6 +507,14 @@ def test_batch_create_and_get(http):
     assert got == {"submissions": [{"stdout": "3\n", "stdin": "x"}, None, {"stdout": "1\n", "stdin": None}]}
     response = http.get("/submissions/batch", params={"tokens": answers[0]["token"], "fields": "nope"})
     assert response.status_code == 400
+    # An empty item keeps its place (null), as in Judge0: the answer lines up with the tokens asked.
+    got = http.get("/submissions/batch", params={"tokens": f",{answers[0]['token']},,{answers[2]['token']},",
+                                                 "fields": "stdout"}).json()
+    assert got == {"submissions": [None, {"stdout": "1\n"}, None, {"stdout": "3\n"}]}
+    for nothing in ("", ",", " , "):
+        response = http.get("/submissions/batch", params={"tokens": nothing})
+        assert response.status_code == 400, nothing
+        assert response.json() == {"error": "there should be at least one submission in a batch"}
 
 
 def test_batch_errors(http):

@@ -180,7 +180,11 @@ def build_router(service: Service) -> APIRouter:
             requested = parse_fields(fields)
         except InvalidFields as exc:
             return error(400, str(exc))
-        wanted = [token.strip() for token in (tokens or "").split(",") if token.strip()]
+        # Judge0 splits with Ruby (`tokens.strip.split(",")`): an empty item keeps
+        # its place in the answer (null); only trailing ones are dropped.
+        wanted = [token.strip() for token in (tokens or "").strip().split(",")]
+        while wanted and not wanted[-1]:
+            wanted.pop()
         if not wanted:
             return error(400, "there should be at least one submission in a batch")
         if len(wanted) > settings.max_submission_batch_size:
