@@ -526,8 +526,13 @@ def test_batch_errors(http):
     response = http.post("/submissions/batch", json={"submissions": [{"source_code": "1", "language_id": PY}] * 21})
     assert response.status_code == 400
     assert response.json() == {"error": "number of submissions in a batch should be less than or equal to 20"}
-    response = http.post("/submissions/batch", json={"nope": 1})
-    assert response.status_code == 400
+    # No submissions at all (no key, null, no body, a bare list): Judge0 counts none.
+    for body in ({"nope": 1}, {"submissions": None}, None, [{"source_code": "1", "language_id": PY}]):
+        response = http.post("/submissions/batch", json=body)
+        assert response.status_code == 400, body
+        assert response.json() == {"error": "there should be at least one submission in a batch"}, body
+    response = http.post("/submissions/batch", json={"submissions": {"source_code": "1", "language_id": PY}})
+    assert response.status_code == 400 and response.json() == {"error": "submissions must be an array"}
     # wait is not for batches: ignored, as Judge0 does (only its create checks wait).
     response = http.post("/submissions/batch", params={"wait": "true"}, json={"submissions": [{"source_code": "1", "language_id": PY}]})
     assert response.status_code == 201 and [set(item) for item in response.json()] == [{"token"}]

@@ -212,10 +212,11 @@ def build_router(service: Service) -> APIRouter:
         except _BadBody:
             return error(400, "request body is not valid JSON")
         items = body.get("submissions") if isinstance(body, dict) else None
+        if items is None or (isinstance(items, str | dict | list) and not items):
+            # Judge0 counts `params[:submissions].size`: absent, null or empty is none.
+            return error(400, "there should be at least one submission in a batch")
         if not isinstance(items, list):
             return error(400, "submissions must be an array")
-        if not items:
-            return error(400, "there should be at least one submission in a batch")
         if len(items) > settings.max_submission_batch_size:
             return error(400, f"number of submissions in a batch should be less than or equal to {settings.max_submission_batch_size}")
         answers: list[dict[str, Any]] = []
