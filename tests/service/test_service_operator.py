@@ -39,6 +39,10 @@ def test_authentication_header_or_query(make_server):
         response = http.post("/submissions", params={"wait": "true", "X-Auth-Token": "tok-a"},
                              json={"source_code": "print(1)", "language_id": PY})
         assert response.status_code == 400 and response.json() == {"error": "wait not allowed"}
+        # Checked before the fields, as Judge0 does.
+        response = http.post("/submissions", params={"wait": "true", "fields": "bogus", "X-Auth-Token": "tok-a"},
+                             json={"source_code": "print(1)", "language_id": PY})
+        assert response.status_code == 400 and response.json() == {"error": "wait not allowed"}
         assert http.get("/config_info", headers=headers).json()["enable_wait_result"] is False
 
 
@@ -48,6 +52,9 @@ def test_delete_not_allowed_unless_enabled(make_server):
         token = http.post("/submissions", json={"source_code": "print(1)", "language_id": PY}).json()["token"]
         response = http.delete(f"/submissions/{token}", headers={"X-Auth-User": "boss"})
         assert response.status_code == 400 and response.json() == {"error": "delete not allowed"}
+        # Judge0 checks the fields first.
+        response = http.delete(f"/submissions/{token}", params={"fields": "bogus"}, headers={"X-Auth-User": "boss"})
+        assert response.status_code == 400 and response.json() == {"error": "invalid fields: [bogus]"}
         wait_done(http, token)
 
 

@@ -129,12 +129,13 @@ def build_router(service: Service) -> APIRouter:
         if settings.maintenance_mode:
             return error(503, settings.maintenance_message)
         encoded, waiting = _flag(base64_encoded), _flag(wait)
+        # Judge0's order of checks: maintenance, wait, then fields.
+        if waiting and not settings.enable_wait_result:
+            return error(400, "wait not allowed")
         try:
             requested = parse_fields(fields)
         except InvalidFields as exc:
             return error(400, str(exc))
-        if waiting and not settings.enable_wait_result:
-            return error(400, "wait not allowed")
         try:
             body = await _json_body(request)
         except _BadBody:
@@ -308,12 +309,13 @@ def build_router(service: Service) -> APIRouter:
             return Response(status_code=403)
         if settings.maintenance_mode:
             return error(503, settings.maintenance_message)
-        if not settings.enable_submission_delete:
-            return error(400, "delete not allowed")
+        # (Judge0 checks the fields before it looks at whether deleting is allowed.)
         try:
             requested = parse_fields(fields)
         except InvalidFields as exc:
             return error(400, str(exc))
+        if not settings.enable_submission_delete:
+            return error(400, "delete not allowed")
         row = await store.get(token)
         if row is None:
             return error(404, "not found")
