@@ -123,8 +123,11 @@ def test_one_server_per_postgresql_database(make_server, database_url, tmp_path)
     first = make_server(env)
     second = Server(tmp_path / "second", env)
     started = time.monotonic()
-    with pytest.raises(RuntimeError) as failure:
-        second.start(timeout=60)
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            second.start(timeout=60)
+    finally:
+        second.stop()  # (if it started after all)
     message = str(failure.value)
     assert "exited with 1" in message and "Traceback" not in message, message
     assert "another Stockade server" in message and f"pid {first.process.pid}'" in message, message
