@@ -55,7 +55,9 @@ def test_lookup_by_alias_extension_and_file(catalog):
     # As GCC reads them: .c is C, .C is C++; otherwise case does not matter.
     assert catalog.for_file("x.c").key == "c" and catalog.for_file("x.C").key == "cpp"
     assert catalog.for_file("X.PY").key == "python3"
-    for bad in ("cobol", 9999, "", True):
+    # Digits other than ASCII's are no Judge0 id: "²" passed str.isdigit and
+    # int() refused it (a traceback from `stockade run -l ²`), "٧١" ran as 71.
+    for bad in ("cobol", 9999, "", True, "²", "1²", "٧١"):
         with pytest.raises(UnknownRuntime):
             catalog.get(bad)
     with pytest.raises(UnknownRuntime):

@@ -494,7 +494,7 @@ class Catalog:
                 return self._by_id[key]
             raise UnknownRuntime(f"no runtime with Judge0 id {key}")
         text = str(key).strip().lower()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # (isdigit alone takes "²", which int() refuses)
             return self.get(int(text))
         text = _ALIASES.get(text, text)
         if text in self._by_key:
