@@ -187,6 +187,21 @@ def test_bad_settings_are_one_line_naming_the_variable(env, tmp_path):
     assert proc.returncode == 2 and proc.stderr == f"stockade: invalid settings: config file {missing} does not exist\n".encode()
 
 
+def test_judge_sorts_any_test_names(env, tmp_path):
+    # "²" is a digit to str.isdigit but no run of \d: the natural sort took
+    # it for a number, and int() refused it (a traceback).
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for name in ("10", "2", "²", "1²"):
+        (tests / f"{name}.in").write_text(f"{name}\n")
+        (tests / f"{name}.out").write_text(f"{name}\n")
+    source = tmp_path / "echo.py"
+    source.write_text("print(input())\n")
+    proc = stockade(env, "judge", str(source), "--tests", str(tests), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [t["name"] for t in json.loads(proc.stdout)["tests"]] == ["1²", "2", "10", "²"]
+
+
 def test_judge_skips_no_test_without_a_word(env, tmp_path):
     source = tmp_path / "x.py"
     source.write_text("print(input())\n")
