@@ -135,6 +135,17 @@ def test_output_that_cannot_be_written_is_one_line_and_exit_1(env, tmp_path):
         proc = subprocess.run([STOCKADE, "run", str(source), "--json"], stdout=full, stderr=subprocess.PIPE,
                               env=env, timeout=120)
     assert proc.returncode == 1 and proc.stderr == b"stockade: cannot write the output: No space left on device\n"
+    # The same for the other commands' tables and JSON (they were tracebacks).
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "1.in").write_text("")
+    (tests / "1.out").write_text("x\n")
+    for command in (["judge", str(source), "--tests", str(tests)], ["judge", str(source), "--tests", str(tests), "--json"],
+                    ["languages"], ["languages", "--json"]):
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.run([STOCKADE, *command], stdout=full, stderr=subprocess.PIPE, env=env, timeout=120)
+        assert proc.returncode == 1, (command, proc.stderr)
+        assert proc.stderr == b"stockade: cannot write the output: No space left on device\n", (command, proc.stderr)
     # No stdin at all (closed by the caller) with --stdin -: a usage error, not a traceback.
     proc = subprocess.run([STOCKADE, "run", str(source), "--stdin", "-"], stdin=subprocess.DEVNULL,
                           capture_output=True, env=env, timeout=120, preexec_fn=lambda: os.close(0))

@@ -4,6 +4,7 @@ SIGTERM or Ctrl-C cancels it (and the sandbox cleans up) instead of killing us."
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import select
 import signal
@@ -45,6 +46,24 @@ def write_all(fd: int, data: bytes) -> None:
                 select.select([], [fd], [])
     except OSError as exc:
         raise OutputError(exc.strerror or str(exc)) from None
+
+
+def print_rich(*renderables: Any) -> None:
+    """rich renderables (tables, markup lines) on our stdout, one after the
+    other. Piped, at full width: rich would fit them to 80 columns and cut what
+    does not fit (a long test name, the status saying what is missing); on a
+    terminal they wrap. Written with write_all, so a full disk or a reader gone
+    is an OutputError (one line, exit 1), and a file name's undecodable bytes go
+    out as they came."""
+    from rich.console import Console
+
+    # (Rendered into a buffer: rich's own writes to stdout, even a capture's, raise on failure.)
+    terminal = sys.stdout.isatty()
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=terminal, width=None if terminal else 1 << 16)
+    for renderable in renderables:
+        console.print(renderable)
+    write_all(1, buffer.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def read_all(fd: int) -> bytes:

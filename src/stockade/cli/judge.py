@@ -12,6 +12,7 @@ import typer
 from stockade.cli import app
 from stockade.cli.common import (
     limits_from_options,
+    print_rich,
     read_source,
     run_cancellable,
     sandbox_failure,
@@ -101,7 +102,7 @@ def judge_command(
     except SandboxError as exc:
         sandbox_failure(str(exc))
     if as_json:
-        sys.stdout.write(json.dumps(_as_json(result, cases)) + "\n")
+        write_all(1, (json.dumps(_as_json(result, cases)) + "\n").encode())
     else:
         _print_table(result, cases, runtime.name)
     if result.verdict.value == "sandbox_error":
@@ -149,16 +150,13 @@ def _as_json(result, cases) -> dict:
 
 
 def _print_table(result, cases, name: str) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    # Piped, nothing is cut or re-wrapped to fit 80 columns.
-    out = Console(width=None if sys.stdout.isatty() else 1 << 16)
     if result.compile_output:
         write_all(2, result.compile_output)  # the compiler's own lines, as it wrote them
     if result.verdict.value == "compile_error":
-        out.print(f"{escape(name)}: [red]compile_error[/red] {escape(result.message)}")
+        print_rich(f"{escape(name)}: [red]compile_error[/red] {escape(result.message)}")
         return
     colours = {"accepted": "green", "ok": "green", "wrong_answer": "red"}
     table = Table(title=f"{escape(name)}: {result.verdict.value}", box=None, pad_edge=False)
@@ -174,6 +172,5 @@ def _print_table(result, cases, name: str) -> None:
         colour = colours.get(test.verdict.value, "yellow")
         table.add_row(escape(case.name), f"[{colour}]{test.verdict.value}[/{colour}]", f"{test.run.time:.3f}s",
                       f"{test.run.wall_time:.3f}s", f"{test.run.memory / (1024 * 1024):.1f}MiB")
-    out.print(table)
     passed = sum(1 for t in result.tests if t.verdict.value == "accepted")
-    out.print(f"{passed}/{len(cases)} accepted")
+    print_rich(table, f"{passed}/{len(cases)} accepted")

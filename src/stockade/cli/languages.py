@@ -4,11 +4,11 @@ with the installed version, and whether it is available (and why not)."""
 from __future__ import annotations
 
 import json
-import sys
 
 import typer
 
 from stockade.cli import app
+from stockade.cli.common import print_rich, write_all
 
 
 @app.command("languages")
@@ -21,9 +21,8 @@ def languages_command(
 
     runtimes = [rt for rt in Catalog.load() if rt.available or not available_only]
     if as_json:
-        sys.stdout.write(json.dumps([rt.describe() for rt in runtimes], indent=2) + "\n")
+        write_all(1, (json.dumps([rt.describe() for rt in runtimes], indent=2) + "\n").encode())
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -34,6 +33,4 @@ def languages_command(
         ids = ",".join(str(i) for i in rt.judge0_ids)
         status = "[green]available[/green]" if rt.available else f"[red]unavailable[/red]: {rt.reason}"
         table.add_row(ids, rt.key, rt.name, " ".join(rt.extensions), status)
-    # Piped, every column whole (rich would fit the table to 80 columns and cut
-    # the status, the one that says what is missing); on a terminal it wraps.
-    Console(width=None if sys.stdout.isatty() else 1 << 16).print(table)
+    print_rich(table)
