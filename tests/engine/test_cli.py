@@ -213,6 +213,21 @@ def test_judge_sorts_any_test_names(env, tmp_path):
     assert [t["name"] for t in json.loads(proc.stdout)["tests"]] == ["1²", "2", "10", "²"]
 
 
+def test_judge_json_names_a_non_utf8_test_in_utf8(env, tmp_path):
+    # As stdout and stderr are: invalid bytes replaced. The name went out as
+    # "\udce9", a lone surrogate that strict JSON parsers refuse.
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for suffix in (".in", ".out"):
+        (tests / os.fsdecode(b"caf\xe9" + suffix.encode())).write_text("x\n")
+    source = tmp_path / "echo.py"
+    source.write_text("print(input())\n")
+    proc = stockade(env, "judge", str(source), "--tests", str(tests), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert b"\\ud" not in proc.stdout
+    assert [t["name"] for t in json.loads(proc.stdout)["tests"]] == ["caf\ufffd"]
+
+
 def test_judge_skips_no_test_without_a_word(env, tmp_path):
     source = tmp_path / "x.py"
     source.write_text("print(input())\n")

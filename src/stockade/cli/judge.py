@@ -4,6 +4,7 @@ and compare with NAME.out, print a table; exit 0 only if all are accepted."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -140,7 +141,9 @@ def _as_json(result, cases) -> dict:
         "compile_output": result.compile_output.decode("utf-8", "replace"),
         "compile_cached": result.compile_cached,
         "tests": [
-            {"name": case.name, "verdict": ran[case.name].verdict.value if case.name in ran else "skipped",
+            # (A file name's undecodable bytes replaced, as in stdout: a lone surrogate is no UTF-8.)
+            {"name": os.fsencode(case.name).decode("utf-8", "replace"),
+             "verdict": ran[case.name].verdict.value if case.name in ran else "skipped",
              **({"time": round(ran[case.name].run.time, 6), "wall_time": round(ran[case.name].run.wall_time, 6),
                  "memory": ran[case.name].run.memory, "exit_code": ran[case.name].run.exit_code}
                 if case.name in ran else {})}
