@@ -13,9 +13,10 @@ from stockade.runtimes import Catalog, split_words
 from stockade.runtimes import catalog as catalog_module
 from stockade.sandbox import Limits, MiB
 
-# Judge0 CE 1.13.1 ids of each family Stockade ships (the spec's and the SDK's).
+# Judge0 CE 1.13.1 ids of each family Stockade ships (the spec's and the SDK's;
+# 75 and 76 are 1.13.1's Clang C and C++, run by GCC here).
 FAMILIES = {
-    "python3": {71}, "c": {48, 49, 50}, "cpp": {52, 53, 54}, "java": {62}, "javascript": {63},
+    "python3": {71}, "c": {48, 49, 50, 75}, "cpp": {52, 53, 54, 76}, "java": {62}, "javascript": {63},
     "bash": {46}, "rust": {73}, "go": {60}, "ruby": {72}, "php": {68}, "perl": {85}, "lua": {64},
     "executable": {44}, "multifile": {89},
 }
