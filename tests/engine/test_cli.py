@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.engine import support
+from tests.runtimes import available
+from tests.runtimes.test_conformance import CASES, RUNTIMES, TRICKY_ARGS, TRICKY_ARGV
 
 STOCKADE = str(Path(sys.executable).with_name("stockade"))
 
@@ -55,6 +57,22 @@ def test_run_a_java_file_with_any_name(env, tmp_path):
     assert result["status"] == "ok" and result["stdout"] == "42 x,y z\n"
     assert set(result) == {"status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated",
                            "stderr_truncated", "time", "wall_time", "memory", "compile_output"}
+
+
+@pytest.mark.parametrize("key", RUNTIMES)
+def test_run_works_for_every_runtime(env, tmp_path, catalog, key):
+    # The conformance suite drives the engine; this drives `stockade run` as a
+    # user does: the language from FILE's extension, FILE named otherwise than
+    # the runtime's source file, compiled first where needed, --args split as
+    # a shell would split them.
+    available(catalog, key)
+    (case,) = (CASES / key).glob("argv.*")
+    program = tmp_path / f"solution{case.suffix}"
+    program.write_bytes(case.read_bytes())
+    proc = stockade(env, "run", str(program), "--args", TRICKY_ARGS, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "ok" and result["stdout"] == "|".join(TRICKY_ARGV) + "\n", result
 
 
 def test_run_with_compiler_options_and_a_compile_error(env, tmp_path):
