@@ -216,6 +216,39 @@ def test_bad_settings_are_one_line_naming_the_variable(env, tmp_path):
     assert proc.returncode == 2 and proc.stderr == f"stockade: invalid settings: config file {missing} does not exist\n".encode()
 
 
+def test_judge_shows_a_progress_bar_on_a_terminal(env, tmp_path):
+    # On stderr, and only when it is a terminal: piped, redraws would fill a log.
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for n in (1, 2, 3):
+        (tests / f"{n}.in").write_text(f"{n}\n")
+        (tests / f"{n}.out").write_text(f"{n}\n")
+    source = tmp_path / "echo.py"
+    source.write_text("print(input())\n")
+    master, slave = os.openpty()  # our own pty, never the test's terminal
+    try:
+        proc = subprocess.Popen([STOCKADE, "judge", str(source), "--tests", str(tests)], stdout=subprocess.PIPE,
+                                stderr=slave, env=env)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # EIO: stockade, the pty's last user, has closed it
+                break
+            if not chunk:
+                break
+            shown += chunk
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, shown
+    assert b"judging" in shown and b"3/3" in shown, shown
+    assert b"3/3 accepted" in out and b"judging" not in out
+    piped = stockade(env, "judge", str(source), "--tests", str(tests))
+    assert piped.returncode == 0 and piped.stderr == b""
+
+
 def test_judge_sorts_any_test_names(env, tmp_path):
     # "²" is a digit to str.isdigit but no run of \d: the natural sort took
     # it for a number, and int() refused it (a traceback).
