@@ -181,6 +181,24 @@ def test_unbalanced_quotes_and_bad_requests_are_user_errors(engine):
         engine.run_sync(Submission(9999, b""))
 
 
+def test_a_runtime_whose_toolchain_is_missing_is_never_run(sandbox, tmp_path):
+    from stockade.engine import Engine
+    from stockade.runtimes import Catalog
+
+    path = tmp_path / "languages.toml"
+    path.write_text('[ghost]\nname = "Ghost ({version})"\njudge0_ids = [999]\nsource_file = "x"\n'
+                    'run = ["/usr/bin/ghost-language-not-installed", "{source}"]\n'
+                    'probe = ["/usr/bin/ghost-language-not-installed", "--version"]\n')
+    cache = support.cache_dir("stockade-test-ghost-")
+    try:
+        engine = Engine(sandbox, Catalog.load(path), cache_dir=cache)
+        for runtime in ("ghost", 999):
+            with pytest.raises(UnknownRuntime, match="not available here: .*not installed"):
+                engine.run_sync(Submission(runtime, b"boo"))
+    finally:
+        support.remove(cache)
+
+
 def test_judge0_ids_select_the_runtime(engine):
     for jid in (50, "52", 71):
         result = engine.run_sync(Submission(jid, b"int main(){return 0;}" if jid != 71 else b"pass"))
