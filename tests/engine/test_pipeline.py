@@ -271,6 +271,16 @@ def test_multifile_program_compiles_and_runs_its_scripts(engine):
         engine.run_sync(Submission(89, b"", additional_files=zip_of({"other": b""})))
 
 
+def test_compile_output_is_bounded(engine):
+    # Thousands of errors (hundreds of KB of messages): the first 64 KiB, and a word that it was cut.
+    source = b"int main(void) {\n" + b"".join(b"    undeclared_%d;\n" % n for n in range(3000)) + b"}\n"
+    result = engine.run_sync(Submission("c", source, compiler_options="-fmax-errors=0"))
+    assert result.verdict is Verdict.compile_error
+    assert result.compile_output.startswith(b"main.c: In function")
+    assert result.compile_output.endswith(b"\n[compile output truncated]\n")
+    assert len(result.compile_output) <= 64 * 1024 + 64
+
+
 def test_compile_limits_apply_to_the_compiler(engine):
     # A compile-time bomb: template recursion that takes far more than 1 s of CPU.
     source = b"""
