@@ -142,6 +142,9 @@ def test_usage_errors_are_one_line(env, tmp_path):
     # A limit out of range is named as the option that set it.
     proc = stockade(env, "run", str(source), "--cpu-time", "-1")
     assert proc.returncode == 2 and proc.stderr == b"stockade: --cpu-time must be a positive number of seconds, got -1.0\n"
+    # Too long is said as such (it said "a positive number" of 100000.0).
+    proc = stockade(env, "run", str(source), "--wall-time", "100000")
+    assert proc.returncode == 2 and proc.stderr == b"stockade: --wall-time must be at most 86400 seconds (a day), got 100000.0\n"
     proc = stockade(env, "run", str(source), "--output", "2G")
     assert proc.returncode == 2 and proc.stderr.startswith(b"stockade: --output must be at most 1 GiB"), proc.stderr
 

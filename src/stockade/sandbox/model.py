@@ -57,6 +57,7 @@ OWN_PROCESSES = 2
 MAX_PROCESSES = (1 << 22) - OWN_PROCESSES  # the kernel's PID_MAX_LIMIT, in all
 # stdout and stderr are each held in the supervisor's memory, up to `output`.
 MAX_OUTPUT = 1 * GiB
+MAX_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,10 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("cpu_time", "wall_time"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 < value <= 24 * 3600:
+            if not isinstance(value, int | float) or not value > 0:
                 raise LimitError(f"{name} must be a positive number of seconds, got {value!r}")
+            if value > MAX_SECONDS:
+                raise LimitError(f"{name} must be at most {MAX_SECONDS} seconds (a day), got {value!r}")
         for name in ("memory", "processes", "output", "file_size", "open_files", "stack", "tmp_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
