@@ -106,7 +106,7 @@ def test_languages(http):
     assert python["source_file"] == "script.py" and python["compile_cmd"] is None
     assert "python3" in python["run_cmd"]
     assert "gcc" in http.get("/languages/50").json()["compile_cmd"]
-    for missing in ("9999", "abc", "-1"):
+    for missing in ("9999", "abc", "-1", "\u0667\u0661"):  # (the last: 71 in Arabic-Indic digits)
         response = http.get(f"/languages/{missing}")
         assert response.status_code == 404 and "error" in response.json()
 
@@ -569,6 +569,8 @@ def test_list_needs_authorization_and_pages(http):
     assert by_query.status_code == 200
     response = http.get("/submissions", params={"page": -4}, headers=ADMIN_HEADERS)
     assert response.status_code == 400 and response.json() == {"error": "invalid page: -4"}
+    response = http.get("/submissions", params={"page": "\u0662"}, headers=ADMIN_HEADERS)  # Ruby's to_i: 0
+    assert response.status_code == 400 and response.json() == {"error": "invalid page: 0"}
     response = http.get("/submissions", params={"fields": "zzz"}, headers=ADMIN_HEADERS)
     assert response.status_code == 400
 

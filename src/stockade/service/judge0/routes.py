@@ -60,7 +60,7 @@ def _ruby_to_i(value: str | None, default: int) -> int:
     clamped to +-MAX_NUMBER (and never a 5000-digit int() to parse)."""
     if value is None:
         return default
-    match = re.match(r"\s*([+-]?)0*(\d+)", value)
+    match = re.match(r"\s*([+-]?)0*([0-9]+)", value)  # (ASCII: Ruby's to_i reads "٣" as 0, not 3)
     if not match:
         return 0
     sign, digits = match.groups()
@@ -336,7 +336,7 @@ def build_router(service: Service) -> APIRouter:
 
     @router.get("/languages/{language_id}", tags=["languages"])
     async def get_language(language_id: str) -> Response:
-        detail = languages.detail(int(language_id)) if re.fullmatch(r"\d{1,9}", language_id) else None
+        detail = languages.detail(int(language_id)) if re.fullmatch(r"[0-9]{1,9}", language_id) else None
         if detail is None:
             return error(404, "not found")
         return JSONResponse(detail)
