@@ -253,6 +253,8 @@ def test_fields_that_name_nothing_are_the_default_and_star_does_not_hide_an_unkn
     ({"max_file_size": 4097}, {"max_file_size": ["must be less than or equal to 4096"]}),
     ({"number_of_runs": 21}, {"number_of_runs": ["must be less than or equal to 20"]}),
     ({"cpu_time_limit": "abc"}, {"cpu_time_limit": ["is not a number"]}),
+    ({"cpu_time_limit": "\u0662"}, {"cpu_time_limit": ["is not a number"]}),  # (2 in Arabic-Indic digits)
+    ({"language_id": "\u0667\u0661"}, {"language_id": ["language with id \u0667\u0661 doesn't exist"]}),
     ({"memory_limit": [1]}, {"memory_limit": ["is not a number"]}),
     ({"language_id": 9999}, {"language_id": ["language with id 9999 doesn't exist"]}),
     ({"language_id": None}, {"language_id": ["can't be blank"]}),

@@ -60,6 +60,8 @@ def _cast_number(value: Any, integer: bool) -> float | int | None | _Invalid:
         return _Invalid("is not a number")
     if isinstance(value, str):
         text = value.strip()
+        if not text.isascii():  # (int() reads "٧١" as 71: Ruby's Float() refuses it)
+            return _Invalid("is not a number")
         try:
             number: float | int = int(text)
         except ValueError:
