@@ -519,9 +519,9 @@ def test_log_level_is_one_that_logging_knows(monkeypatch):
 
 
 def test_a_callback_target_that_answers_forever_is_given_up_after_each_try(caplog):
-    """callbacks_timeout is per try: a target that sends its headers, then a
-    body a byte at a time, never ends (httpx's timeout is per read), and each
-    such target held a task and one of the client's 100 pooled connections for
+    """callbacks_timeout is per try: a target that sends its answer's head a
+    line at a time never ends (httpx's timeout is per read), and each such
+    target held a task and one of the client's 100 pooled connections for
     good; enough of them and every callback waits for the pool."""
     import logging
     import socket
@@ -536,10 +536,10 @@ def test_a_callback_target_that_answers_forever_is_given_up_after_each_try(caplo
     def drip(connection: socket.socket) -> None:
         with connection:
             connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
             while not stop.is_set():
                 try:
-                    connection.sendall(b"1\r\nx\r\n")
+                    connection.sendall(b"X-Drip: x\r\n")
                 except OSError:
                     return
                 stop.wait(0.05)
@@ -585,3 +585,68 @@ def test_a_callback_target_that_answers_forever_is_given_up_after_each_try(caplo
         "callback for t-1 failed (try 1): no answer within 0.3 s",
         "callback for t-1 failed (try 2): no answer within 0.3 s",
     ]
+
+
+def test_a_callback_target_that_answers_a_huge_body_is_not_read(caplog):
+    """Only the answer's status counts. The whole body was read: a target that
+    answered 200 and then sent bytes as fast as loopback goes had the server
+    hold about 1.5 GB per try (a few such callbacks at once, and the service
+    is out of memory), and the try then timed out and was made again."""
+    import logging
+    import socket
+    import threading
+
+    from stockade.service.callbacks import Callbacks
+
+    tries: list[int] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def flood(connection: socket.socket) -> None:
+        chunk = b"x" * (1 << 20)
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1 << 40))
+            while not stop.is_set():
+                try:
+                    connection.sendall(chunk)
+                except OSError:
+                    return
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            tries.append(1)
+            threading.Thread(target=flood, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    class Store:
+        done: list[str] = []
+
+        async def callback_done(self, token: str) -> None:
+            self.done.append(token)
+
+    async def deliver() -> list[str]:
+        store = Store()
+        callbacks = Callbacks(store, lambda row: {"token": row["token"]}, tries=2, timeout=2,
+                              allowed=[ipaddress.ip_network("127.0.0.1/32")])
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        callbacks.schedule({"token": "t-1", "callback_url": url})
+        try:
+            await asyncio.wait_for(asyncio.gather(*callbacks._tasks), 30)
+        finally:
+            await callbacks.close()
+        return store.done
+
+    try:
+        with caplog.at_level(logging.INFO, logger="stockade.callbacks"):
+            assert asyncio.run(deliver()) == ["t-1"]
+    finally:
+        stop.set()
+        listener.close()
+    assert len(tries) == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "stockade.callbacks"] == []

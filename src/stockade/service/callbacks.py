@@ -158,7 +158,12 @@ class Callbacks:
                 # The timeout is the whole try's: httpx's own is per operation,
                 # so a target that sends a byte now and then never timed out.
                 async with asyncio.timeout(self.timeout):
-                    response = await self._client.put(target, content=body, headers=headers, extensions=extensions)
+                    request = self._client.build_request("PUT", target, content=body, headers=headers,
+                                                         extensions=extensions)
+                    # Only the status counts: the answer's body is never read. Read
+                    # whole, a target sending gigabytes fast held them all in memory.
+                    response = await self._client.send(request, stream=True)
+                    await response.aclose()
                 if response.status_code < 500:
                     break
                 log.info("callback for %s: HTTP %s (try %d)", row["token"], response.status_code, attempt)
