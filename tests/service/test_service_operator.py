@@ -380,6 +380,41 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closes(ma
     assert answer.startswith(b"HTTP/1.1 201 ") and json.loads(answer.partition(b"\r\n\r\n")[2])["stdout"] == "7\n"
 
 
+def test_a_request_answered_before_its_body_came_closes_its_connection(make_server):
+    """The 408 for a late body, or an answer to a GET whose body no route
+    reads, left the connection open: uvicorn threw the rest of the body away as
+    it came, and each byte put off its keep-alive timeout (5 s), so a client
+    sending one byte now and then held the connection for good."""
+    srv = make_server({"STOCKADE_REQUEST_TIMEOUT": "1"})
+
+    def answer_while_dripping(head: bytes) -> tuple[bytes, bool]:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+            sock.sendall(head)
+            sock.settimeout(0.2)
+            answer, deadline = b"", time.monotonic() + 12
+            while time.monotonic() < deadline:
+                try:
+                    sock.sendall(b"x")  # (a byte of the body every 0.2 s)
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:  # (the server closed the connection: our byte was reset)
+                    return answer, True
+                if not chunk:
+                    return answer, True
+                answer += chunk
+            return answer, False
+
+    for head, status in (
+        (b"POST /submissions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{", b"408"),
+        (b"GET /version HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", b"200"),
+        (b"GET /version HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n", b"200"),
+    ):
+        answer, closed = answer_while_dripping(head)
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer
+        assert closed, (head, answer)
+
+
 def test_a_request_head_that_does_not_arrive_in_time_is_408_and_the_connection_closes(make_server):
     """uvicorn times out nothing before a request's headers are complete: a
     client that connected, or sent half its headers, and waited held its

@@ -124,7 +124,7 @@ class Gate:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            # (uvicorn then closes the connection: the rest of the body never came.)
+            # (serve.py's protocol then closes the connection: the rest of the body never came.)
             await _respond(send, 408, json.dumps(
                 {"error": f"request body not received within {self.body_timeout:g} s"}).encode())
             return

@@ -106,7 +106,8 @@ def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
     long again: the gate's). Past it, 408 and the connection closes. uvicorn
     times out nothing until a head is complete: a client that connected, or
     sent half its headers, and waited held a connection and a descriptor for
-    good, and enough of them left the server none (slowloris)."""
+    good, and enough of them left the server none (slowloris). A request
+    answered before its body all came closes its connection too."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     body = json.dumps({"error": f"request head not received within {timeout:g} s"}).encode()
@@ -127,6 +128,15 @@ def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
         def on_headers_complete(self) -> None:
             self._stop_head_timer()
             super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            if self.cycle is not None and self.cycle.more_body:
+                # Answered before its body all came (the gate's 408, 413 or 401, a
+                # route that reads no body): uvicorn kept the connection and threw
+                # the rest away as it came, and each byte put off the keep-alive
+                # timeout, so a client sending one now and then held it for good.
+                self.transport.close()
+            super().on_response_complete()
 
         def connection_lost(self, exc) -> None:
             self._stop_head_timer()
