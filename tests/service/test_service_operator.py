@@ -4,6 +4,7 @@ callbacks to allowed networks. Each test starts its own server."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -413,6 +414,48 @@ def test_a_request_answered_before_its_body_came_closes_its_connection(make_serv
         answer, closed = answer_while_dripping(head)
         assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer
         assert closed, (head, answer)
+
+
+def test_an_answer_the_client_does_not_read_is_dropped_after_the_timeout(make_server):
+    """An answer nobody reads stayed in the server's memory for good, all of it
+    but what the kernel took: a few hundred GETs of a large submission, never
+    read, held gigabytes. No progress for STOCKADE_REQUEST_TIMEOUT aborts the
+    connection; a client that reads slowly, but reads, keeps it."""
+    srv = make_server({"STOCKADE_REQUEST_TIMEOUT": "1"})
+    stdin = base64.b64encode(bytes(6 * 1024 * 1024)).decode()  # (more than the kernel's buffers hold)
+    with httpx.Client(base_url=srv.url, timeout=60) as http:
+        token = http.post("/submissions", params={"base64_encoded": "true"},
+                          json={"source_code": base64.b64encode(b"pass").decode(), "language_id": PY,
+                                "stdin": stdin}).json()["token"]
+    request = (f"GET /submissions/{token}?fields=stdin&base64_encoded=true HTTP/1.1\r\n"
+               "Host: x\r\nConnection: close\r\n\r\n").encode()
+
+    def read(first_pause: float, pause: float, seconds: float) -> tuple[int, bool]:
+        """(bytes read, whether the connection ended) reading 4 KiB every `pause` s."""
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", srv.port))
+            sock.settimeout(10)
+            sock.sendall(request)
+            time.sleep(first_pause)
+            got, deadline = 0, time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    chunk = sock.recv(4096)
+                except ConnectionResetError:
+                    return got, True
+                if not chunk:
+                    return got, True
+                got += len(chunk)
+                time.sleep(pause)
+            return got, False
+
+    got, ended = read(0, 0.3, 4)  # slowly, but reading: 4 KiB every 0.3 s
+    assert got > 0 and not ended
+    # Nothing read for 3 s: what the kernel held comes, then the end, the rest
+    # of the answer (base64, a third more than stdin) dropped.
+    got, ended = read(3, 0, 30)
+    assert ended and got < len(stdin), got
 
 
 def test_a_request_head_that_does_not_arrive_in_time_is_408_and_the_connection_closes(make_server):

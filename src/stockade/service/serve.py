@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import socket
+import struct
 import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -107,7 +109,8 @@ def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
     times out nothing until a head is complete: a client that connected, or
     sent half its headers, and waited held a connection and a descriptor for
     good, and enough of them left the server none (slowloris). A request
-    answered before its body all came closes its connection too."""
+    answered before its body all came closes its connection too, and an
+    answer the client reads nothing of for `timeout` aborts it."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     body = json.dumps({"error": f"request head not received within {timeout:g} s"}).encode()
@@ -140,7 +143,50 @@ def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
 
         def connection_lost(self, exc) -> None:
             self._stop_head_timer()
+            self._stop_write_timer()
             super().connection_lost(exc)
+
+        # A client that reads nothing of an answer leaves it in this process's
+        # memory (the kernel takes a few MiB, the rest waits here), for good:
+        # an answer with fields=* can be tens of MiB, and a few hundred such
+        # requests, never read, held gigabytes. No progress in `timeout`: abort.
+        write_timer: asyncio.TimerHandle | None = None
+        write_backlog = 0
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._watch_writes()
+
+        def resume_writing(self) -> None:
+            self._stop_write_timer()
+            super().resume_writing()
+
+        def _watch_writes(self) -> None:
+            self._stop_write_timer()
+            self.write_backlog = self._unsent()
+            self.write_timer = self.loop.call_later(timeout, self._writes_stalled)
+
+        def _unsent(self) -> int:
+            # Ours and the kernel's (sent, not yet acknowledged): ours alone moves
+            # only once the kernel's buffer (MiB) half empties, and a client that
+            # reads slowly, but reads, must not count as one that does not.
+            unsent = self.transport.get_write_buffer_size()
+            sock = self.transport.get_extra_info("socket")
+            with contextlib.suppress(OSError, AttributeError, ValueError):
+                unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+            return unsent
+
+        def _stop_write_timer(self) -> None:
+            if self.write_timer is not None:
+                self.write_timer.cancel()
+                self.write_timer = None
+
+        def _writes_stalled(self) -> None:
+            self.write_timer = None
+            if self._unsent() < self.write_backlog:
+                self._watch_writes()  # read slowly, but read
+            else:
+                self.transport.abort()
 
         def _start_head_timer(self) -> None:
             if self.head_timer is None:
