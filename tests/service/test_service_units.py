@@ -477,6 +477,18 @@ def test_judge0_messages_for_what_the_operator_turned_off():
         "additional_files": ["setting additional files is not allowed"]}
 
 
+def test_a_callback_url_with_a_space_or_a_control_character_is_not_a_url():
+    """urlsplit drops tabs and line breaks without a word: such a URL was
+    taken, called without them, and logged with them when its callback failed
+    (a forged log line, or a terminal's escapes)."""
+    for url in ("https://example.com/cb\n2026-01-01 00:00:00 ERROR forged", "https://exam\tple.com/",
+                "https://example.com/\x1b[2J", "https://example.com/\x9b31m", "https://example.com/a b",
+                "https://example.com/\u2028"):
+        assert _parse({"callback_url": url}) == {"callback_url": ["is not a valid URL"]}, url
+    assert _parse({"callback_url": "https://example.com/cb?x=%0A"}) == {}  # (escaped, it is fine)
+    assert _parse({"callback_url": "https://bücher.example/ü"}) == {}
+
+
 def test_compile_options_only_for_the_listed_languages_as_judge0_matches_and_says_it():
     # Judge0 matches "C" followed by a space: C++ is not C.
     allowed = {"allowed_languages_for_compile_options": ["C", "Java"]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import unicodedata
 import uuid
 import zipfile
 from typing import Any
@@ -330,6 +331,12 @@ class SubmissionParser:
 
 
 def _is_http_url(url: str) -> bool:
+    # No URL holds a space or a control character (RFC 3986). urlsplit drops
+    # tabs and line breaks without a word, so the URL called was not the one
+    # stored, and the one stored, line breaks and terminal escapes included,
+    # went as it was into the log of a callback that failed.
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in url):
+        return False
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
