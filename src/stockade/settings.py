@@ -135,6 +135,16 @@ class Settings(BaseSettings):
     def _tokens(cls, value: Any) -> list[str]:
         return _words(value)
 
+    @field_validator("authn_token", "authz_token")
+    @classmethod
+    def _no_blank_token(cls, value: list[str]) -> list[str]:
+        # A TOML list can hold "" (a template's unset variable): an empty
+        # header, or ?X-Auth-User=, then matched it. Refused, not dropped: with
+        # none left, authentication would be off without a word.
+        if any(not token.strip() for token in value):
+            raise ValueError("a token cannot be blank")
+        return value
+
     @field_validator("allowed_languages_for_compile_options", "callback_allowed_networks", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> list[str]:

@@ -80,6 +80,19 @@ def test_settings_environment_and_toml(tmp_path, monkeypatch):
         Settings.load(allow_enable_network=True)
 
 
+def test_a_blank_token_in_the_toml_file_stops_the_start(tmp_path):
+    """authn_token = [""] (a template's unset variable) made an empty
+    X-Auth-Token header a valid token, and authz_token = [""] let anyone list
+    and delete submissions with ?X-Auth-User= ."""
+    config = tmp_path / "stockade.toml"
+    for line in ('authn_token = [""]', 'authz_token = ["admin", " "]'):
+        config.write_text(line + "\n")
+        with pytest.raises(ValueError, match="a token cannot be blank"):
+            Settings.load(config)
+    config.write_text('authn_token = " "\n')  # (a string: words, here none, so no authentication, as documented)
+    assert Settings.load(config).authn_tokens == []
+
+
 def test_settings_workers_and_warm_boxes(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 3)
     assert Settings.load().workers == 6  # two per core: a box is partly I/O-bound setup
