@@ -126,6 +126,44 @@ def test_resolve_target_checks_every_address():
         asyncio.run(resolve_target("gopher://127.0.0.1/", allowed))
 
 
+def test_slow_callback_lookups_leave_the_loops_own_threads_free(monkeypatch):
+    """A callback URL's host is looked up with getaddrinfo, which holds a thread
+    as long as that name's DNS servers (the client's to choose) take. On the
+    loop's default executor, a few dozen such URLs left no thread for the
+    compile cache (asyncio.to_thread): every compiled run waited on them."""
+    import socket
+    import threading
+    import time
+
+    real = socket.getaddrinfo
+    answer = threading.Event()
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "slow.invalid":  # (no name is ever looked up in this test)
+            answer.wait(10)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    async def main() -> float:
+        lookups = [asyncio.ensure_future(resolve_target("http://slow.invalid/", [])) for _ in range(64)]
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(time.sleep, 0), 2)
+            waited = time.monotonic() - started
+        except TimeoutError:
+            waited = float("inf")
+        finally:
+            answer.set()
+        for outcome in await asyncio.gather(*lookups, return_exceptions=True):
+            assert isinstance(outcome, RefusedTarget) and "cannot be resolved" in str(outcome)
+        return waited
+
+    assert asyncio.run(main()) < 1
+
+
 def test_pinned_request_keeps_host_and_tls_name():
     url, headers, extensions = _pinned("https://hooks.example.com:8443/a?b=1", ipaddress.ip_address("93.184.216.34"))
     assert url == "https://93.184.216.34:8443/a?b=1"

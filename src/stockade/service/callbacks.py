@@ -12,11 +12,13 @@ checked address itself, so a DNS answer that changes between check and connect
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +39,12 @@ _METADATA = {
     ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
 }
 RESOLVE_TIMEOUT = 3.0
+# getaddrinfo blocks a thread for as long as the name's DNS servers take, which
+# its owner decides (RESOLVE_TIMEOUT stops our wait, not the thread). On the
+# loop's default executor, a few dozen callback URLs naming slow hosts left no
+# thread for the compile cache (asyncio.to_thread), so compiled runs stalled:
+# lookups get threads of their own.
+_LOOKUPS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="callback-lookup")
 
 
 class RefusedTarget(ValueError):
@@ -84,7 +92,8 @@ async def resolve_target(url: str, allowed: Sequence[IPNetwork]) -> list[IPAddre
 async def _resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = await asyncio.wait_for(
-            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+            asyncio.get_running_loop().run_in_executor(
+                _LOOKUPS, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)),
             RESOLVE_TIMEOUT,
         )
     except (OSError, TimeoutError, UnicodeError):
