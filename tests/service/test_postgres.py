@@ -141,3 +141,19 @@ def test_a_bad_database_url_is_a_clear_error_at_start(tmp_path):
     with pytest.raises(RuntimeError) as failure:
         server.start(timeout=30)
     assert "Traceback" not in str(failure.value) and "database" in str(failure.value).lower(), str(failure.value)
+
+
+def test_a_token_postgresql_cannot_hold_is_not_found(make_server, database_url):
+    """PostgreSQL refuses a NUL in any text: a token with one, in the path or
+    in a batch, was a DataError, a 500 and a traceback in the log."""
+    server = make_server({"STOCKADE_DATABASE_URL": database_url, "STOCKADE_ENABLE_SUBMISSION_DELETE": "true",
+                          "STOCKADE_AUTHZ_TOKEN": ADMIN})
+    with server.client() as client:
+        for token in ("%00", "a%00b", "0" * 36 + "%00"):
+            response = client.get(f"/submissions/{token}")
+            assert response.status_code == 404 and response.json() == {"error": "not found"}, response.text
+            response = client.delete(f"/submissions/{token}", headers={"X-Auth-User": ADMIN})
+            assert response.status_code == 404, response.text
+        response = client.get("/submissions/batch", params={"tokens": "a\x00,b"})
+        assert response.status_code == 200 and response.json() == {"submissions": [None, None]}, response.text
+    assert "Traceback" not in server.log()

@@ -106,6 +106,13 @@ _SET = update(submissions).where(submissions.c.token == bindparam("where_token")
 _GET = select(submissions).where(submissions.c.token == bindparam("where_token"))
 
 
+def _may_exist(token: str) -> bool:
+    # A token is ours (a uuid4): never longer than its column, never a NUL,
+    # which PostgreSQL refuses in any text (a DataError: GET /submissions/%00
+    # was a 500 and a traceback in the log). Such a token is simply not found.
+    return len(token) <= 36 and "\x00" not in token
+
+
 def utcnow() -> dt.datetime:
     """Naive UTC with milliseconds, the precision Judge0 shows."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -257,7 +264,9 @@ class Store:
 
     # --- reads
     def _get_many(self, tokens: Iterable[str]) -> dict[str, Row]:
-        tokens = list(tokens)
+        tokens = [token for token in tokens if _may_exist(token)]
+        if not tokens:
+            return {}
         with self.engine.connect() as connection:
             rows = connection.execute(select(submissions).where(submissions.c.token.in_(tokens))).mappings()
             return {row["token"]: dict(row) for row in rows}
@@ -268,6 +277,8 @@ class Store:
             return dict(row) if row is not None else None
 
     async def get(self, token: str) -> Row | None:
+        if not _may_exist(token):
+            return None
         return await self._call(self._get, token)
 
     async def get_many(self, tokens: Iterable[str]) -> dict[str, Row]:
