@@ -540,6 +540,12 @@ def test_a_callback_url_with_a_space_or_a_control_character_is_not_a_url():
     assert _parse({"callback_url": "https://bücher.example/ü"}) == {}
 
 
+def test_a_callback_url_with_a_lone_surrogate_is_not_a_url():
+    """JSON can carry "\\ud800", which no database stores as text: the insert
+    failed and POST /submissions answered 500 (a traceback in the log)."""
+    assert _parse({"callback_url": "https://example.com/\ud800"}) == {"callback_url": ["is not a valid URL"]}
+
+
 def test_compile_options_only_for_the_listed_languages_as_judge0_matches_and_says_it():
     # Judge0 matches "C" followed by a space: C++ is not C.
     allowed = {"allowed_languages_for_compile_options": ["C", "Java"]}

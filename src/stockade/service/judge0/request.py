@@ -334,8 +334,9 @@ def _is_http_url(url: str) -> bool:
     # No URL holds a space or a control character (RFC 3986). urlsplit drops
     # tabs and line breaks without a word, so the URL called was not the one
     # stored, and the one stored, line breaks and terminal escapes included,
-    # went as it was into the log of a callback that failed.
-    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in url):
+    # went as it was into the log of a callback that failed. Nor a lone
+    # surrogate ("\ud800" in JSON): no database takes it (a 500).
+    if any(char.isspace() or unicodedata.category(char) in ("Cc", "Cs") for char in url):
         return False
     try:
         parts = urlsplit(url)
