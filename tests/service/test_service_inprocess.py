@@ -72,3 +72,23 @@ def test_an_unexpected_exception_is_a_logged_500_that_keeps_the_connection(serve
         assert again.status_code == 200 and again.json() == {"port": first}
     logged = [r for r in caplog.records if r.name == "stockade.service" and r.exc_info]
     assert len(logged) == 1 and "kaboom" in str(logged[0].exc_info[1]) and "/boom" in logged[0].getMessage()
+
+
+def test_the_path_of_an_unhandled_error_is_logged_on_one_line(serve_app, caplog):
+    """The path is the client's, percent-decoded: a %0A in it started a new
+    line in the log, and the rest of the path was a log line of its making."""
+    def add_routes(app: FastAPI) -> None:
+        @app.get("/boom/{anything}")
+        async def boom(anything: str) -> None:
+            raise RuntimeError("kaboom")
+
+    url = serve_app(add_routes)
+    forged = "/boom/x%0A2026-01-01 00:00:00,000 ERROR stockade.service forged%1B[2J"
+    with caplog.at_level(logging.ERROR, logger="stockade.service"), httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get(forged).status_code == 500
+        deadline = time.monotonic() + 10
+        while not (logged := [r.getMessage() for r in caplog.records if r.name == "stockade.service" and r.exc_info]):
+            assert time.monotonic() < deadline, "nothing logged"  # (it is, just after the answer went out)
+            time.sleep(0.02)
+    assert len(logged) == 1 and "\n" not in logged[0] and "\x1b" not in logged[0], logged
+    assert "/boom/x\\n2026-01-01" in logged[0], logged

@@ -40,7 +40,9 @@ class ErrorGuard:
         try:
             await self.app(scope, receive, watched)
         except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            # The path quoted (repr): it is the client's, decoded, and a %0A in it
+            # was a line break in the log, a line of the client's making after it.
+            log.exception("unhandled error on %s %r", scope.get("method"), scope.get("path"))
             if started:
                 # Answered already (the app's own 500), or cut off mid-answer: then
                 # the server closes the connection, which is right for a torn body.
