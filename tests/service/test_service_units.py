@@ -126,6 +126,18 @@ def test_resolve_target_checks_every_address():
         asyncio.run(resolve_target("gopher://127.0.0.1/", allowed))
 
 
+def test_a_refused_callback_name_does_not_say_its_internal_address():
+    """The 422 named the address a refused host name resolved to: with the
+    server's resolver, a client learnt the internal address of every internal
+    name it tried (db.internal: 10.0.3.7). An address given as such is shown."""
+    # localhost: from /etc/hosts, no name server asked.
+    with pytest.raises(RefusedTarget) as refused:
+        asyncio.run(resolve_target("http://localhost:8080/x", []))
+    assert str(refused.value) == "points to an internal address, which is not allowed"
+    with pytest.raises(RefusedTarget, match=r"^points to an internal address \(10\.0\.3\.7\), which"):
+        asyncio.run(resolve_target("http://10.0.3.7/x", []))
+
+
 def test_slow_callback_lookups_leave_the_loops_own_threads_free(monkeypatch):
     """A callback URL's host is looked up with getaddrinfo, which holds a thread
     as long as that name's DNS servers (the client's to choose) take. On the

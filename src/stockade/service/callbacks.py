@@ -81,11 +81,16 @@ async def resolve_target(url: str, allowed: Sequence[IPNetwork]) -> list[IPAddre
         raise RefusedTarget("is not a valid URL")
     try:
         addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+        named = False
     except ValueError:
         addresses = await _resolve(host, port)
+        named = True
     for address in addresses:
         if is_internal(address) and not any(address in network for network in allowed):
-            raise RefusedTarget(f"points to an internal address ({address}), which is not allowed")
+            # A name's address is not said: through our resolver, the client
+            # would learn the internal address of any internal name it guesses.
+            shown = "" if named else f" ({address})"
+            raise RefusedTarget(f"points to an internal address{shown}, which is not allowed")
     return addresses
 
 
