@@ -92,3 +92,40 @@ def test_the_path_of_an_unhandled_error_is_logged_on_one_line(serve_app, caplog)
             time.sleep(0.02)
     assert len(logged) == 1 and "\n" not in logged[0] and "\x1b" not in logged[0], logged
     assert "/boom/x\\n2026-01-01" in logged[0], logged
+
+
+def test_statistics_asked_again_and_again_do_not_hold_up_the_store(serve_app):
+    """/statistics scans the whole table (a second for 200k submissions) and
+    anybody may ask for it again with invalidate_cache=true: each request ran
+    its own scan, one after another on the store's only thread, and every
+    submission's insert and read waited behind them all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scans: list[float] = []
+
+    def change(app: FastAPI) -> None:
+        store = app.state.service.store
+        real = store._statistics
+
+        def slow_scan(*args):
+            scans.append(time.monotonic())
+            time.sleep(1.5)  # (a large table)
+            return real(*args)
+
+        store._statistics = slow_scan
+
+    url = serve_app(change)
+
+    def ask_statistics(_: int) -> int:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            return http.get("/statistics", params={"invalidate_cache": "true"}).status_code
+
+    with ThreadPoolExecutor(10) as pool, httpx.Client(base_url=url, timeout=60) as http:
+        futures = [pool.submit(ask_statistics, i) for i in range(10)]
+        time.sleep(0.5)  # (they are being answered)
+        started = time.monotonic()
+        assert http.get(f"/submissions/{'0' * 36}").status_code == 404
+        read_took = time.monotonic() - started
+        assert [future.result() for future in futures] == [200] * 10
+    assert read_took < 1, read_took
+    assert len(scans) == 1, scans

@@ -156,6 +156,11 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._executor = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else 4, thread_name_prefix="store")
+        # /statistics scans the whole table (a second for 200k submissions), and
+        # anybody may ask for it again (invalidate_cache): on the store's thread,
+        # every insert and read waited behind it. A reader of its own (SQLite's
+        # WAL lets it read beside the writer) keeps it off their way.
+        self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-report")
         # Writes waiting for the next group commit, and whether a writer job is
         # queued or running on the executor (it takes every waiting write in turn).
         self._writes: list[tuple[Any, tuple[Any, ...], asyncio.Future[Any]]] = []
@@ -228,6 +233,7 @@ class Store:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._reporter.shutdown(wait=True)
         self.engine.dispose()
 
     # --- writes (each fn(connection, ...) runs inside a group commit)
@@ -347,7 +353,8 @@ class Store:
     async def statistics(self) -> dict[str, Any]:
         now = utcnow()
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        return await self._call(self._statistics, day, day - dt.timedelta(days=30))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reporter, self._statistics, day, day - dt.timedelta(days=30))
 
     def database_size(self) -> int | None:
         """Bytes on disk of a SQLite database (None for other databases)."""

@@ -372,16 +372,26 @@ def build_router(service: Service) -> APIRouter:
         }])
 
     # Judge0 computes the statistics at most every 10 minutes (cached_until
-    # says when next), unless asked with invalidate_cache=true.
-    cached: dict[str, Any] = {"until": 0.0, "body": None}
+    # says when next), unless asked with invalidate_cache=true. One computation
+    # at a time: the requests that arrive meanwhile share it (each scans the
+    # whole table, and a client asking again and again started one each).
+    cached: dict[str, Any] = {"until": 0.0, "body": None, "computing": None}
+
+    async def compute_statistics() -> None:
+        now = time.monotonic()
+        raw = await store.statistics()
+        cached["body"] = info.statistics(raw, languages.name, store.database_size())
+        cached["until"] = now + info.STATISTICS_CACHE.total_seconds()
 
     @router.get("/statistics", tags=["information"])
     async def statistics(invalidate_cache: str | None = Query(None)) -> Response:
-        now = time.monotonic()
-        if _flag(invalidate_cache) or cached["body"] is None or now >= cached["until"]:
-            raw = await store.statistics()
-            cached["body"] = info.statistics(raw, languages.name, store.database_size())
-            cached["until"] = now + info.STATISTICS_CACHE.total_seconds()
+        if _flag(invalidate_cache) or cached["body"] is None or time.monotonic() >= cached["until"]:
+            if cached["computing"] is None:
+                computing = asyncio.ensure_future(compute_statistics())
+                computing.add_done_callback(lambda _: cached.update(computing=None))
+                cached["computing"] = computing
+            # (shielded: a client that goes away does not cancel the others' answer)
+            await asyncio.shield(cached["computing"])
         return JSONResponse(cached["body"])
 
     @router.get("/version", tags=["information"], response_class=PlainTextResponse)
