@@ -182,6 +182,60 @@ def test_pinned_request_keeps_host_and_tls_name():
     assert headers == {"Host": "hooks.example.com:8443"} and extensions == {"sni_hostname": "hooks.example.com"}
 
 
+def test_a_callback_to_an_international_name_is_delivered(monkeypatch):
+    """A host name that is not ASCII resolved and was accepted, but went as
+    it was into the Host header, which httpx refuses (UnicodeEncodeError): the
+    delivery task died before callback_done, so the callback was never made,
+    stayed pending, and was tried, and failed, at every start."""
+    import socket
+    import threading
+
+    from stockade.service.callbacks import Callbacks
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    heads: list[bytes] = []
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            heads.append(connection.recv(65536))
+            connection.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host == "bücher.test":  # (no name server is asked)
+            return real("127.0.0.1", port, *args, **kwargs)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    class Store:
+        done: list[str] = []
+
+        async def callback_done(self, token: str) -> None:
+            self.done.append(token)
+
+    async def deliver() -> list[str]:
+        store = Store()
+        callbacks = Callbacks(store, lambda row: {"token": row["token"]}, tries=1, timeout=5,
+                              allowed=[ipaddress.ip_network("127.0.0.1/32")])
+        callbacks.schedule({"token": "t-1", "callback_url": f"http://bücher.test:{port}/cb"})
+        try:
+            await asyncio.wait_for(asyncio.gather(*callbacks._tasks), 30)
+        finally:
+            await callbacks.close()
+        return store.done
+
+    try:
+        assert asyncio.run(deliver()) == ["t-1"]
+    finally:
+        listener.close()
+    assert f"host: xn--bcher-kva.test:{port}".encode() in heads[0].lower(), heads
+
+
 def _row(**changes):
     row = {"token": "t", "cpu_time_limit": 2.0, "cpu_extra_time": 0.5, "wall_time_limit": 5.0,
            "memory_limit": 128000, "stack_limit": 64000, "max_processes_and_or_threads": 60,

@@ -118,8 +118,15 @@ def _pinned(url: str, address: IPAddress) -> tuple[str, dict[str, str], dict[str
     parts = urlsplit(url)
     host = f"[{address}]" if address.version == 6 else str(address)
     netloc = f"{host}:{parts.port}" if parts.port else host
-    headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
-    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    name = parts.netloc.rsplit("@", 1)[-1]
+    tls_name = parts.hostname
+    if not name.isascii():
+        # A header is ASCII: an international name goes as the resolver looked
+        # it up (IDNA); as given, httpx refused it and the delivery died.
+        tls_name = parts.hostname.encode("idna").decode("ascii")
+        name = tls_name + (f":{parts.port}" if parts.port else "")
+    headers = {"Host": name}
+    extensions = {"sni_hostname": tls_name} if parts.scheme == "https" else {}
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), headers, extensions
 
 
@@ -166,9 +173,9 @@ class Callbacks:
             except RefusedTarget as exc:
                 log.warning("callback for %s refused: %s %s", row["token"], url, exc)
                 break
-            target, headers, extensions = _pinned(url, addresses[0])
-            headers["Content-Type"] = "application/json"
             try:
+                target, headers, extensions = _pinned(url, addresses[0])
+                headers["Content-Type"] = "application/json"
                 # The timeout is the whole try's: httpx's own is per operation,
                 # so a target that sends a byte now and then never timed out.
                 async with asyncio.timeout(self.timeout):
@@ -185,6 +192,12 @@ class Callbacks:
                 log.info("callback for %s failed (try %d): no answer within %g s", row["token"], attempt, self.timeout)
             except httpx.HTTPError as exc:
                 log.info("callback for %s failed (try %d): %s", row["token"], attempt, str(exc) or type(exc).__name__)
+            except Exception:
+                # Anything else ends this callback here. Escaping, it ended the
+                # task before callback_done: the submission stayed pending, and
+                # every start of the service tried it again, and failed again.
+                log.exception("callback for %s failed", row["token"])
+                break
             if attempt < self.tries:
                 await asyncio.sleep(0.2 * attempt)
         await self.store.callback_done(row["token"])
