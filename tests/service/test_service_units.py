@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import signal
+import time
 
 import pytest
 
@@ -720,6 +722,61 @@ def test_a_callback_target_that_answers_forever_is_given_up_after_each_try(caplo
         "callback for t-1 failed (try 1): no answer within 0.3 s",
         "callback for t-1 failed (try 2): no answer within 0.3 s",
     ]
+
+
+def test_callback_targets_that_never_answer_do_not_hold_up_the_others():
+    """httpx's pool of 100 connections was shared by every callback: 120
+    deliveries to a target that accepts and never answers left another
+    target's callback waiting for a connection until theirs timed out."""
+    import socket
+    import threading
+
+    from stockade.service.callbacks import Callbacks
+
+    silent = socket.create_server(("127.0.0.1", 0), backlog=512)  # never accepts: connects, never answers
+    good = socket.create_server(("127.0.0.1", 0))
+    answered = threading.Event()
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = good.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+                answered.set()
+
+    threading.Thread(target=answer, daemon=True).start()
+
+    class Store:
+        done: list[str] = []
+
+        async def callback_done(self, token: str) -> None:
+            self.done.append(token)
+
+    async def deliver() -> float:
+        callbacks = Callbacks(Store(), lambda row: {"token": row["token"]}, tries=1, timeout=5,
+                              allowed=[ipaddress.ip_network("127.0.0.1/32")])
+        try:
+            for i in range(120):
+                callbacks.schedule({"token": f"stuck-{i}", "callback_url": f"http://127.0.0.1:{silent.getsockname()[1]}/"})
+            await asyncio.sleep(0.5)  # (all of them connected and waiting)
+            started = time.monotonic()
+            callbacks.schedule({"token": "good", "callback_url": f"http://127.0.0.1:{good.getsockname()[1]}/"})
+            while "good" not in Store.done and time.monotonic() - started < 30:
+                await asyncio.sleep(0.01)
+            return time.monotonic() - started
+        finally:
+            for task in callbacks._tasks:
+                task.cancel()
+            await callbacks.close()
+
+    try:
+        waited = asyncio.run(deliver())
+    finally:
+        silent.close()
+        good.close()
+    assert answered.is_set() and "good" in Store.done
+    assert waited < 2, f"the good target's callback waited {waited:.1f} s for the stuck ones"
 
 
 def test_a_callback_target_that_answers_a_huge_body_is_not_read(caplog):

@@ -149,7 +149,14 @@ class Callbacks:
         self.timeout = timeout
         self.allowed = list(allowed)
         self._tasks: set[asyncio.Task] = set()
-        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout)
+        # No bound on connections: httpx's 100 were shared by every target, so
+        # about 7 submissions a second whose targets never answer (each holds
+        # one for up to `tries` timeouts) kept them all, and everyone else's
+        # callbacks failed waiting for one. How many can be open is bounded by
+        # how fast runs finish (each a callback at most) times a delivery's
+        # longest time, and the server raises its descriptor limit at start.
+        self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=timeout,
+                                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=20))
 
     def schedule(self, row: Row) -> None:
         """Start delivering one finished submission (returns at once)."""
