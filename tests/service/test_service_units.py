@@ -596,6 +596,33 @@ def test_judge0_messages_for_what_the_operator_turned_off():
         "additional_files": ["setting additional files is not allowed"]}
 
 
+def _zip(names, compression=None, nested: bytes | None = None) -> str:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression or zipfile.ZIP_STORED) as archive:
+        for name in names:
+            archive.writestr(name, b"x")
+        if nested is not None:
+            archive.writestr("lib.jar", nested)  # stored: its own headers are in the outer zip's bytes
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_zip_with_too_many_entries_is_refused_before_zipfile_reads_them(monkeypatch):
+    """zipfile reads a central directory entry by entry, in Python, on the
+    event loop (0.9 s for 200k entries, at every such body): the count is
+    taken from the directory's bytes first."""
+    from stockade.service.judge0 import request
+
+    crowded = _zip(f"f{i}" for i in range(1001))
+    jar = base64.b64decode(_zip(f"c{i}.class" for i in range(1500)))
+    with_a_jar = _zip(["Main.java"], nested=jar)
+    assert _parse({"additional_files": with_a_jar}) == {}  # the jar's 1500 are not the zip's
+    monkeypatch.setattr(request.zipfile, "ZipFile", lambda *a, **k: pytest.fail("zipfile read the entries"))
+    assert _parse({"additional_files": crowded}) == {"additional_files": ["the zip must hold at most 1000 entries"]}
+
+
 def test_a_callback_url_with_a_space_or_a_control_character_is_not_a_url():
     """urlsplit drops tabs and line breaks without a word: such a URL was
     taken, called without them, and logged with them when its callback failed
