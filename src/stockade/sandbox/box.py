@@ -21,6 +21,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -516,7 +517,10 @@ class Sandbox:
             box.close(box.exec_w)
             return self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
         finally:
-            self._teardown_now(box)
+            try:
+                await self._remove_after_run(box)
+            finally:
+                self._slots.release(box.slot)
 
     # -- one run -----------------------------------------------------------
 
@@ -599,7 +603,7 @@ class Sandbox:
             box.close(box.block_w)
             return self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
         finally:
-            self._remove(box)
+            await self._remove_after_run(box)
 
     @staticmethod
     def _report_channel(box: _Box) -> tuple[list[str], tuple[int, ...]]:
@@ -628,6 +632,20 @@ class Sandbox:
                 self._release_group(box.slot, box.group)
             finally:
                 remove_tree(box.workdir)
+
+    async def _remove_after_run(self, box: _Box) -> None:
+        """_remove for a box whose program ran: its directory is deleted in a
+        thread. The program may have left millions of entries there (a hard
+        link costs it one dentry, ~200 bytes and a few microseconds): seconds
+        of deletion that, on the event loop, would stall every other box's
+        supervision and the service with it."""
+        try:
+            self._stop(box)
+        finally:
+            try:
+                self._release_group(box.slot, box.group)
+            finally:
+                await _in_thread(remove_tree, box.workdir)
 
     async def _start(self, box: _Box, inner, env, mounts, cwd, limits: Limits, extra_fds=(),
                      rlimits=()) -> RunResult | None:
@@ -1007,6 +1025,39 @@ def _unread(fd: int) -> bool:
         return bool(os.read(fd, 1))
     except BlockingIOError:
         return False
+
+
+async def _in_thread(fn: Callable[..., None], *args) -> None:
+    """fn(*args) in the event loop's default executor, off the loop. It has
+    always finished when this returns, even when the caller is cancelled
+    meanwhile (then it is waited for here, blocking): a slot is never given
+    back while its directory is still being deleted."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # a coroutine closed outside its loop: no thread to wait for
+        fn(*args)
+        return
+    finished = threading.Event()
+
+    def call() -> None:
+        try:
+            fn(*args)
+        finally:
+            finished.set()
+
+    future = loop.run_in_executor(None, call)
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        finished.wait()
+        # (Its failure, if any, is logged: nobody awaits it any more.)
+        future.add_done_callback(_log_failure)
+        raise
+
+
+def _log_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("teardown after a cancelled run failed: %s", future.exception())
 
 
 def _loop_running() -> bool:
