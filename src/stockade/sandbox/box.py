@@ -142,7 +142,8 @@ class Sandbox:
     `slots` bounds the boxes alive at once (and the host uids used:
     `first_uid` .. `first_uid + slots - 1`). `state_dir` holds the box
     directories, the generated /etc and the slot locks (default /run/stockade
-    as root). `box_space` caps the tmpfs all box directories live on (root only).
+    as root). `box_space` caps the tmpfs all box directories live on (root only;
+    by default, with cgroups, only each box's own memory limit bounds its files there).
     `tune_cgroups` lets a root Sandbox switch on the kernel's `favordynmods`
     (see cgroup.favordynmods_plan): without it every run on an idle host waits
     several milliseconds for the kernel to move the box into its cgroup.
@@ -181,10 +182,10 @@ class Sandbox:
         self.is_root = os.geteuid() == 0
         self.state_dir = state_dir or _default_state_dir()
         self.boxes_dir = os.path.join(self.state_dir, "boxes")
+        self.cgroups = cgroup.detect(root=cgroup_root, parent="stockade")
         self._prepare_state(box_space)
         # Our copy of stockade-launch, or None: then setpriv and prlimit do its work.
         self.launcher = launch.install(launcher, self.state_dir)
-        self.cgroups = cgroup.detect(root=cgroup_root, parent="stockade")
         self.cgroup_tuning = "not tuned"
         if self.is_root and self.cgroups.kind != "none" and tune_cgroups:
             self.cgroup_tuning = cgroup.favor_dynamic_migrations()
@@ -235,7 +236,7 @@ class Sandbox:
             # As root, /dev is one prepared directory instead of bwrap's --dev (devtree.py).
             self.dev_dir = devtree.prepare(self.state_dir)
             if self.is_root:
-                _mount_box_space(self.boxes_dir, box_space or _default_box_space())
+                _mount_box_space(self.boxes_dir, box_space, memory_counted=self.cgroups.kind != "none")
 
     def _sweep(self) -> None:
         """Remove the box directories and slot cgroups that a supervisor killed
@@ -1320,22 +1321,50 @@ def _read_available(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _host_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def _default_box_space() -> int:
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return max(1 * GiB, total // 4)
+    """The box tmpfs's cap where no cgroup bounds what each box writes there."""
+    return max(1 * GiB, _host_memory() // 4)
 
 
-def _mount_box_space(path: str, size: int) -> None:
-    """Box directories live on their own size-capped tmpfs (root only): what a
-    program writes to /box is memory charged to its cgroup and can never fill
-    the host's disk."""
-    if tmpfs.is_mounted(path):
-        return
+def _mount_box_space(path: str, box_space: int | None, memory_counted: bool) -> None:
+    """Box directories live on their own tmpfs (root only): what a program
+    writes to /box is memory and can never fill the host's disk.
+
+    Its caps are shared by every box, so a few boxes could use them up for all
+    the others: a hard link costs a box one inode of the tmpfs's count for
+    ~200 bytes of its memory, and three boxes of 256 MiB took the 3 million
+    inodes a 24 GiB host's tmpfs has by default; no other box could start.
+    With cgroups, each byte, inode and dentry a box makes there is memory of
+    its own cgroup, under its own limit: then no inode count, and the host's
+    RAM as the only bound on bytes (statfs still shows room). A cap of an
+    earlier version is lifted. An explicit `box_space`, or no cgroups, keep one."""
+    flags = tmpfs.MS_NOSUID | tmpfs.MS_NODEV  # nothing setuid or device-like there
+    uncapped = box_space is None and memory_counted
+    if uncapped:
+        options = f"size={_host_memory()},nr_inodes=0,mode=0711"
+    else:
+        options = f"size={box_space or _default_box_space()},mode=0711"
     try:
-        # Nothing setuid or device-like there.
-        tmpfs.mount(path, "stockade-boxes", tmpfs.MS_NOSUID | tmpfs.MS_NODEV, f"size={size},mode=0711")
+        if tmpfs.is_mounted(path):
+            current = tmpfs.superblock_options(path)
+            if uncapped and current is not None and _capped(current):
+                tmpfs.mount(path, "stockade-boxes", flags, options, remount=True)
+            return
+        tmpfs.mount(path, "stockade-boxes", flags, options)
     except OSError as exc:
         if exc.errno in (errno.EPERM, errno.EACCES):
             log.warning("cannot mount a tmpfs for box directories (%s): using %s as it is", exc.strerror, path)
             return
         raise SandboxUnavailable(str(exc)) from None
+
+
+def _capped(options: dict[str, str]) -> bool:
+    """Whether a tmpfs (its options as the kernel shows them) counts inodes,
+    or holds fewer bytes than the host's RAM."""
+    size = options.get("size")  # absent: the kernel's default, half of RAM; "0k": no cap
+    small = size is None or 0 < int(size.removesuffix("k")) * 1024 < _host_memory()
+    return small or options.get("nr_inodes") != "0"
