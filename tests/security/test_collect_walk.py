@@ -46,3 +46,24 @@ def test_too_deep_and_too_many_are_refused_without_leaking(tmp_path):
     assert open_fds() == before
     workdir.remove_tree(str(deep))
     workdir.remove_tree(str(many))
+
+
+def test_a_flat_box_directory_goes_at_once_anything_else_is_left_to_remove_tree(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "main.py").write_bytes(b"print(1)")
+    os.symlink("/etc/passwd", flat / "link")  # removed, never followed
+    os.mkfifo(flat / "fifo")
+    assert workdir.remove_flat_tree(str(flat), 3) and not flat.exists()
+    assert os.path.exists("/etc/passwd")
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(4):
+        (many / str(i)).write_bytes(b"")
+    nested = tmp_path / "nested"
+    (nested / "d").mkdir(parents=True)
+    before = open_fds()
+    assert not workdir.remove_flat_tree(str(many), 3) and len(os.listdir(many)) == 4
+    assert not workdir.remove_flat_tree(str(nested), 3) and os.listdir(nested) == ["d"]
+    assert workdir.remove_flat_tree(str(tmp_path / "gone"), 3)
+    assert open_fds() == before
