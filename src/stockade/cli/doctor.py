@@ -46,6 +46,25 @@ print(json.dumps({
 """
 
 
+def core_dumps(pattern_file: str = "/proc/sys/kernel/core_pattern") -> Layer:
+    """Where the kernel sends a crashing program's core dump. A box's RLIMIT_CORE
+    of 1 stops it either way, but a program may lower its own soft limit to 0,
+    and a dump piped to a helper ignores 0: that helper then runs as root on the
+    host with the program's memory as input (apport has had such CVEs)."""
+    try:
+        with open(pattern_file) as f:
+            pattern = f.read().strip()
+    except OSError as exc:
+        return Layer("core dumps", False, f"cannot read {pattern_file}: {exc.strerror}", required=False)
+    if pattern.startswith("|"):
+        helper = pattern[1:].split()[0] if pattern[1:].split() else "?"
+        return Layer("core dumps", False, f"kernel.core_pattern pipes dumps to {helper}: a program that lowers its "
+                     "RLIMIT_CORE to 0 and crashes has the host start it, as root, on its memory; on a host for "
+                     "untrusted code set kernel.core_pattern to a file name (e.g. core)", required=False)
+    return Layer("core dumps", True, f"kernel.core_pattern is a file name ({pattern}): with RLIMIT_CORE 1, "
+                 "no dump is written", required=False)
+
+
 def check_layers() -> list[Layer]:
     layers: list[Layer] = []
     try:
@@ -64,7 +83,7 @@ def check_layers() -> list[Layer]:
     except StockadeError as exc:
         layers.append(Layer("sandbox state", False, str(exc)))
         return layers
-    limited = "CPU, FSIZE, NOFILE, STACK, CORE=0, MEMLOCK=0 set before the program starts"
+    limited = "CPU, FSIZE, NOFILE, STACK, CORE=1 (no dump), MEMLOCK=0 set before the program starts"
     if sandbox.launcher:
         where = ("by the step that starts bwrap (see bwrap start), or" if sandbox.is_root else "by")
         layers.append(Layer("rlimits", True, f"{limited}, {where} the static stockade-launch ({sandbox.launcher}) "
@@ -82,6 +101,7 @@ def check_layers() -> list[Layer]:
             how = f"by stockade-launch ({why}: one exec more, ~0.4 ms per box)"
         layers.append(Layer("bwrap start", True, f"as the slot's uid, in its cgroup, under its rlimits, {how}",
                             required=False))
+    layers.append(core_dumps())
     cg = sandbox.cgroups
     layers.append(Layer(
         "cgroups", cg.kind != "none",

@@ -59,8 +59,12 @@ def rlimits(limits: Limits, per_process_fallback: bool) -> list[tuple[str, int, 
         # Descriptor exhaustion stays inside the box.
         ("nofile", limits.open_files, limits.open_files),
         ("stack", limits.stack, limits.stack),
-        # No core dumps: written where nobody looks, and slowly.
-        ("core", 0, 0),
+        # No core dumps: written where nobody looks, and slowly. 1 byte, not 0:
+        # a kernel.core_pattern that pipes to a helper (systemd-coredump, apport)
+        # ignores a limit of 0 and starts that helper, as root on the host, for
+        # every crash in a box; the kernel refuses to pipe a dump at exactly 1 (its
+        # guard against recursive crashes), and writes none to a file under a page.
+        ("core", 1, 1),
         # Locked memory cannot be reclaimed: none.
         ("memlock", 0, 0),
     ]

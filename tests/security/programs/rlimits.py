@@ -4,7 +4,7 @@
 # stdout-contains: RLIMIT_FSIZE 4194304 4194304
 # stdout-contains: RLIMIT_NOFILE 48 48
 # stdout-contains: RLIMIT_STACK 33554432 33554432
-# stdout-contains: RLIMIT_CORE 0 0
+# stdout-contains: RLIMIT_CORE 1 1
 # stdout-contains: RLIMIT_MEMLOCK 0 0
 # stdout-contains: RLIMIT_CPU 2 3
 # stdout-contains: DONE
