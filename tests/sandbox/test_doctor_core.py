@@ -15,6 +15,13 @@ def test_a_piped_core_pattern_is_reported(tmp_path):
     assert "/usr/share/apport/apport" in layer.detail and "core_pattern" in layer.detail
 
 
+def test_a_core_pattern_socket_is_reported(tmp_path):
+    pattern = tmp_path / "core_pattern"
+    pattern.write_text("@/run/systemd/coredump\n")
+    layer = core_dumps(str(pattern))
+    assert layer.active is False and "/run/systemd/coredump" in layer.detail
+
+
 def test_a_file_core_pattern_is_fine(tmp_path):
     pattern = tmp_path / "core_pattern"
     pattern.write_text("core\n")

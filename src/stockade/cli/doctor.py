@@ -56,9 +56,9 @@ def core_dumps(pattern_file: str = "/proc/sys/kernel/core_pattern") -> Layer:
             pattern = f.read().strip()
     except OSError as exc:
         return Layer("core dumps", False, f"cannot read {pattern_file}: {exc.strerror}", required=False)
-    if pattern.startswith("|"):
+    if pattern.startswith(("|", "@")):  # a helper's pipe, or (Linux 6.16) a service's socket
         helper = pattern[1:].split()[0] if pattern[1:].split() else "?"
-        return Layer("core dumps", False, f"kernel.core_pattern pipes dumps to {helper}: a program that lowers its "
+        return Layer("core dumps", False, f"kernel.core_pattern sends dumps to {helper}: a program that lowers its "
                      "RLIMIT_CORE to 0 and crashes has the host start it, as root, on its memory; on a host for "
                      "untrusted code set kernel.core_pattern to a file name (e.g. core)", required=False)
     return Layer("core dumps", True, f"kernel.core_pattern is a file name ({pattern}): with RLIMIT_CORE 1, "
