@@ -46,6 +46,11 @@ _DENY = (
     # raw port I/O and obsolete interfaces nobody's program needs (old bug nests)
     "ioperm", "iopl", "vm86", "vm86old", "uselib", "ustat", "sysfs", "_sysctl",
     "nfsservctl", "lookup_dcookie", "fanotify_init",
+    # host-wide writeback: sync flushes every filesystem's dirty data, syncfs that of
+    # the one holding a descriptor (the host's own, through a read-only /usr): a loop
+    # of them loads the host's disks, and a process inside one ignores SIGKILL until
+    # it returns. (glibc's sync() ignores the error; fsync of one's own files stays.)
+    "sync", "syncfs",
     # other processes: inspect or steer a process, its memory or its file descriptors
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
     "process_madvise",
