@@ -1009,3 +1009,17 @@ def test_a_setup_failure_is_not_an_output_limit(sandbox):
     result = sandbox.run_sync([PY, "-c", "pass"], limits=Limits(output=16),
                               mounts=[Mount("/nonexistent/stockade-test", "/box/x")])
     assert result.status is Status.sandbox_error, result
+
+
+def test_a_box_that_cannot_be_made_is_a_sandbox_error_not_an_exception(sandbox, monkeypatch):
+    """A full box tmpfs (ENOSPC making the box's directory) was an OSError out
+    of run(), no result at all, where run() promises a sandbox_error."""
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(box_module, "make_box_dir", full)
+    result = sandbox.run_sync(["/bin/true"])
+    assert result.status is Status.sandbox_error and "No space left on device" in result.message, result
+    monkeypatch.undo()
+    assert sandbox.run_sync(["/bin/true"]).status is Status.ok  # the slot was given back
+    assert leftovers(sandbox) == []

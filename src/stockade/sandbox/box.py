@@ -587,7 +587,12 @@ class Sandbox:
                 group.close()  # our files of it, removed or not
 
     async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
-        box = self._new_box(slot, files, limits)
+        try:
+            box = self._new_box(slot, files, limits)
+        except (SandboxError, OSError) as exc:  # (LimitError, the caller's, goes on up)
+            # A box that cannot be made (its directory on a full tmpfs, its cgroup)
+            # is the box's failure, a result like any other: it was raised out of run().
+            return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
         try:
             rlimits = launch.rlimits(limits, self.cgroups.kind == "none")
             # Set by the step that becomes the slot's uid (no exec of its own),
