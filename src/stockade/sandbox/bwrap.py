@@ -20,7 +20,8 @@ BWRAP_PATH = "/usr/bin/bwrap"
 MIN_VERSION = (0, 8, 0)  # --disable-userns and --size appeared by 0.8
 
 # Inside the box the program is uid/gid 1000 "box", whatever host slot uid it
-# really is: runs are reproducible and nothing inside learns the slot number.
+# really is: runs are reproducible. (The slot is not secret: /proc/self/mountinfo
+# names /box's source directory, "60003-3", and /tmp's uid= option.)
 BOX_UID = 1000
 BOX_GID = 1000
 BOX_DIR = "/box"
