@@ -160,7 +160,7 @@ def test_sandbox_with_launcher_applies_limits_inside(sandbox):
     # Inside the box: uid 1000 in the box's own user namespace, the limits set.
     identity, limits = result.stdout.decode().splitlines()
     assert identity.startswith("(1000, 1000, 1000) (1000, 1000, 1000)")
-    assert limits == "(17, 17) (3, 4) (0, 0)"
+    assert limits == "(17, 17) (3, 4) (1, 1)"
 
 
 
@@ -181,12 +181,12 @@ def test_cold_box_rlimits_are_set_before_bwrap_unless_too_tight(sandbox):
     assert result.status is Status.ok, result
     launcher_options, limits = result.stdout.decode().splitlines()
     assert re.fullmatch(r"\['--status-fd=\d+', '--cpu-fd=\d+'\]", launcher_options), launcher_options
-    assert limits == f"[(40, 40), (3, 4), (0, 0), ({2 << 20}, {2 << 20}), ({8 << 20}, {8 << 20}), (0, 0)]"
+    assert limits == f"[(40, 40), (3, 4), (1, 1), ({2 << 20}, {2 << 20}), ({8 << 20}, {8 << 20}), (0, 0)]"
     # Tighter than bwrap itself can build under: the launcher sets them on the program.
     tight = sandbox.run_sync([PY, "-c", ROOT_AND_LIMITS], limits=Limits(open_files=12, cpu_time=1.5))
     assert tight.status is Status.ok, tight
     launcher_options, limits = tight.stdout.decode().splitlines()
-    assert "'--rlimit=nofile:12:12'" in launcher_options and limits.startswith("[(12, 12), (3, 4), (0, 0), ")
+    assert "'--rlimit=nofile:12:12'" in launcher_options and limits.startswith("[(12, 12), (3, 4), (1, 1), ")
     # And the limit set from outside holds: a CPU hog is stopped (the cgroup
     # watch first; the rlimit is its backstop), descriptors run out at 40.
     hog = sandbox.run_sync([PY, "-c", "while True: pass"], limits=Limits(cpu_time=0.3))

@@ -157,14 +157,14 @@ def test_rlimit_argv():
     args = rlimit_argv(rlimits(limits, per_process_fallback=False))
     assert args[0] == "/.stockade-launch" and args[-1] == "--"
     assert "--rlimit=cpu:3:4" in args and "--rlimit=fsize:1000:1000" in args and "--rlimit=nofile:10:10" in args
-    assert "--rlimit=core:0:0" in args and not any(a.startswith(("--rlimit=nproc", "--rlimit=as")) for a in args)
+    assert "--rlimit=core:1:1" in args and not any(a.startswith(("--rlimit=nproc", "--rlimit=as")) for a in args)
     fallback = rlimit_argv(rlimits(Limits(processes=5, memory=64 * MiB), per_process_fallback=True))
     # (nproc: the program's 5, and the box's own two)
     assert "--rlimit=nproc:7:7" in fallback and f"--rlimit=as:{64 * MiB}:{64 * MiB}" in fallback
     # Without the launcher, util-linux's prlimit gets the same limits.
     prlimit = rlimit_argv(rlimits(limits, per_process_fallback=False), launcher=None)
     assert prlimit[0] == "/usr/bin/prlimit" and prlimit[-1] == "--"
-    assert "--cpu=3:4" in prlimit and "--nofile=10:10" in prlimit and "--core=0:0" in prlimit
+    assert "--cpu=3:4" in prlimit and "--nofile=10:10" in prlimit and "--core=1:1" in prlimit
     # Or before bwrap, by the launcher that becomes the slot's uid.
     ident = identity_argv(60003, 60003, "/run/stockade/stockade-launch", rlimits=[("nofile", 64, 64), ("core", 0, 0)])
     assert ident == ["/run/stockade/stockade-launch", "--rlimit=nofile:64:64", "--rlimit=core:0:0",
