@@ -140,6 +140,58 @@ def test_a_refused_callback_name_does_not_say_its_internal_address():
         asyncio.run(resolve_target("http://10.0.3.7/x", []))
 
 
+class _Delivered:
+    """The store's side of callbacks: the tokens marked delivered."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    async def callback_done(self, token: str) -> None:
+        self.done.append(token)
+
+
+def _callbacks(store: _Delivered, tries: int, timeout: float):
+    from stockade.service.callbacks import Callbacks
+
+    return Callbacks(store, lambda row: {"token": row["token"]}, tries=tries, timeout=timeout,
+                     allowed=[ipaddress.ip_network("127.0.0.1/32")])
+
+
+async def _deliver_one(url: str, tries: int, timeout: float) -> list[str]:
+    """One callback (token t-1) to `url`, to its end; the tokens marked delivered."""
+    store = _Delivered()
+    callbacks = _callbacks(store, tries, timeout)
+    callbacks.schedule({"token": "t-1", "callback_url": url})
+    try:
+        await asyncio.wait_for(asyncio.gather(*callbacks._tasks), 30)  # (a bound, not to hang)
+    finally:
+        await callbacks.close()
+    return store.done
+
+
+def _target(handle):
+    """A callback target on loopback: each connection handled by
+    handle(connection, stop) in a thread of its own. (listener, tries, stop)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    tries: list[int] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            tries.append(1)
+            threading.Thread(target=handle, args=(connection, stop), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, tries, stop
+
+
 def test_slow_callback_lookups_leave_the_loops_own_threads_free(monkeypatch):
     """A callback URL's host is looked up with getaddrinfo, which holds a thread
     as long as that name's DNS servers (the client's to choose) take. On the
@@ -192,8 +244,6 @@ def test_a_callback_to_an_international_name_is_delivered(monkeypatch):
     import socket
     import threading
 
-    from stockade.service.callbacks import Callbacks
-
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     heads: list[bytes] = []
@@ -213,26 +263,8 @@ def test_a_callback_to_an_international_name_is_delivered(monkeypatch):
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-    class Store:
-        done: list[str] = []
-
-        async def callback_done(self, token: str) -> None:
-            self.done.append(token)
-
-    async def deliver() -> list[str]:
-        store = Store()
-        callbacks = Callbacks(store, lambda row: {"token": row["token"]}, tries=1, timeout=5,
-                              allowed=[ipaddress.ip_network("127.0.0.1/32")])
-        callbacks.schedule({"token": "t-1", "callback_url": f"http://bücher.test:{port}/cb"})
-        try:
-            await asyncio.wait_for(asyncio.gather(*callbacks._tasks), 30)
-        finally:
-            await callbacks.close()
-        return store.done
-
     try:
-        assert asyncio.run(deliver()) == ["t-1"]
+        assert asyncio.run(_deliver_one(f"http://bücher.test:{port}/cb", tries=1, timeout=5)) == ["t-1"]
     finally:
         listener.close()
     assert f"host: xn--bcher-kva.test:{port}".encode() in heads[0].lower(), heads
@@ -688,16 +720,8 @@ def test_a_callback_target_that_answers_forever_is_given_up_after_each_try(caplo
     target held a task and one of the client's 100 pooled connections for
     good; enough of them and every callback waits for the pool."""
     import logging
-    import socket
-    import threading
 
-    from stockade.service.callbacks import Callbacks
-
-    tries: list[float] = []
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def drip(connection: socket.socket) -> None:
+    def drip(connection, stop) -> None:
         with connection:
             connection.recv(65536)
             connection.sendall(b"HTTP/1.1 200 OK\r\n")
@@ -708,39 +732,12 @@ def test_a_callback_target_that_answers_forever_is_given_up_after_each_try(caplo
                     return
                 stop.wait(0.05)
 
-    def accept() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            tries.append(1)
-            threading.Thread(target=drip, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-
-    class Store:
-        done: list[str] = []
-
-        async def callback_done(self, token: str) -> None:
-            self.done.append(token)
-
-    async def deliver() -> list[str]:
-        store = Store()
-        callbacks = Callbacks(store, lambda row: {"token": row["token"]}, tries=2, timeout=0.3,
-                              allowed=[ipaddress.ip_network("127.0.0.1/32")])
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-        callbacks.schedule({"token": "t-1", "callback_url": url})
-        try:
-            # Ends: two tries of 0.3 s and a pause; the bound is only there not to hang.
-            await asyncio.wait_for(asyncio.gather(*callbacks._tasks), 30)
-        finally:
-            await callbacks.close()
-        return store.done
-
+    listener, tries, stop = _target(drip)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
     try:
         with caplog.at_level(logging.INFO, logger="stockade.callbacks"):
-            assert asyncio.run(deliver()) == ["t-1"]
+            # Ends: two tries of 0.3 s and a pause.
+            assert asyncio.run(_deliver_one(url, tries=2, timeout=0.3)) == ["t-1"]
     finally:
         stop.set()
         listener.close()
@@ -758,8 +755,6 @@ def test_callback_targets_that_never_answer_do_not_hold_up_the_others():
     import socket
     import threading
 
-    from stockade.service.callbacks import Callbacks
-
     silent = socket.create_server(("127.0.0.1", 0), backlog=512)  # never accepts: connects, never answers
     good = socket.create_server(("127.0.0.1", 0))
     answered = threading.Event()
@@ -774,22 +769,17 @@ def test_callback_targets_that_never_answer_do_not_hold_up_the_others():
 
     threading.Thread(target=answer, daemon=True).start()
 
-    class Store:
-        done: list[str] = []
-
-        async def callback_done(self, token: str) -> None:
-            self.done.append(token)
+    store = _Delivered()
 
     async def deliver() -> float:
-        callbacks = Callbacks(Store(), lambda row: {"token": row["token"]}, tries=1, timeout=5,
-                              allowed=[ipaddress.ip_network("127.0.0.1/32")])
+        callbacks = _callbacks(store, tries=1, timeout=5)
         try:
             for i in range(120):
                 callbacks.schedule({"token": f"stuck-{i}", "callback_url": f"http://127.0.0.1:{silent.getsockname()[1]}/"})
             await asyncio.sleep(0.5)  # (all of them connected and waiting)
             started = time.monotonic()
             callbacks.schedule({"token": "good", "callback_url": f"http://127.0.0.1:{good.getsockname()[1]}/"})
-            while "good" not in Store.done and time.monotonic() - started < 30:
+            while "good" not in store.done and time.monotonic() - started < 30:
                 await asyncio.sleep(0.01)
             return time.monotonic() - started
         finally:
@@ -802,7 +792,7 @@ def test_callback_targets_that_never_answer_do_not_hold_up_the_others():
     finally:
         silent.close()
         good.close()
-    assert answered.is_set() and "good" in Store.done
+    assert answered.is_set() and "good" in store.done
     assert waited < 2, f"the good target's callback waited {waited:.1f} s for the stuck ones"
 
 
@@ -812,16 +802,8 @@ def test_a_callback_target_that_answers_a_huge_body_is_not_read(caplog):
     hold about 1.5 GB per try (a few such callbacks at once, and the service
     is out of memory), and the try then timed out and was made again."""
     import logging
-    import socket
-    import threading
 
-    from stockade.service.callbacks import Callbacks
-
-    tries: list[int] = []
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def flood(connection: socket.socket) -> None:
+    def flood(connection, stop) -> None:
         chunk = b"x" * (1 << 20)
         with connection:
             connection.recv(65536)
@@ -832,38 +814,11 @@ def test_a_callback_target_that_answers_a_huge_body_is_not_read(caplog):
                 except OSError:
                     return
 
-    def accept() -> None:
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            tries.append(1)
-            threading.Thread(target=flood, args=(connection,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-
-    class Store:
-        done: list[str] = []
-
-        async def callback_done(self, token: str) -> None:
-            self.done.append(token)
-
-    async def deliver() -> list[str]:
-        store = Store()
-        callbacks = Callbacks(store, lambda row: {"token": row["token"]}, tries=2, timeout=2,
-                              allowed=[ipaddress.ip_network("127.0.0.1/32")])
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-        callbacks.schedule({"token": "t-1", "callback_url": url})
-        try:
-            await asyncio.wait_for(asyncio.gather(*callbacks._tasks), 30)
-        finally:
-            await callbacks.close()
-        return store.done
-
+    listener, tries, stop = _target(flood)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
     try:
         with caplog.at_level(logging.INFO, logger="stockade.callbacks"):
-            assert asyncio.run(deliver()) == ["t-1"]
+            assert asyncio.run(_deliver_one(url, tries=2, timeout=2)) == ["t-1"]
     finally:
         stop.set()
         listener.close()
