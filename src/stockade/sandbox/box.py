@@ -636,12 +636,16 @@ class Sandbox:
     def _remove(self, box: _Box) -> None:
         """Every way out of a box: its processes, fds, cgroup and directory."""
         try:
+            self._release(box)
+        finally:
+            remove_tree(box.workdir)
+
+    def _release(self, box: _Box) -> None:
+        """A box's processes, fds and cgroup (its directory is the caller's)."""
+        try:
             self._stop(box)
         finally:
-            try:
-                self._release_group(box.slot, box.group)
-            finally:
-                remove_tree(box.workdir)
+            self._release_group(box.slot, box.group)
 
     async def _remove_after_run(self, box: _Box) -> None:
         """_remove for a box whose program ran: its directory is deleted in a
@@ -650,14 +654,11 @@ class Sandbox:
         of deletion that, on the event loop, would stall every other box's
         supervision and the service with it."""
         try:
-            self._stop(box)
+            self._release(box)
         finally:
-            try:
-                self._release_group(box.slot, box.group)
-            finally:
-                # (A few files, as most runs leave, go at once: a thread costs ~0.1 ms.)
-                if not remove_flat_tree(box.workdir, _INLINE_REMOVALS):
-                    await _in_thread(remove_tree, box.workdir)
+            # (A few files, as most runs leave, go at once: a thread costs ~0.1 ms.)
+            if not remove_flat_tree(box.workdir, _INLINE_REMOVALS):
+                await _in_thread(remove_tree, box.workdir)
 
     async def _start(self, box: _Box, inner, env, mounts, cwd, limits: Limits, extra_fds=(),
                      rlimits=()) -> RunResult | None:
