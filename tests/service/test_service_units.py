@@ -169,15 +169,26 @@ async def _deliver_one(url: str, tries: int, timeout: float) -> list[str]:
     return store.done
 
 
-def _target(handle):
-    """A callback target on loopback: each connection handled by
-    handle(connection, stop) in a thread of its own. (listener, tries, stop)."""
+@contextlib.contextmanager
+def _endless_target(head: bytes, chunk: bytes, pause: float = 0.0):
+    """A callback target on loopback that answers `head` to each connection,
+    then sends `chunk` again and again (every `pause` s) until the test is
+    done with it. Yields (url, tries: one item per connection)."""
     import socket
     import threading
 
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
     tries: list[int] = []
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)
+            with contextlib.suppress(OSError):  # (the client gave up)
+                connection.sendall(head)
+                while not stop.is_set():
+                    connection.sendall(chunk)
+                    stop.wait(pause)
 
     def accept() -> None:
         while True:
@@ -186,10 +197,14 @@ def _target(handle):
             except OSError:
                 return
             tries.append(1)
-            threading.Thread(target=handle, args=(connection, stop), daemon=True).start()
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
-    return listener, tries, stop
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook", tries
+    finally:
+        stop.set()
+        listener.close()
 
 
 def test_slow_callback_lookups_leave_the_loops_own_threads_free(monkeypatch):
@@ -721,26 +736,10 @@ def test_a_callback_target_that_answers_forever_is_given_up_after_each_try(caplo
     good; enough of them and every callback waits for the pool."""
     import logging
 
-    def drip(connection, stop) -> None:
-        with connection:
-            connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\n")
-            while not stop.is_set():
-                try:
-                    connection.sendall(b"X-Drip: x\r\n")
-                except OSError:
-                    return
-                stop.wait(0.05)
-
-    listener, tries, stop = _target(drip)
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-    try:
-        with caplog.at_level(logging.INFO, logger="stockade.callbacks"):
-            # Ends: two tries of 0.3 s and a pause.
-            assert asyncio.run(_deliver_one(url, tries=2, timeout=0.3)) == ["t-1"]
-    finally:
-        stop.set()
-        listener.close()
+    with _endless_target(b"HTTP/1.1 200 OK\r\n", b"X-Drip: x\r\n", pause=0.05) as (url, tries), \
+            caplog.at_level(logging.INFO, logger="stockade.callbacks"):
+        # Ends: two tries of 0.3 s and a pause.
+        assert asyncio.run(_deliver_one(url, tries=2, timeout=0.3)) == ["t-1"]
     assert len(tries) == 2
     assert [r.getMessage() for r in caplog.records] == [
         "callback for t-1 failed (try 1): no answer within 0.3 s",
@@ -803,24 +802,9 @@ def test_a_callback_target_that_answers_a_huge_body_is_not_read(caplog):
     is out of memory), and the try then timed out and was made again."""
     import logging
 
-    def flood(connection, stop) -> None:
-        chunk = b"x" * (1 << 20)
-        with connection:
-            connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1 << 40))
-            while not stop.is_set():
-                try:
-                    connection.sendall(chunk)
-                except OSError:
-                    return
-
-    listener, tries, stop = _target(flood)
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-    try:
-        with caplog.at_level(logging.INFO, logger="stockade.callbacks"):
-            assert asyncio.run(_deliver_one(url, tries=2, timeout=2)) == ["t-1"]
-    finally:
-        stop.set()
-        listener.close()
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1 << 40)
+    with _endless_target(head, b"x" * (1 << 20)) as (url, tries), \
+            caplog.at_level(logging.INFO, logger="stockade.callbacks"):
+        assert asyncio.run(_deliver_one(url, tries=2, timeout=2)) == ["t-1"]
     assert len(tries) == 1
     assert [r.getMessage() for r in caplog.records if r.name == "stockade.callbacks"] == []
