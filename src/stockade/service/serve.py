@@ -53,7 +53,7 @@ def serve(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        http=head_timeout_protocol(settings.request_timeout),
+        http=timed_protocol(settings.request_timeout),
         log_level=settings.log_level,
         access_log=False,  # one line per run is logged by the service itself
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
@@ -101,7 +101,7 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
+def timed_protocol(timeout: float) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol (httptools) with a time limit on each request's
     head: from the connection, or from the next request's first byte, its
     request line and headers must arrive within `timeout` (the body has as
@@ -117,7 +117,7 @@ def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
     answer = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
               b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
 
-    class HeadTimeoutProtocol(HttpToolsProtocol):
+    class TimedProtocol(HttpToolsProtocol):
         head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport) -> None:
@@ -177,9 +177,7 @@ def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
             return unsent
 
         def _stop_write_timer(self) -> None:
-            if self.write_timer is not None:
-                self.write_timer.cancel()
-                self.write_timer = None
+            self.write_timer = _cancelled(self.write_timer)
 
         def _writes_stalled(self) -> None:
             self.write_timer = None
@@ -193,9 +191,7 @@ def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
                 self.head_timer = self.loop.call_later(timeout, self._head_timed_out)
 
         def _stop_head_timer(self) -> None:
-            if self.head_timer is not None:
-                self.head_timer.cancel()
-                self.head_timer = None
+            self.head_timer = _cancelled(self.head_timer)
 
         def _head_timed_out(self) -> None:
             self.head_timer = None
@@ -206,7 +202,12 @@ def head_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
                 self.transport.write(answer)
                 self.transport.close()
 
-    return HeadTimeoutProtocol
+    return TimedProtocol
+
+
+def _cancelled(timer: asyncio.TimerHandle | None) -> None:
+    if timer is not None:
+        timer.cancel()
 
 
 def listen(host: str, port: int) -> socket.socket:
