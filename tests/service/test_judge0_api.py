@@ -200,6 +200,24 @@ def test_non_utf8_output_without_base64(http):
         "use base64_encoded=true query parameter")}
 
 
+def test_a_large_submission_is_answered_in_chunks_and_whole(http):
+    # 1 MiB of NULs is 6 MiB of JSON ("\u0000" each): written as it is sent.
+    stdin = bytes(1 << 20)
+    token = http.post("/submissions", params={"base64_encoded": "true"},
+                      json={"source_code": b64("print(1)"), "language_id": PY, "stdin": b64(stdin)}).json()["token"]
+    for params in ({}, {"base64_encoded": "true"}):
+        response = http.get(f"/submissions/{token}", params={"fields": "token,stdin", **params})
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        assert response.headers.get("transfer-encoding") == "chunked" and "content-length" not in response.headers
+        body = response.json()
+        assert body["token"] == token
+        assert (base64.b64decode(body["stdin"]) if params else body["stdin"].encode()) == stdin
+    # A short one still goes out whole, with its length.
+    response = http.get(f"/submissions/{token}", params={"fields": "token"})
+    assert response.headers["content-length"] == str(len(response.content))
+    wait_done(http, token)
+
+
 def test_base64_only_for_the_word_true(http):
     body = run(http, {"source_code": "print('plain')", "language_id": PY}, base64_encoded="1")
     assert body["stdout"] == "plain\n"
@@ -567,7 +585,7 @@ def test_list_needs_authorization_and_pages(http):
     assert list(page["submissions"][0]) == DEFAULT_FIELDS
     second = http.get("/submissions", params={"per_page": 2, "page": 2}, headers=ADMIN_HEADERS).json()
     assert second["meta"]["prev_page"] == 1
-    by_query = http.get("/submissions", params={"X-Auth-User": ADMIN})
+    by_query = http.get("/submissions", params={"X-Auth-User": ADMIN, "per_page": 2})  # (ours: UTF-8)
     assert by_query.status_code == 200
     response = http.get("/submissions", params={"page": -4}, headers=ADMIN_HEADERS)
     assert response.status_code == 400 and response.json() == {"error": "invalid page: -4"}

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import datetime as dt
 import ipaddress
+import json
 import signal
 import time
 
@@ -20,10 +21,15 @@ from stockade.service.judge0 import adapter
 from stockade.service.judge0.format import (
     ALL_FIELDS,
     InvalidFields,
+    NotUtf8,
+    Pieces,
     decimal,
     decode_base64,
+    json_chunks,
+    needs_chunks,
     parse_fields,
     ruby_base64,
+    serialize,
     timestamp,
 )
 from stockade.settings import Settings
@@ -37,6 +43,42 @@ def test_ruby_base64_matches_ruby_encode64():
     lines = encoded.split("\n")
     assert encoded.endswith("\n") and all(len(line) == 60 for line in lines[:-2]) and 0 < len(lines[-2]) <= 60
     assert base64.b64decode(encoded.replace("\n", "")) == data
+
+
+def _chunks(content) -> list[bytes]:
+    async def collect():
+        return [chunk async for chunk in json_chunks(content)]
+
+    return asyncio.run(collect())
+
+
+def test_a_long_field_is_written_a_piece_at_a_time_and_reads_back_whole():
+    # NULs and quotes grow in JSON, "é" and "😀" are several bytes: 7 MB each field.
+    text = "\0\"\\é\n😀" * 700_000
+    raw = text.encode()
+    row = dict.fromkeys(ALL_FIELDS) | {"token": "t", "stdout": raw, "stdin": raw, "status_id": 3}
+    for encoded in (False, True):
+        content = serialize(row, ("token", "stdout", "stdin", "status"), encoded=encoded, language_name=str)
+        assert isinstance(content["stdout"], Pieces) and needs_chunks(content)
+        chunks = _chunks(content)
+        # 25 MB (or 19 MB of base64) of JSON, never more than a few hundred KB at a time.
+        assert len(chunks) > 20 and max(map(len, chunks)) < 2 << 20
+        want = ruby_base64(raw) if encoded else text
+        assert json.loads(b"".join(chunks)) == {
+            "token": "t", "stdout": want, "stdin": want, "status": {"id": 3, "description": "Accepted"}}
+    # Not UTF-8 is known before a byte goes out, however long.
+    row["stdout"] = raw + b"\xff"
+    with pytest.raises(NotUtf8):
+        serialize(row, ("stdout",), encoded=False, language_name=str)
+
+
+def test_a_long_list_is_written_an_item_at_a_time():
+    items = [{"token": str(n), "stdout": "é\0" * n, "time": None} for n in range(300)]
+    content = {"submissions": items, "meta": {"total_count": 300}}
+    assert needs_chunks(content) and not needs_chunks({"submissions": items[:100]})
+    chunks = _chunks(content)
+    assert len(chunks) > 1 and json.loads(b"".join(chunks)) == content
+    assert b"".join(_chunks({"submissions": []})) == b'{"submissions":[]}'
 
 
 def test_decode_base64_tolerates_line_breaks_and_padding_only():
@@ -153,7 +195,10 @@ class _Delivered:
 def _callbacks(store: _Delivered, tries: int, timeout: float):
     from stockade.service.callbacks import Callbacks
 
-    return Callbacks(store, lambda row: {"token": row["token"]}, tries=tries, timeout=timeout,
+    async def render(row):
+        return json.dumps({"token": row["token"]}).encode()
+
+    return Callbacks(store, render, tries=tries, timeout=timeout,
                      allowed=[ipaddress.ip_network("127.0.0.1/32")])
 
 

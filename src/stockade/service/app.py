@@ -27,7 +27,7 @@ from stockade.service.dispatch import Dispatcher
 from stockade.service.gate import Gate, cors_origins
 from stockade.service.guard import ErrorGuard
 from stockade.service.judge0 import adapter
-from stockade.service.judge0.format import DEFAULT_FIELDS, serialize
+from stockade.service.judge0.format import DEFAULT_FIELDS, json_chunks, serialize
 from stockade.service.judge0.info import JUDGE0_VERSION
 from stockade.service.judge0.languages import Languages
 from stockade.service.judge0.request import SubmissionParser
@@ -93,9 +93,11 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
     languages = Languages(catalog)
     store = Store(settings.sqlalchemy_url)
 
-    def render_callback(row: Row) -> dict[str, Any]:
-        # Judge0 PUTs the default fields, base64-encoded (so any bytes go through).
-        return serialize(row, DEFAULT_FIELDS, encoded=True, language_name=languages.name)
+    async def render_callback(row: Row) -> bytes:
+        # Judge0 PUTs the default fields, base64-encoded (so any bytes go through);
+        # written a chunk at a time, since outputs of a few MB would hold the loop.
+        content = serialize(row, DEFAULT_FIELDS, encoded=True, language_name=languages.name)
+        return b"".join([chunk async for chunk in json_chunks(content)])
 
     callbacks = Callbacks(
         store,

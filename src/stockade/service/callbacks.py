@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import json
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -137,7 +136,7 @@ class Callbacks:
     def __init__(
         self,
         store: Store,
-        render: Callable[[Row], dict[str, Any]],
+        render: Callable[[Row], Awaitable[bytes]],  # the JSON body to PUT
         *,
         tries: int,
         timeout: float,
@@ -173,7 +172,7 @@ class Callbacks:
 
     async def _deliver(self, row: Row) -> None:
         url = row["callback_url"]
-        body = json.dumps(self.render(row)).encode()
+        body = await self.render(row)
         for attempt in range(1, self.tries + 1):
             try:
                 addresses = await resolve_target(url, self.allowed)

@@ -3,10 +3,12 @@ decimals as strings, memory in KB, timestamps with milliseconds and `Z`."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -126,15 +128,38 @@ def timestamp(value: dt.datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _text(value: bytes | None, encoded: bool) -> str | None:
+# A field longer than this (bytes, or characters once decoded) is written out a
+# piece at a time as the answer goes (see Pieces): 1456 whole base64 lines.
+PIECE = 45 * 1456
+
+
+class Pieces:
+    """A long text field, turned into its JSON string a piece at a time by
+    json_chunks: a 14 MB stdin of NULs is 84 MB of JSON, ~0.5 s of encoding,
+    which in one go would hold the event loop, and every other request, for it."""
+
+    __slots__ = ("value", "encoded")
+
+    def __init__(self, value: bytes | str, *, encoded: bool):
+        self.value, self.encoded = value, encoded  # bytes to base64, or text already decoded
+
+    def __iter__(self) -> Iterator[str]:
+        value = self.value
+        for start in range(0, len(value), PIECE):
+            piece = value[start:start + PIECE]
+            yield ruby_base64(piece) if self.encoded else piece  # type: ignore[arg-type]
+
+
+def _text(value: bytes | None, encoded: bool) -> str | Pieces | None:
     if value is None:
         return None
     if encoded:
-        return ruby_base64(value)
+        return Pieces(value, encoded=True) if len(value) > PIECE else ruby_base64(value)
     try:
-        return value.decode("utf-8")
+        text = value.decode("utf-8")  # (checked whole, before any byte of the answer goes)
     except UnicodeDecodeError:
         raise NotUtf8() from None
+    return Pieces(text, encoded=False) if len(text) > PIECE else text
 
 
 def serialize(
@@ -153,7 +178,7 @@ def serialize(
         if name in TEXT_FIELDS:
             out[name] = _text(row[name], encoded)
         elif name == "additional_files":
-            out[name] = ruby_base64(row[name]) if row[name] is not None else None
+            out[name] = _text(row[name], True)
         elif name in DECIMAL_FIELDS:
             out[name] = decimal(row[name], None if name in LIMIT_DECIMALS else 3)
         elif name in TIME_FIELDS:
@@ -167,3 +192,65 @@ def serialize(
         else:
             out[name] = row[name]
     return out
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _has_pieces(value: Any) -> bool:
+    if isinstance(value, Pieces):
+        return True
+    if isinstance(value, dict):
+        return any(isinstance(item, Pieces | dict | list) and _has_pieces(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_pieces(item) for item in value)
+    return False
+
+
+def _parts(value: Any) -> Iterator[str]:
+    """`value` as JSON text, in parts: a Pieces field a piece at a time, a
+    list an item at a time, anything else whole."""
+    if isinstance(value, Pieces):
+        yield '"'
+        for piece in value:
+            yield _json(piece)[1:-1]
+        yield '"'
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            yield "[" if index == 0 else ","
+            yield from _parts(item)
+        yield "]"
+    elif isinstance(value, dict) and any(isinstance(item, list) and item for item in value.values()) \
+            or isinstance(value, dict) and _has_pieces(value):
+        for index, (key, item) in enumerate(value.items()):
+            yield ("{" if index == 0 else ",") + _json(key) + ":"
+            yield from _parts(item)
+        yield "}"
+    else:
+        yield _json(value)
+
+
+def needs_chunks(content: Any) -> bool:
+    """Whether `content` is better written by json_chunks than in one go: it
+    holds a long field, or is a list (a page or a batch) of many items."""
+    if isinstance(content, dict) and isinstance(content.get("submissions"), list):
+        return len(content["submissions"]) > 100 or _has_pieces(content)
+    return _has_pieces(content)
+
+
+async def json_chunks(content: Any, size: int = 4 * PIECE) -> AsyncIterator[bytes]:
+    """`content` as UTF-8 JSON (a lone surrogate as its escape), in chunks of
+    about `size` bytes, letting the event loop run between them."""
+    buffer: list[str] = []
+    held = 0
+    for part in _parts(content):
+        buffer.append(part)
+        held += len(part)
+        if held >= size:
+            yield "".join(buffer).encode("utf-8", "backslashreplace")
+            buffer.clear()
+            held = 0
+            await asyncio.sleep(0)
+    if buffer:
+        yield "".join(buffer).encode("utf-8", "backslashreplace")

@@ -22,6 +22,8 @@ from stockade.service.judge0.format import (
     UTF8_ERROR_MANY,
     InvalidFields,
     NotUtf8,
+    json_chunks,
+    needs_chunks,
     parse_fields,
     serialize,
 )
@@ -40,6 +42,14 @@ class JSONResponse(responses.JSONResponse):
     def render(self, content: Any) -> bytes:
         text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         return text.encode("utf-8", "backslashreplace")
+
+
+def answer(content: Any, status_code: int = 200) -> Response:
+    """A JSON answer; one holding long fields or many submissions goes out
+    in chunks, written as it is sent (see format.Pieces)."""
+    if needs_chunks(content):
+        return responses.StreamingResponse(json_chunks(content), status_code, media_type="application/json")
+    return JSONResponse(content, status_code)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -164,7 +174,7 @@ def build_router(service: Service) -> APIRouter:
             if final is None:  # (deleted meanwhile)
                 return JSONResponse({"token": row["token"]}, status_code=201)
         try:
-            return JSONResponse(render(final, requested, encoded), status_code=201)
+            return answer(render(final, requested, encoded), 201)
         except NotUtf8:
             return JSONResponse({"token": row["token"], "error": UTF8_ERROR}, status_code=201)
 
@@ -195,7 +205,7 @@ def build_router(service: Service) -> APIRouter:
             items = [render(rows[t], requested, _flag(base64_encoded)) if t in rows else None for t in wanted]
         except NotUtf8:
             return error(400, UTF8_ERROR_MANY)
-        return JSONResponse({"submissions": items})
+        return answer({"submissions": items})
 
     @router.post("/submissions/batch", status_code=201, tags=["submissions"], openapi_extra=BATCH_BODY)
     async def create_batch(
@@ -254,7 +264,7 @@ def build_router(service: Service) -> APIRouter:
         if row is None:
             return error(404, "not found")
         try:
-            return JSONResponse(render(row, requested, _flag(base64_encoded)))
+            return answer(render(row, requested, _flag(base64_encoded)))
         except NotUtf8 as exc:
             return error(400, str(exc))
 
@@ -290,7 +300,7 @@ def build_router(service: Service) -> APIRouter:
         # will_paginate's numbers, as Judge0 passes them on: no submission is
         # still one (empty) page, and any page past the first has a previous one.
         pages = max(-(-total // size), 1)
-        return JSONResponse({
+        return answer({
             "submissions": items,
             "meta": {
                 "current_page": number,
@@ -323,7 +333,7 @@ def build_router(service: Service) -> APIRouter:
         if status in (IN_QUEUE, PROCESSING):
             return error(400, f"submission cannot be deleted because its status is {status} ({STATUSES[status]})")
         await store.delete(token)
-        return JSONResponse(render(row, requested, True))
+        return answer(render(row, requested, True))
 
     # ------------------------------------------------------------- languages, statuses
     @router.get("/languages", tags=["languages"])
