@@ -5,6 +5,7 @@ create a cgroup's files and a plain rmdir refuses a directory holding them, the
 module's `_mkdir`/`_rmdir` are replaced by versions that do what the kernel does.
 """
 
+import errno
 import os
 import shutil
 import signal
@@ -23,31 +24,57 @@ CPU_STAT = (
 )
 MEMORY_EVENTS = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"
 
-# What the kernel puts in every non-root cgroup (with memory and pids enabled above it).
-GROUP_FILES = {
+# The kernel's order of the controllers (their ids), in which it lists them.
+CONTROLLER_ORDER = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc")
+
+# What the kernel puts in every non-root cgroup, whatever its parent enables.
+CORE_FILES = {
     "cgroup.type": "domain\n",
     "cgroup.procs": "",
     "cgroup.threads": "",
-    "cgroup.controllers": "memory pids\n",
     "cgroup.subtree_control": "\n",
     "cgroup.events": "populated 0\nfrozen 0\n",
     "cgroup.kill": "",
     "cgroup.freeze": "0\n",
-    "cpu.stat": CPU_STAT,
-    "memory.max": "max\n",
-    "memory.swap.max": "max\n",
-    "memory.current": "0\n",
-    "memory.peak": "0\n",
-    "memory.events": MEMORY_EVENTS,
-    "pids.max": "max\n",
-    "pids.current": "0\n",
+    "cpu.stat": CPU_STAT,  # core (usage_usec, ...), even without the cpu controller
 }
+# The files a controller's parent creates in each child when it enables it.
+CONTROLLER_FILES = {
+    "memory": {
+        "memory.max": "max\n",
+        "memory.swap.max": "max\n",
+        "memory.current": "0\n",
+        "memory.peak": "0\n",
+        "memory.events": MEMORY_EVENTS,
+    },
+    "pids": {"pids.max": "max\n", "pids.current": "0\n"},
+}
+# Files a rootless user may write in a cgroup delegated to it (the rest of a
+# delegated cgroup's files, its limits, belong to whoever delegated it).
+DELEGATED_FILES = ("cgroup.procs", "cgroup.threads", "cgroup.subtree_control")
+
+
+def _errno(code, path):
+    return OSError(code, os.strerror(code), path)
 
 
 class FakeCgroupFs:
+    """A cgroup2 tree in plain files, with the kernel's rules for what it refuses:
+    controllers enabled only from cgroup.controllers and never in a non-root
+    group holding processes; a process in one group at a time, never in a
+    non-root group that hands controllers to its children; and for a writer
+    other than root, delegation: it may write only the files of groups it was
+    given (`delegate`) or made, and move a process only if it may write the
+    cgroup.procs of the lowest group holding both where the process is and
+    where it goes.
+
+    Not modelled: cgroup.kill and cgroup.freeze only record what was written
+    (nothing is killed or frozen), and counters never move by themselves."""
+
     def __init__(self, root, controllers="cpuset cpu io memory pids"):
         self.root = str(root)
         self.missing = set()  # files an older kernel would not create
+        self.writable = {}  # group -> "delegated" (given to the user) or "made" (mkdir by the user)
         self.write(self.root, "cgroup.controllers", controllers + "\n")
         self.write(self.root, "cgroup.subtree_control", "\n")
         self.write(self.root, "cgroup.procs", "1\n")
@@ -62,9 +89,48 @@ class FakeCgroupFs:
         with open(os.path.join(self.root, *parts)) as f:
             return f.read()
 
+    def _words(self, d, name):
+        with open(os.path.join(d, name)) as f:
+            return f.read().split()
+
+    def _is_root(self, d):
+        return os.path.normpath(d) == os.path.normpath(self.root)
+
+    def delegate(self, d):
+        """Give group `d` to the (non-root) user, as chown of it and its three files would."""
+        self.writable[os.path.normpath(d)] = "delegated"
+
+    def _may_write(self, path):
+        if os.geteuid() == 0:
+            return True
+        d, name = os.path.split(os.path.normpath(path))
+        how = self.writable.get(d)
+        return how == "made" or (how == "delegated" and name in DELEGATED_FILES)
+
+    def access(self, path, mode):
+        """os.access for paths in the tree, as the kernel's file modes would answer."""
+        path = os.path.normpath(path)
+        if not os.path.exists(path):
+            return False
+        if os.geteuid() == 0 or not mode & os.W_OK:
+            return True
+        if os.path.isdir(path):
+            return path in self.writable
+        return self._may_write(path)
+
     def mkdir(self, path):
+        parent = os.path.dirname(os.path.normpath(path))
+        if os.geteuid() != 0 and parent not in self.writable:
+            raise _errno(errno.EACCES, path)
         os.mkdir(path)
-        for name, text in GROUP_FILES.items():
+        if os.geteuid() != 0:
+            self.writable[os.path.normpath(path)] = "made"
+        enabled = self._words(parent, "cgroup.subtree_control")
+        self.write(path, "cgroup.controllers", " ".join(enabled) + "\n")
+        files = dict(CORE_FILES)
+        for c in enabled:
+            files.update(CONTROLLER_FILES.get(c, {}))
+        for name, text in files.items():
             if name not in self.missing:
                 self.write(path, name, text)
 
@@ -73,8 +139,66 @@ class FakeCgroupFs:
             raise FileNotFoundError(path)
         with os.scandir(path) as it:
             if any(e.is_dir() for e in it) or cgroup._procs(os.path.join(path, "cgroup.procs")):
-                raise OSError(16, "Device or resource busy", path)  # EBUSY, as the kernel
+                raise _errno(errno.EBUSY, path)
         shutil.rmtree(path)
+        self.writable.pop(os.path.normpath(path), None)
+
+    def _group_of(self, pid):
+        for d, _, _ in os.walk(self.root):
+            if str(pid) in self._words(d, "cgroup.procs"):
+                return d
+        return self.root  # where every process not moved anywhere lives
+
+    def write_file(self, path, value):
+        """What a write to a cgroup file does (the module's _write, in the fake)."""
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        if not self._may_write(path):
+            raise _errno(errno.EACCES, path)
+        d, name = os.path.split(os.path.normpath(path))
+        if name == "cgroup.subtree_control":
+            self._subtree_control(d, value)
+        elif name == "cgroup.procs":
+            self._move(d, int(value) or os.getpid())
+        else:
+            self.write(d, name, value)  # a value replaces the old one
+
+    def _subtree_control(self, d, value):
+        available = self._words(d, "cgroup.controllers")
+        enabled = set(self._words(d, "cgroup.subtree_control"))
+        for word in value.split():
+            sign, c = word[0], word[1:]
+            if sign not in "+-" or c not in available:
+                raise _errno(errno.ENOENT if sign in "+-" else errno.EINVAL, d)
+            if sign == "+":
+                enabled.add(c)
+            else:
+                enabled.discard(c)
+        # No internal processes: only the root may hold processes and enable controllers.
+        if enabled and not self._is_root(d) and self._words(d, "cgroup.procs"):
+            raise _errno(errno.EBUSY, d)
+        self.write(d, "cgroup.subtree_control", " ".join(c for c in CONTROLLER_ORDER if c in enabled) + "\n")
+        with os.scandir(d) as it:
+            for child in (e.path for e in it if e.is_dir()):
+                self.write(child, "cgroup.controllers", " ".join(sorted(enabled, key=CONTROLLER_ORDER.index)) + "\n")
+                for c in enabled:
+                    for name, text in CONTROLLER_FILES.get(c, {}).items():
+                        if name not in self.missing and not os.path.exists(os.path.join(child, name)):
+                            self.write(child, name, text)
+
+    def _move(self, d, pid):
+        if not _alive(pid):
+            raise _errno(errno.ESRCH, d)
+        if not self._is_root(d) and self._words(d, "cgroup.subtree_control"):
+            raise _errno(errno.EBUSY, d)  # no internal processes
+        source = self._group_of(pid)
+        if os.geteuid() != 0:
+            common = os.path.commonpath([source, d])
+            if not self._may_write(os.path.join(common, "cgroup.procs")):
+                raise _errno(errno.EACCES, d)
+        # A process is in one group at a time: it leaves the one it was in.
+        self.write(source, "cgroup.procs", "".join(f"{p}\n" for p in self._words(source, "cgroup.procs") if p != str(pid)))
+        self.write(d, "cgroup.procs", "".join(f"{p}\n" for p in [*self._words(d, "cgroup.procs"), str(pid)]))
 
 
 def _alive(pid):
@@ -93,15 +217,10 @@ def fake(tmp_path, monkeypatch):
     # The kernel lists only live tasks in cgroup.procs (dead ones leave at exit).
     real_procs = cgroup._procs
     monkeypatch.setattr(cgroup, "_procs", lambda p: [x for x in real_procs(p) if _alive(x)])
-    # A write to a cgroup file replaces its value; to a regular file it overwrites in place.
-    real_write = cgroup._write
-
-    def write(path, value):
-        if os.path.exists(path):
-            os.truncate(path, 0)
-        real_write(path, value)
-
-    monkeypatch.setattr(cgroup, "_write", write)
+    monkeypatch.setattr(cgroup, "_write", fs.write_file)
+    real_access = os.access
+    monkeypatch.setattr(cgroup.os, "access", lambda path, mode: (
+        fs.access(path, mode) if os.path.normpath(path).startswith(fs.root) else real_access(path, mode)))
     return fs
 
 
@@ -120,8 +239,8 @@ def test_detect_picks_v2_and_enables_controllers(fake):
     assert b.kind == "v2", b.reason
     assert b.parent == os.path.join(fake.root, "stockade")
     assert "memory" in b.reason and "pids" in b.reason
-    assert fake.read("cgroup.subtree_control") == "+memory +pids"
-    assert fake.read("stockade", "cgroup.subtree_control") == "+memory +pids"
+    assert fake.read("cgroup.subtree_control") == "memory pids\n"
+    assert fake.read("stockade", "cgroup.subtree_control") == "memory pids\n"
     assert (b.has_swap, b.has_peak, b.has_kill) == (True, True, True)
 
 
@@ -192,7 +311,7 @@ def test_memory_current_when_no_peak(fake):
 def test_add_and_pids(fake, sleeper):
     cg = cgroup.detect(fake.root).create("slot-1")
     cg.add(sleeper.pid)
-    assert fake.read("stockade/slot-1/cgroup.procs") == str(sleeper.pid)
+    assert fake.read("stockade/slot-1/cgroup.procs") == f"{sleeper.pid}\n"
     assert cg.pids() == [sleeper.pid]
     # What the launcher writes "0" to, to join the group itself: the one file.
     assert cg.procs_files() == [os.path.join(fake.root, "stockade", "slot-1", "cgroup.procs")]
@@ -300,29 +419,40 @@ def test_refuses_enabling_controllers_where_processes_live(fake):
     assert "no internal processes" in b.reason
 
 
-def test_rootless_moves_itself_to_a_leaf_of_its_delegated_cgroup(fake, monkeypatch):
-    own = os.path.join(fake.root, "user.slice", "app.scope")
-    os.makedirs(os.path.dirname(own))
-    fake.mkdir(own)
-    fake.write(own, "cgroup.procs", f"{os.getpid()}\n")
+def _own_group(fake, monkeypatch, path, pids=(), controllers="memory pids", delegated=True):
+    """A systemd host: controllers enabled down to `path`'s parent (systemd
+    does that), `path` holding us (and `pids`), given to us or not, and us no
+    longer root."""
+    parts = path.strip("/").split("/")
+    d = fake.root
+    for part in parts:
+        fake.write_file(os.path.join(d, "cgroup.subtree_control"), " ".join(f"+{c}" for c in controllers.split()))
+        d = os.path.join(d, part)
+        fake.mkdir(d)
+    for pid in (os.getpid(), *pids):
+        fake.write_file(os.path.join(d, "cgroup.procs"), str(pid))
+    if delegated:
+        fake.delegate(d)
     monkeypatch.setattr(cgroup.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(cgroup, "_self_cgroup", lambda: "/user.slice/app.scope")
+    monkeypatch.setattr(cgroup, "_self_cgroup", lambda: path)
+    return d
+
+
+def test_rootless_moves_itself_to_a_leaf_of_its_delegated_cgroup(fake, monkeypatch):
+    own = _own_group(fake, monkeypatch, "/user.slice/app.scope")
     b = cgroup.detect(fake.root)
     assert b.kind == "v2", b.reason
     assert b.parent == os.path.join(own, "stockade")
-    assert fake.read("user.slice/app.scope/supervisor/cgroup.procs") == str(os.getpid())
-    assert fake.read("user.slice/app.scope/cgroup.subtree_control") == "+memory +pids"
+    assert fake.read("user.slice/app.scope/supervisor/cgroup.procs") == f"{os.getpid()}\n"
+    assert fake.read("user.slice/app.scope/cgroup.procs") == ""
+    assert fake.read("user.slice/app.scope/cgroup.subtree_control") == "memory pids\n"
     # The next detect() (we now live in the leaf) finds the same parent.
     monkeypatch.setattr(cgroup, "_self_cgroup", lambda: "/user.slice/app.scope/supervisor")
     assert cgroup.detect(fake.root).parent == b.parent
 
 
 def test_rootless_refuses_a_shared_cgroup(fake, monkeypatch, sleeper):
-    own = os.path.join(fake.root, "session.scope")
-    fake.mkdir(own)
-    fake.write(own, "cgroup.procs", f"{os.getpid()}\n{sleeper.pid}\n")
-    monkeypatch.setattr(cgroup.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(cgroup, "_self_cgroup", lambda: "/session.scope")
+    _own_group(fake, monkeypatch, "/session.scope", pids=[sleeper.pid])
     b = cgroup.detect(fake.root)
     assert b.kind == "none"
     assert "also holds" in b.reason and "Delegate=yes" in b.reason
