@@ -120,6 +120,8 @@ class FakeCgroupFs:
 
     def mkdir(self, path):
         parent = os.path.dirname(os.path.normpath(path))
+        if os.path.exists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)  # before any permission check
         if os.geteuid() != 0 and parent not in self.writable:
             raise _errno(errno.EACCES, path)
         os.mkdir(path)
@@ -411,12 +413,16 @@ def test_none_without_any_cgroupfs(tmp_path):
     assert b.kind == "none" and "no cgroup2 mount" in b.reason
 
 
-def test_refuses_enabling_controllers_where_processes_live(fake):
-    # A cgroup namespace root (e.g. a container) is a non-root cgroup holding processes.
+def test_refuses_enabling_controllers_where_other_processes_live(fake, monkeypatch):
+    # A cgroup namespace root (e.g. a container) is a non-root cgroup, here
+    # holding its init (pid 1) besides us: we move only ourselves out.
     fake.write(fake.root, "cgroup.type", "domain\n")
+    fake.write(fake.root, "cgroup.procs", f"1\n{os.getpid()}\n")
+    monkeypatch.setattr(cgroup, "_self_cgroup", lambda: "/")
     b = cgroup.detect(fake.root)
     assert b.kind == "none"
-    assert "no internal processes" in b.reason
+    assert "also holds pids [1]" in b.reason and "no internal processes" in b.reason
+    assert fake.read("cgroup.subtree_control") == "\n"
 
 
 def _own_group(fake, monkeypatch, path, pids=(), controllers="memory pids", delegated=True):
@@ -456,6 +462,71 @@ def test_rootless_refuses_a_shared_cgroup(fake, monkeypatch, sleeper):
     b = cgroup.detect(fake.root)
     assert b.kind == "none"
     assert "also holds" in b.reason and "Delegate=yes" in b.reason
+
+
+def _place(fake, pid, group):
+    """`pid` in `group`, as a fork of a process there would be (root's move)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cgroup.os, "geteuid", lambda: 0)
+        fake.write_file(os.path.join(group, "cgroup.procs"), str(pid))
+
+
+def test_rootless_moves_its_boxes_in(fake, monkeypatch, sleeper):
+    own = _own_group(fake, monkeypatch, "/user.slice/app.scope")
+    b = cgroup.detect(fake.root)
+    _place(fake, sleeper.pid, os.path.join(own, "supervisor"))  # a child of ours, in our leaf
+    cg = b.create("box-1", memory=MiB, pids=8)
+    cg.add(sleeper.pid)
+    assert cg.pids() == [sleeper.pid]
+    assert fake.read("user.slice/app.scope/stockade/box-1/memory.max") == str(MiB)
+    cg.remove()
+
+
+def test_rootless_refuses_a_delegated_parent_it_cannot_move_its_boxes_into(fake, monkeypatch, sleeper):
+    # An admin made /stockade and gave it to us, but we run in a session scope
+    # outside it: moving our children there needs write access to the root's
+    # cgroup.procs (the lowest group holding both), which we lack.
+    fake.write_file(os.path.join(fake.root, "cgroup.subtree_control"), "+memory +pids")
+    fake.mkdir(os.path.join(fake.root, "stockade"))
+    fake.delegate(os.path.join(fake.root, "stockade"))
+    own = _own_group(fake, monkeypatch, "/user.slice/session-1.scope", delegated=False)
+    b = cgroup.detect(fake.root)
+    assert b.kind == "none", b.reason
+    assert "outside" in b.reason and own in b.reason
+    # The same delegated parent works for a supervisor started inside it.
+    _place(fake, os.getpid(), os.path.join(fake.root, "stockade"))
+    inside = os.path.join(fake.root, "stockade", "supervisor")
+    fake.mkdir(inside)
+    _place(fake, os.getpid(), inside)
+    _place(fake, sleeper.pid, inside)
+    monkeypatch.setattr(cgroup, "_self_cgroup", lambda: "/stockade/supervisor")
+    b = cgroup.detect(fake.root)
+    assert b.kind == "v2", b.reason
+    cg = b.create("box-1")
+    cg.add(sleeper.pid)
+    assert cg.pids() == [sleeper.pid]
+    cg.remove()
+
+
+def test_root_in_a_cgroup_namespace_moves_itself_to_a_leaf(fake, monkeypatch):
+    # A container with its own cgroup namespace: the mount's root is the
+    # container's (non-root) group, holding us alone, e.g. as the container's pid 1.
+    fake.write(fake.root, "cgroup.type", "domain\n")
+    fake.write(fake.root, "cgroup.procs", f"{os.getpid()}\n")
+    monkeypatch.setattr(cgroup, "_self_cgroup", lambda: "/")
+    b = cgroup.detect(fake.root)
+    assert b.kind == "v2", b.reason
+    assert b.parent == os.path.join(fake.root, "stockade")
+    assert fake.read("supervisor/cgroup.procs") == f"{os.getpid()}\n"
+    assert fake.read("cgroup.subtree_control") == "memory pids\n"
+
+
+def test_controllers_not_given_to_our_cgroup_are_named(fake, monkeypatch):
+    # The host has memory, but systemd gave our delegated scope only pids.
+    _own_group(fake, monkeypatch, "/user.slice/app.scope", controllers="pids")
+    b = cgroup.detect(fake.root)
+    assert b.kind == "none"
+    assert "not given memory" in b.reason and "Delegate=" in b.reason
 
 
 def test_favordynmods_plan_keeps_the_mounts_own_options():

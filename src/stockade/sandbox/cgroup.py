@@ -676,19 +676,24 @@ def _detect_v1(root: str, parent: str) -> V1Backend:
     return V1Backend(reason, parents)
 
 
-def _enable(cgroup: str, check_procs: bool = True) -> None:
+def _enable(cgroup: str) -> None:
     """Make memory and pids available to the children of `cgroup`."""
     have = _read(os.path.join(cgroup, "cgroup.subtree_control")).split()
     missing = [c for c in _V2_CONTROLLERS if c not in have]
     if not missing:
         return
+    # Top-down: a group may enable only what its parent enabled for it (else
+    # ENOENT, which would say nothing of the cause).
+    given = _read(os.path.join(cgroup, "cgroup.controllers")).split()
+    if lacking := [c for c in missing if c not in given]:
+        raise _Unusable(
+            f"{cgroup} was not given {' '.join(lacking)} by its parent (its cgroup.controllers: "
+            f"{' '.join(given) or 'none'}); the parent must enable them: under systemd, Delegate=yes "
+            "(or Delegate=memory pids) on the unit stockade runs in, for a user's units on user@.service"
+        )
     # "No internal processes": a non-root cgroup (it has cgroup.type) holding
     # processes cannot hand domain controllers to children; refuse, say why.
-    if (
-        check_procs
-        and os.path.exists(os.path.join(cgroup, "cgroup.type"))
-        and _procs(os.path.join(cgroup, "cgroup.procs"))
-    ):
+    if os.path.exists(os.path.join(cgroup, "cgroup.type")) and _procs(os.path.join(cgroup, "cgroup.procs")):
         raise _Unusable(
             f"{cgroup} holds processes, so cgroup v2 cannot enable {'+'.join(missing)} "
             "for its children (no internal processes rule); move them to a leaf cgroup"
@@ -699,22 +704,40 @@ def _enable(cgroup: str, check_procs: bool = True) -> None:
         raise _Unusable(f"cannot enable {' '.join(missing)} in {cgroup}: {e.strerror}") from e
 
 
+def _may_move(source: str, target: str) -> bool:
+    """Delegation containment: a writer other than root may move a process from
+    group `source` to `target` only if it may write the cgroup.procs of the
+    lowest group holding both (else EACCES)."""
+    return os.access(os.path.join(os.path.commonpath([source, target]), "cgroup.procs"), os.W_OK)
+
+
 def _delegated_base(mount: str, parent: str) -> tuple[str, str]:
-    """Rootless: where may we create our parent? Returns (base, note)."""
-    if os.access(os.path.join(mount, parent), os.W_OK):
-        return mount, f"delegated {os.path.join(mount, parent)}"
-    own = os.path.join(mount, _self_cgroup().lstrip("/"))
+    """Where may we create our parent, not being root of the whole hierarchy
+    (not root, or root in a container whose cgroup namespace makes its own
+    group the mount's root)? Returns (base, note)."""
+    who = "not root" if os.geteuid() != 0 else "in a cgroup namespace (a container)"
+    own = os.path.normpath(os.path.join(mount, _self_cgroup().lstrip("/")))
+    given = os.path.join(mount, parent)
+    outside = ""
+    if os.access(given, os.W_OK):
+        # Our boxes start as our children, in our cgroup: each must be moved from there.
+        if _may_move(own, given):
+            return mount, f"delegated {given}"
+        outside = (f"{given} is delegated to us, but our cgroup {own} is outside it, so the kernel would "
+                   "refuse to move our boxes there (start stockade inside it); ")
     if os.path.basename(own) == _SUPERVISOR_LEAF and os.path.isdir(
         os.path.join(os.path.dirname(own), parent)
     ):
         return os.path.dirname(own), "own delegated cgroup (already set up)"  # detect() ran before
     if not os.access(own, os.W_OK) or not os.access(os.path.join(own, "cgroup.procs"), os.W_OK):
-        raise _Unusable(f"not root and our cgroup {own} is not delegated to us (not writable)")
+        raise _Unusable(f"{outside}{who} and our cgroup {own} is not delegated to us (not writable)")
     others = set(_procs(os.path.join(own, "cgroup.procs"))) - {os.getpid()}
     if others:
         raise _Unusable(
-            f"not root and our cgroup {own} also holds pids {sorted(others)[:8]}; start stockade "
-            "alone in a delegated cgroup (systemd-run --user --scope -p Delegate=yes ...)"
+            f"{outside}{who} and our cgroup {own} also holds pids {sorted(others)[:8]}: a cgroup holding "
+            "processes cannot give memory and pids to groups below it (no internal processes rule), and "
+            "we move only ourselves out; start stockade alone in its cgroup (a container's only process, "
+            "or systemd-run --user --scope -p Delegate=yes ...)"
         )
     # We are alone in our delegated cgroup: move into a leaf child so the cgroup
     # itself becomes process-free and may enable controllers for our boxes.
@@ -734,19 +757,24 @@ def _detect_v2(root: str, parent: str) -> V2Backend:
             break
     else:
         raise _Unusable(f"no cgroup2 mount at {root}")
+    # Only a non-root group has cgroup.type: a mount whose root has it is a
+    # cgroup namespace's view (a container's), its root our own group.
+    namespaced = os.path.exists(os.path.join(mount, "cgroup.type"))
     available = _read(os.path.join(mount, "cgroup.controllers")).split()
     missing = [c for c in _V2_CONTROLLERS if c not in available]
     if missing:
+        hint = ("the container's cgroup was not given them" if namespaced
+                else "bound to v1 hierarchies, or disabled at boot?")
         raise _Unusable(
             f"cgroup2 at {mount} lacks {', '.join(missing)} (controllers: "
-            f"{' '.join(available) or 'none'}; bound to v1 hierarchies?)"
+            f"{' '.join(available) or 'none'}; {hint})"
         )
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not namespaced:
+        # The hierarchy's root: exempt from the no internal processes rule.
         base, where = mount, mount
-        _enable(base)
     else:
         base, where = _delegated_base(mount, parent)
-        _enable(base, check_procs=False)  # we just left it; EBUSY would still say why
+    _enable(base)
     p = os.path.join(base, parent)
     _ensure_dir(p)
     _enable(p)
