@@ -979,11 +979,17 @@ class Sandbox:
     def _account(self, group, out: _Outcome, exit_code: int | None, sig: int | None, usages: list, wall: float,
                  limits: Limits, reported: tuple[int | None, int | None] = (None, None)) -> RunResult:
         started, ended = reported  # CPU ns by the launcher's count (launch.c --status-fd), if it told
+        # rusage of bwrap and of the box's pid 1: the largest process they reaped
+        largest = max((u.ru_maxrss for u in usages), default=0) * 1024
         if self.cgroups.kind != "none":
             memory = group.memory_peak()
+            if not group.exact_peak:
+                # (cgroup v2 before Linux 5.19: what the group holds after the
+                # run, its page cache and kernel objects, is no peak at all.)
+                memory = max(memory, largest)
             oom = group.oom_killed()
-        else:  # rusage of bwrap and of the box's pid 1: every process they reaped
-            memory = max(u.ru_maxrss for u in usages) * 1024
+        else:
+            memory = largest
             oom = False
         # The program's CPU time, not the box's setup before it (bwrap's, ~5 ms):
         # from the program's start to its end, or (killed with its launcher) to now.

@@ -227,6 +227,8 @@ class Cgroup:
     """One group. The base class is the "none" backend: it limits and counts nothing."""
 
     name = ""
+    # memory_peak() is the kernel's high-water mark (False: a sample, read after the run).
+    exact_peak = True
 
     def set_limits(self, memory: int | None = None, pids: int | None = None) -> None:
         pass
@@ -329,11 +331,16 @@ class V2Cgroup(Cgroup):
     def open_cpu_counter(self) -> int:
         return _open_read_only(self._f("cpu.stat"))
 
+    @property
+    def exact_peak(self) -> bool:
+        return self._backend.has_peak
+
     def memory_peak(self) -> int:
         if self._backend.has_peak:
             return int(self._stat("memory.peak"))
         # Kernel < 5.19 has no memory.peak: the current usage at read time is the
-        # best we have (reads after the program exited see only what is still charged).
+        # best we have (reads after the program exited see only what is still
+        # charged: the supervisor takes the largest process's RSS when higher).
         return int(self._stat("memory.current"))
 
     def oom_killed(self) -> bool:
@@ -781,7 +788,7 @@ def _detect_v2(root: str, parent: str) -> V2Backend:
     backend = V2Backend("", p)
     features = [
         "swap limit" if backend.has_swap else "NO swap limit (memory.swap.max missing)",
-        "memory.peak" if backend.has_peak else "no memory.peak (kernel < 5.19: peak is sampled)",
+        "memory.peak" if backend.has_peak else "no memory.peak (kernel < 5.19: peak is the largest process's RSS)",
         "cgroup.kill" if backend.has_kill else "no cgroup.kill (kernel < 5.14: freeze and kill)",
     ]
     backend.reason = f"cgroup v2 at {p} ({where}): memory, pids; {', '.join(features)}"
