@@ -475,6 +475,13 @@ def test_rootless_moves_itself_to_a_leaf_of_its_delegated_cgroup(fake, monkeypat
     assert cgroup.detect(fake.root).parent == b.parent
 
 
+def test_rootless_in_a_cgroup_not_given_to_it_says_how(fake, monkeypatch):
+    _own_group(fake, monkeypatch, "/user.slice/session-1.scope", delegated=False)
+    b = cgroup.detect(fake.root)
+    assert b.kind == "none"
+    assert "session-1.scope is not writable" in b.reason and "Delegate=yes" in b.reason
+
+
 def test_rootless_refuses_a_shared_cgroup(fake, monkeypatch, sleeper):
     _own_group(fake, monkeypatch, "/session.scope", pids=[sleeper.pid])
     b = cgroup.detect(fake.root)
@@ -559,3 +566,12 @@ def test_favordynmods_plan_keeps_the_mounts_own_options():
     assert favordynmods_plan(hybrid) == ("/sys/fs/cgroup/unified", "favordynmods")
     assert favordynmods_plan(hybrid.replace("cgroup2 rw\n", "cgroup2 rw,favordynmods\n")) is None
     assert favordynmods_plan("42 31 0:39 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n") is None
+
+
+def test_favordynmods_is_reported_but_not_remounted_without_root(tmp_path):
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("30 24 0:26 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw,nsdelegate\n")
+    line = cgroup.favor_dynamic_migrations(str(mountinfo), remount=False)
+    assert line.startswith("favordynmods off") and "needs root" in line
+    mountinfo.write_text("30 24 0:26 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw,favordynmods\n")
+    assert cgroup.favor_dynamic_migrations(str(mountinfo), remount=False).startswith("favordynmods on")

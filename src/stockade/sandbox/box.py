@@ -191,8 +191,8 @@ class Sandbox:
         # Our copy of stockade-launch, or None: then setpriv and prlimit do its work.
         self.launcher = launch.install(launcher, self.state_dir)
         self.cgroup_tuning = "not tuned"
-        if self.is_root and self.cgroups.kind != "none" and tune_cgroups:
-            self.cgroup_tuning = cgroup.favor_dynamic_migrations()
+        if self.cgroups.kind != "none" and tune_cgroups:
+            self.cgroup_tuning = cgroup.favor_dynamic_migrations(remount=self.is_root)
         self._slots = SlotPool(os.path.join(self.state_dir, "locks"), slots, first_uid, self.is_root)
         self._ncpu = len(os.sched_getaffinity(0))
         self.warm = warm if self.launcher else 0

@@ -737,7 +737,10 @@ def _delegated_base(mount: str, parent: str) -> tuple[str, str]:
     ):
         return os.path.dirname(own), "own delegated cgroup (already set up)"  # detect() ran before
     if not os.access(own, os.W_OK) or not os.access(os.path.join(own, "cgroup.procs"), os.W_OK):
-        raise _Unusable(f"{outside}{who} and our cgroup {own} is not delegated to us (not writable)")
+        how = ("start stockade alone in a delegated cgroup (systemd-run --user --scope -p Delegate=yes ...)"
+               if os.geteuid() != 0 else
+               "the container's cgroup mount is read-only (Docker mounts it writable with --privileged)")
+        raise _Unusable(f"{outside}{who} and our cgroup {own} is not writable: {how}")
     others = set(_procs(os.path.join(own, "cgroup.procs"))) - {os.getpid()}
     if others:
         raise _Unusable(
@@ -846,8 +849,8 @@ def favordynmods_plan(mountinfo: str) -> tuple[str, str] | None:
     return candidates[0] if candidates else None
 
 
-def favor_dynamic_migrations(mountinfo_path: str = "/proc/self/mountinfo") -> str:
-    """Apply favordynmods_plan as root; a line for `stockade doctor` either way."""
+def favor_dynamic_migrations(mountinfo_path: str = "/proc/self/mountinfo", remount: bool = True) -> str:
+    """Apply favordynmods_plan as root (`remount`); a line for `stockade doctor` either way."""
     import ctypes
 
     with open(mountinfo_path) as f:
@@ -855,6 +858,8 @@ def favor_dynamic_migrations(mountinfo_path: str = "/proc/self/mountinfo") -> st
     if plan is None:
         return "favordynmods on (fast task migration)"
     target, options = plan
+    if not remount:
+        return f"favordynmods off: switching it on remounts {target}, which needs root"
     libc = ctypes.CDLL(None, use_errno=True)
     MS_REMOUNT = 32
     if libc.mount(b"cgroup2", target.encode(), b"cgroup2", MS_REMOUNT, options.encode()) != 0:
