@@ -548,10 +548,13 @@ def test_root_in_a_cgroup_namespace_moves_itself_to_a_leaf(fake, monkeypatch):
 
 def test_controllers_not_given_to_our_cgroup_are_named(fake, monkeypatch):
     # The host has memory, but systemd gave our delegated scope only pids.
-    _own_group(fake, monkeypatch, "/user.slice/app.scope", controllers="pids")
+    own = _own_group(fake, monkeypatch, "/user.slice/app.scope", controllers="pids")
     b = cgroup.detect(fake.root)
     assert b.kind == "none"
     assert "not given memory" in b.reason and "Delegate=" in b.reason
+    # Refused before moving ourselves: where we were, nothing made.
+    assert fake.read("user.slice/app.scope/cgroup.procs") == f"{os.getpid()}\n"
+    assert not os.path.exists(os.path.join(own, "supervisor"))
 
 
 def test_favordynmods_plan_keeps_the_mounts_own_options():

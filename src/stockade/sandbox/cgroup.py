@@ -683,21 +683,25 @@ def _detect_v1(root: str, parent: str) -> V1Backend:
     return V1Backend(reason, parents)
 
 
+def _check_given(cgroup: str) -> None:
+    """Top-down: a group may enable for its children only what its parent
+    enabled for it (else ENOENT, which would say nothing of the cause)."""
+    given = _read(os.path.join(cgroup, "cgroup.controllers")).split()
+    if lacking := [c for c in _V2_CONTROLLERS if c not in given]:
+        raise _Unusable(
+            f"{cgroup} was not given {' '.join(lacking)} by its parent (its cgroup.controllers: "
+            f"{' '.join(given) or 'none'}); the parent must enable them: under systemd, Delegate=yes "
+            "(or Delegate=memory pids) on the unit stockade runs in, for a user's units on user@.service"
+        )
+
+
 def _enable(cgroup: str) -> None:
     """Make memory and pids available to the children of `cgroup`."""
     have = _read(os.path.join(cgroup, "cgroup.subtree_control")).split()
     missing = [c for c in _V2_CONTROLLERS if c not in have]
     if not missing:
         return
-    # Top-down: a group may enable only what its parent enabled for it (else
-    # ENOENT, which would say nothing of the cause).
-    given = _read(os.path.join(cgroup, "cgroup.controllers")).split()
-    if lacking := [c for c in missing if c not in given]:
-        raise _Unusable(
-            f"{cgroup} was not given {' '.join(lacking)} by its parent (its cgroup.controllers: "
-            f"{' '.join(given) or 'none'}); the parent must enable them: under systemd, Delegate=yes "
-            "(or Delegate=memory pids) on the unit stockade runs in, for a user's units on user@.service"
-        )
+    _check_given(cgroup)
     # "No internal processes": a non-root cgroup (it has cgroup.type) holding
     # processes cannot hand domain controllers to children; refuse, say why.
     if os.path.exists(os.path.join(cgroup, "cgroup.type")) and _procs(os.path.join(cgroup, "cgroup.procs")):
@@ -749,6 +753,7 @@ def _delegated_base(mount: str, parent: str) -> tuple[str, str]:
             "we move only ourselves out; start stockade alone in its cgroup (a container's only process, "
             "or systemd-run --user --scope -p Delegate=yes ...)"
         )
+    _check_given(own)  # before moving: else a later detect() would nest a leaf in the leaf
     # We are alone in our delegated cgroup: move into a leaf child so the cgroup
     # itself becomes process-free and may enable controllers for our boxes.
     leaf = os.path.join(own, _SUPERVISOR_LEAF)
