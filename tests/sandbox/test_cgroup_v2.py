@@ -496,6 +496,25 @@ def _place(fake, pid, group):
         fake.write_file(os.path.join(group, "cgroup.procs"), str(pid))
 
 
+def test_rootless_detect_after_one_that_failed_once_moved_uses_the_same_leaf(fake, monkeypatch):
+    own = _own_group(fake, monkeypatch, "/user.slice/app.scope")
+    mkdir = fake.mkdir
+
+    def failing(path):
+        if os.path.basename(path) == "stockade":
+            raise _errno(errno.ENOSPC, path)  # cgroup.max.descendants reached, say
+        mkdir(path)
+
+    monkeypatch.setattr(cgroup, "_mkdir", failing)
+    assert cgroup.detect(fake.root).kind == "none"  # after moving us into the leaf
+    monkeypatch.setattr(cgroup, "_mkdir", mkdir)
+    monkeypatch.setattr(cgroup, "_self_cgroup", lambda: "/user.slice/app.scope/supervisor")
+    b = cgroup.detect(fake.root)
+    assert b.kind == "v2", b.reason
+    assert b.parent == os.path.join(own, "stockade")
+    assert not os.path.exists(os.path.join(own, "supervisor", "supervisor"))
+
+
 def test_rootless_moves_its_boxes_in(fake, monkeypatch, sleeper):
     own = _own_group(fake, monkeypatch, "/user.slice/app.scope")
     b = cgroup.detect(fake.root)

@@ -736,10 +736,13 @@ def _delegated_base(mount: str, parent: str) -> tuple[str, str]:
             return mount, f"delegated {given}"
         outside = (f"{given} is delegated to us, but our cgroup {own} is outside it, so the kernel would "
                    "refuse to move our boxes there (start stockade inside it); ")
-    if os.path.basename(own) == _SUPERVISOR_LEAF and os.path.isdir(
-        os.path.join(os.path.dirname(own), parent)
+    if os.path.basename(own) == _SUPERVISOR_LEAF and (
+        os.path.isdir(os.path.join(os.path.dirname(own), parent))
+        or not _procs(os.path.join(os.path.dirname(own), "cgroup.procs"))
     ):
-        return os.path.dirname(own), "own delegated cgroup (already set up)"  # detect() ran before
+        # detect() ran before and moved us here (even if it failed after that):
+        # never a leaf in the leaf.
+        return os.path.dirname(own), "own delegated cgroup (already set up)"
     if not os.access(own, os.W_OK) or not os.access(os.path.join(own, "cgroup.procs"), os.W_OK):
         how = ("start stockade alone in a delegated cgroup (systemd-run --user --scope -p Delegate=yes ...)"
                if os.geteuid() != 0 else
