@@ -365,6 +365,27 @@ def test_kill_without_cgroup_kill_freezes_first(fake, sleeper):
     assert fake.read("stockade/slot-1/cgroup.freeze") == "0"  # thawed again
 
 
+def test_kill_without_cgroup_kill_of_a_group_removed_meanwhile(fake, sleeper):
+    # Its last process exits after we listed it, and the process that holds
+    # the slot now removes the group before we freeze it: nothing left to kill.
+    fake.missing.add("cgroup.kill")
+    cg = cgroup.detect(fake.root).create("slot-1")
+    cg.add(sleeper.pid)
+    listed = cg.pids
+
+    def listed_then_gone():
+        pids = listed()
+        sleeper.kill()
+        sleeper.wait()
+        cgroup._rmdir(cg.path)
+        return pids
+
+    cg.pids = listed_then_gone
+    cg.kill()
+    cg.remove()
+    assert not os.path.exists(cg.path)
+
+
 def test_remove_rmdirs_and_is_idempotent(fake, sleeper):
     cg = cgroup.detect(fake.root).create("slot-1")
     cg.add(sleeper.pid)

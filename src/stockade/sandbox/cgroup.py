@@ -381,17 +381,21 @@ class V2Cgroup(Cgroup):
         if not self._backend.has_freeze:
             _sigkill(pids)  # kernel < 5.2: _kill_until_empty catches forks that raced
             return
-        _write(self._f("cgroup.freeze"), "1")
+        freeze = self._f("cgroup.freeze")
         try:
-            deadline = time.monotonic() + _FREEZE_WAIT
-            while _keyed(self._stat("cgroup.events"), "frozen") != 1:
-                if time.monotonic() > deadline:
-                    break  # kill anyway; _kill_until_empty catches stragglers
-                time.sleep(0.0005)
-            _sigkill(self.pids())
-        finally:
-            # Never leave a group frozen: its tasks could not even die.
-            _write(self._f("cgroup.freeze"), "0")
+            _write(freeze, "1")
+            try:
+                deadline = time.monotonic() + _FREEZE_WAIT
+                while _keyed(_read(self._f("cgroup.events")), "frozen") != 1:
+                    if time.monotonic() > deadline:
+                        break  # kill anyway; _kill_until_empty catches stragglers
+                    time.sleep(0.0005)
+                _sigkill(self.pids())
+            finally:
+                # Never leave a group frozen: its tasks could not even die.
+                _write(freeze, "0")
+        except FileNotFoundError:
+            pass  # emptied and removed meanwhile (by whoever held the slot next)
 
     def remove(self) -> None:
         if _rmdir_if_empty(self.path):
