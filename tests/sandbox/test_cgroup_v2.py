@@ -5,8 +5,10 @@ create a cgroup's files and a plain rmdir refuses a directory holding them, the
 module's `_mkdir`/`_rmdir` are replaced by versions that do what the kernel does.
 """
 
+import contextlib
 import errno
 import os
+import re
 import resource
 import shutil
 import signal
@@ -35,7 +37,7 @@ CORE_FILES = {
     "cgroup.threads": "",
     "cgroup.subtree_control": "\n",
     "cgroup.events": "populated 0\nfrozen 0\n",
-    "cgroup.kill": "",
+    "cgroup.kill": "",  # (write-only in the kernel)
     "cgroup.freeze": "0\n",
     "cpu.stat": CPU_STAT,  # core (usage_usec, ...), even without the cpu controller
 }
@@ -69,8 +71,10 @@ class FakeCgroupFs:
     cgroup.procs of the lowest group holding both where the process is and
     where it goes.
 
-    Not modelled: cgroup.kill and cgroup.freeze only record what was written
-    (nothing is killed or frozen), and counters never move by themselves."""
+    cgroup.kill sends SIGKILL to every process of the group and its children
+    (the kernel's also stops forks racing with it). Not modelled: cgroup.freeze
+    reports the group frozen at once but stops nothing, and counters never
+    move by themselves."""
 
     def __init__(self, root, controllers="cpuset cpu io memory pids"):
         self.root = str(root)
@@ -163,6 +167,20 @@ class FakeCgroupFs:
             self._subtree_control(d, value)
         elif name == "cgroup.procs":
             self._move(d, int(value) or os.getpid())
+        elif name == "cgroup.freeze":
+            if value.strip() not in ("0", "1"):
+                raise _errno(errno.EINVAL, path)
+            # (At once here; the kernel reports "frozen 1" once every task has stopped.)
+            self.write(d, name, value.strip() + "\n")
+            events = self.read(os.path.relpath(os.path.join(d, "cgroup.events"), self.root))
+            self.write(d, "cgroup.events", re.sub(r"frozen \d", f"frozen {value.strip()}", events))
+        elif name == "cgroup.kill":
+            if value.strip() != "1":
+                raise _errno(errno.EINVAL, path)
+            for group, _, _ in os.walk(d):  # the group and every group below it
+                for pid in self._words(group, "cgroup.procs"):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
         else:
             self.write(d, name, value)  # a value replaces the old one
 
@@ -337,14 +355,21 @@ def test_add_and_pids(fake, sleeper):
     assert cg.procs_files() == [os.path.join(fake.root, "stockade", "slot-1", "cgroup.procs")]
 
 
-def test_kill_writes_cgroup_kill(fake):
+def test_kill_goes_through_cgroup_kill(fake, sleeper, monkeypatch):
     cg = cgroup.detect(fake.root).create("slot-1")
+    cg.add(sleeper.pid)
+    writes = []
+    write = cgroup._write
+    monkeypatch.setattr(cgroup, "_write", lambda path, value: (writes.append((path, value)), write(path, value)))
     cg.kill()
-    assert fake.read("stockade/slot-1/cgroup.kill") == "1"
+    assert writes[0] == (os.path.join(cg.path, "cgroup.kill"), "1")
+    assert sleeper.wait(timeout=5) == -signal.SIGKILL
+    assert cg.pids() == []
 
 
-def test_kill_signals_survivors(fake, sleeper):
-    # The fake's cgroup.kill does nothing: the backend must notice and SIGKILL.
+def test_kill_without_cgroup_kill_or_freezer_signals_until_empty(fake, sleeper):
+    # Kernel < 5.2: neither file; each process is sent SIGKILL until none is left.
+    fake.missing.update({"cgroup.kill", "cgroup.freeze"})
     cg = cgroup.detect(fake.root).create("slot-1")
     cg.add(sleeper.pid)
     cg.kill()
@@ -357,12 +382,11 @@ def test_kill_without_cgroup_kill_freezes_first(fake, sleeper):
     b = cgroup.detect(fake.root)
     assert not b.has_kill and "freeze" in b.reason
     cg = b.create("slot-1")
-    g = os.path.join(fake.root, "stockade", "slot-1")
     cg.add(sleeper.pid)
-    fake.write(g, "cgroup.events", "populated 1\nfrozen 1\n")  # as the kernel would report
     cg.kill()
     assert sleeper.wait(timeout=5) == -signal.SIGKILL
-    assert fake.read("stockade/slot-1/cgroup.freeze") == "0"  # thawed again
+    assert fake.read("stockade/slot-1/cgroup.freeze") == "0\n"  # thawed again
+    assert fake.read("stockade/slot-1/cgroup.events").endswith("frozen 0\n")
 
 
 def test_kill_without_cgroup_kill_of_a_group_removed_meanwhile(fake, sleeper):
