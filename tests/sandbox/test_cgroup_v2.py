@@ -621,6 +621,68 @@ def test_controllers_not_given_to_our_cgroup_are_named(fake, monkeypatch):
     assert not os.path.exists(os.path.join(own, "supervisor"))
 
 
+def _cgroup2_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[fields.index("-") + 1] == "cgroup2":
+                return fields[4]
+    return None
+
+
+@pytest.fixture
+def real_v2():
+    """A group of our own on this machine's cgroup2 mount: its core files
+    (cgroup.procs, cgroup.kill, cgroup.freeze, cgroup.events, cpu.stat) are
+    the kernel's, whatever controllers the mount has (none, on a host whose
+    controllers are bound to v1). Nothing is enabled or moved but our sleeper."""
+    mount = _cgroup2_mount()
+    if os.geteuid() != 0 or mount is None:
+        pytest.skip("needs root and a cgroup2 mount")
+    parent = os.path.join(mount, f"stockade-test-{os.getpid()}")
+    os.mkdir(parent)
+    try:
+        yield cgroup.V2Backend("this machine's cgroup2", parent)
+    finally:
+        for d in sorted((e.path for e in os.scandir(parent) if e.is_dir()), reverse=True):
+            cgroup.V2Cgroup(cgroup.V2Backend("", parent), os.path.basename(d)).remove()
+        os.rmdir(parent)
+
+
+@pytest.mark.parametrize("has_kill", [True, False], ids=["cgroup.kill", "freeze-and-kill"])
+def test_real_kernel_kill_and_remove(real_v2, sleeper, has_kill):
+    real_v2.has_kill = has_kill and real_v2.has_kill
+    cg = real_v2.create("box-1")
+    cg.add(sleeper.pid)
+    assert cg.pids() == [sleeper.pid]
+    assert cg.cpu_time() >= 0.0  # usage_usec, from the core cpu.stat
+    assert not cgroup._rmdir_if_empty(cg.path)  # EBUSY: a process is in it
+    cg.kill()
+    assert sleeper.wait(timeout=5) == -signal.SIGKILL
+    assert cg.pids() == []
+    if real_v2.has_freeze:
+        with open(os.path.join(cg.path, "cgroup.freeze")) as f:
+            assert f.read() == "0\n"  # never left frozen
+    cg.remove()
+    assert not os.path.exists(cg.path)
+    cg.remove()  # gone already: fine
+
+
+def test_real_kernel_refuses_what_the_fake_refuses(real_v2, sleeper):
+    cg = real_v2.create("box-1")
+    given = set(cgroup._read(os.path.join(cg.path, "cgroup.controllers")).split())
+    absent = next(c for c in ("memory", "pids", "hugetlb", "rdma", "misc") if c not in given)
+    with pytest.raises(OSError) as e:  # a controller the parent did not give
+        cgroup._write(os.path.join(cg.path, "cgroup.subtree_control"), f"+{absent}")
+    assert e.value.errno == errno.ENOENT
+    sleeper.kill()
+    sleeper.wait()
+    with pytest.raises(OSError) as e:  # a process that is no more
+        cgroup._write(os.path.join(cg.path, "cgroup.procs"), str(sleeper.pid))
+    assert e.value.errno == errno.ESRCH
+    cg.remove()
+
+
 def test_favordynmods_plan_keeps_the_mounts_own_options():
     from stockade.sandbox.cgroup import favordynmods_plan
 
