@@ -683,6 +683,32 @@ def test_real_kernel_refuses_what_the_fake_refuses(real_v2, sleeper):
     cg.remove()
 
 
+def test_real_kernel_migration_needs_the_common_ancestors_procs(real_v2):
+    # The rule behind refusing a delegated parent we run outside of: a user
+    # moving a process needs write access to cgroup.procs of the lowest group
+    # holding both where it is and where it goes.
+    given = os.path.join(real_v2.parent, "given")
+    for d in (given, os.path.join(given, "a"), os.path.join(given, "b")):
+        os.mkdir(d)
+        for f in ("", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"):
+            os.chown(os.path.join(d, f), 65534, 65534)  # delegated to nobody
+    target = os.path.join(given, "b", "cgroup.procs")
+
+    def move_itself(start=None):
+        code = f"import os, sys; sys.stdin.readline(); os.write(os.open({target!r}, os.O_WRONLY), b'0')"
+        sh = subprocess.Popen(["/usr/bin/python3", "-c", code], user=65534, group=65534, cwd="/",
+                              stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        if start:
+            cgroup._write(os.path.join(start, "cgroup.procs"), str(sh.pid))  # root places it
+        _, err = sh.communicate(b"go\n", timeout=10)
+        return sh.returncode, err
+
+    code, err = move_itself()  # from our group, outside `given`: the ancestor is above it
+    assert code != 0 and b"PermissionError" in err
+    code, err = move_itself(start=os.path.join(given, "a"))  # inside: `given` is the ancestor
+    assert code == 0, err
+
+
 def test_favordynmods_plan_keeps_the_mounts_own_options():
     from stockade.sandbox.cgroup import favordynmods_plan
 
