@@ -1,8 +1,11 @@
-"""cgroup v2 backend against a fake cgroupfs in tmp_path.
+"""cgroup v2 backend against a fake cgroupfs in tmp_path, and its core files
+against this machine's own cgroup2 mount.
 
-The fake mirrors the kernel's file names and formats; since a plain mkdir does not
-create a cgroup's files and a plain rmdir refuses a directory holding them, the
-module's `_mkdir`/`_rmdir` are replaced by versions that do what the kernel does.
+The fake mirrors the kernel's file names, formats and refusals (see
+FakeCgroupFs); since a plain mkdir does not create a cgroup's files and a plain
+rmdir refuses a directory holding them, the module's `_mkdir`, `_rmdir` and
+`_write` are replaced by versions that do what the kernel does. The memory and
+pids controllers are only faked: here they are bound to cgroup v1.
 """
 
 import contextlib

@@ -16,6 +16,7 @@ INTERFACE CONTRACT (implemented by the cgroup helper; the supervisor relies on i
     cg.add(pid)             # move pid into the group (every v1 hierarchy)
     cg.cpu_time() -> float  # seconds of CPU used by the group
     cg.memory_peak() -> int # bytes
+    cg.exact_peak           # False: memory_peak() is a sample after the run (v2 before Linux 5.19)
     cg.oom_killed() -> bool # an OOM kill happened in the group
     cg.pids() -> list[int]
     cg.kill()               # SIGKILL every process, even ones forking (v2 cgroup.kill; v1 freeze/kill/thaw)
