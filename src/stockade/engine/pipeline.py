@@ -99,7 +99,7 @@ class Engine:
         files = await self._input_files(runtime, submission)
 
         compiled = _Compiled()
-        compiles = runtime.is_compiled and (not runtime.compile_if_present or runtime.compile_if_present in files)
+        compiles = runtime.compiles(files)
         if compiles and not runtime.products_copied:
             # The product is mounted (or copied) there in every run box: a file of
             # the submission's in its place made the box fail (a sandbox_error),
@@ -159,8 +159,6 @@ class Engine:
             files[runtime.source_file] = File(bytes(submission.source), runtime.source_mode)
         elif submission.source:
             raise InvalidSubmission(f"{runtime.name} takes no source code, only additional files")
-        if runtime.key == "multifile" and "run" not in files:
-            raise InvalidSubmission("a multi-file program needs a `run` script in its additional files")
         return files
 
     async def _compile(self, runtime: Runtime, submission: Submission, files: Mapping[str, File],
@@ -170,7 +168,7 @@ class Engine:
         key = product_key(runtime, options, files)
 
         async def build() -> Product | None:
-            argv = runtime.compile_command(options, limits)
+            argv = runtime.compile_command(options, limits, files)
             try:
                 run = await self.sandbox.run(argv, files=files, limits=limits, env=runtime.environment(limits),
                                              mounts=_mounts(runtime), collect=runtime.products or ())
@@ -203,7 +201,6 @@ class Engine:
                          lease: Lease | None, args: list[str], tests: tuple[TestCase, ...],
                          progress: Progress | None) -> list[TestResult]:
         limits = runtime.adjust_run_limits(submission.run_limits)
-        argv = runtime.run_command(args, limits)
         env = runtime.environment(limits)
         mounts = _mounts(runtime)
         run_files: dict[str, File] = dict(files)
@@ -217,6 +214,7 @@ class Engine:
                 # submission with the same hash) executes.
                 # (A warm box gets a root-owned copy instead: just as unchangeable.)
                 mounts.append(Mount(lease.path, BUILD_DIR, writable=False, copy=True))
+        argv = runtime.run_command(args, limits, run_files)
         results: list[TestResult] = []
         if progress:
             progress(0, len(tests))

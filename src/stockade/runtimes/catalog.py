@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,7 +84,11 @@ class Runtime:
     products: tuple[str, ...] = ()
     executables: tuple[str, ...] = ()
     products_copied: bool = False
-    compile_if_present: str = ""
+    # Script names tried in order (Judge0's multi-file program: run.sh, then run);
+    # the first present in the box is {script}. No compile script: no compile
+    # step; no run script: the first name, and bash says it is missing.
+    compile_scripts: tuple[str, ...] = ()
+    run_scripts: tuple[str, ...] = ()
     heap_fraction: float = 0.5
     heap_reserve: int = 0
     # False for a VM that reserves far more address space than it uses (the JVM,
@@ -108,17 +112,27 @@ class Runtime:
         """The preferred (newest) Judge0 id of the family."""
         return self.judge0_ids[0] if self.judge0_ids else None
 
-    def compile_command(self, options: str | Sequence[str] = "", limits: Limits | None = None) -> list[str]:
-        """The compile argv for these options (a string is shlex-split)."""
+    def compiles(self, files: Collection[str] = ()) -> bool:
+        """Whether a box holding these files has a compile step."""
+        return self.is_compiled and (not self.compile_scripts or any(name in files for name in self.compile_scripts))
+
+    def compile_command(self, options: str | Sequence[str] = "", limits: Limits | None = None,
+                        files: Collection[str] = ()) -> list[str]:
+        """The compile argv for these options (a string is shlex-split) in a
+        box holding `files` (their names choose {script})."""
         if self.compile_argv is None:
             raise ValueError(f"{self.key} does not compile")
         words = split_words(options, "compiler options") if isinstance(options, str) else list(options)
-        return expand(self.compile_argv, self._values(limits), {"{options}": words, "{args}": []})
+        values = {**self._values(limits), "{script}": _first_present(self.compile_scripts, files)}
+        return expand(self.compile_argv, values, {"{options}": words, "{args}": []})
 
-    def run_command(self, args: str | Sequence[str] = "", limits: Limits | None = None) -> list[str]:
-        """The run argv for these program arguments (a string is shlex-split)."""
+    def run_command(self, args: str | Sequence[str] = "", limits: Limits | None = None,
+                    files: Collection[str] = ()) -> list[str]:
+        """The run argv for these program arguments (a string is shlex-split) in
+        a box holding `files` (their names choose {script})."""
         words = split_words(args, "program arguments") if isinstance(args, str) else list(args)
-        return expand(self.run_argv, self._values(limits), {"{options}": [], "{args}": words})
+        values = {**self._values(limits), "{script}": _first_present(self.run_scripts, files)}
+        return expand(self.run_argv, values, {"{options}": [], "{args}": words})
 
     def environment(self, limits: Limits | None = None) -> dict[str, str]:
         """The runtime's environment variables, placeholders filled from the limits."""
@@ -191,6 +205,10 @@ class Runtime:
             # The same, in bytes (Ruby's VM stack: its own, beside the machine stack).
             "{stack_usable_bytes}": str(max(256, limits.stack // 1024 * 7 // 8) * 1024),
         }
+
+
+def _first_present(candidates: Sequence[str], files: Collection[str]) -> str:
+    return next((name for name in candidates if name in files), candidates[0] if candidates else "")
 
 
 def fill(item: str, values: Mapping[str, str]) -> str:
@@ -411,7 +429,8 @@ def _build(key: str, entry: Mapping, probe: bool) -> Runtime:
         products=tuple(entry.get("products", ())),
         executables=tuple(entry.get("executables", ())),
         products_copied=bool(entry.get("products_copied", False)),
-        compile_if_present=entry.get("compile_if_present", ""),
+        compile_scripts=tuple(entry.get("compile_scripts", ())),
+        run_scripts=tuple(entry.get("run_scripts", ())),
         heap_fraction=float(entry.get("heap_fraction", 0.5)),
         heap_reserve=parse_size(str(entry.get("heap_reserve", 0))),
         per_process_memory=bool(entry.get("per_process_memory", True)),

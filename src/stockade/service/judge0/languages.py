@@ -10,8 +10,9 @@ from typing import Any
 from stockade.runtimes import Runtime
 
 
-def _command(argv: Iterable[str] | None, source_file: str) -> str | None:
-    """A display form of an argv template, in Judge0's style (`%s` for options)."""
+def _command(argv: Iterable[str] | None, source_file: str, scripts: tuple[str, ...] = ()) -> str | None:
+    """A display form of an argv template, in Judge0's style (`%s` for options;
+    a script tried under several names shows its plain one, the last)."""
     if argv is None:
         return None
     words = []
@@ -21,7 +22,8 @@ def _command(argv: Iterable[str] | None, source_file: str) -> str | None:
         elif item == "{args}":
             continue
         else:
-            words.append(item.replace("{source}", source_file).replace("{build}", "/box/build"))
+            words.append(item.replace("{source}", source_file).replace("{build}", "/box/build")
+                         .replace("{script}", scripts[-1] if scripts else ""))
     return " ".join(words)
 
 
@@ -61,6 +63,6 @@ class Languages:
             "name": runtime.name,
             "is_archived": not runtime.available,
             "source_file": runtime.source_file or None,
-            "compile_cmd": _command(runtime.compile_argv, runtime.source_file),
-            "run_cmd": _command(runtime.run_argv, runtime.source_file),
+            "compile_cmd": _command(runtime.compile_argv, runtime.source_file, runtime.compile_scripts),
+            "run_cmd": _command(runtime.run_argv, runtime.source_file, runtime.run_scripts),
         }
