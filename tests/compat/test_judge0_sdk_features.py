@@ -59,3 +59,36 @@ def test_multi_file_compile_failure(client):
     result = multi_file(client, {"compile": "echo broken; exit 2", "run": "echo never"})
     assert result.status == Status.COMPILATION_ERROR
     assert result.compile_output == "broken\n" and result.stdout is None
+
+
+# ---------------------------------------------------------------- statuses
+
+
+SIGNALLED_C = {
+    Status.RUNTIME_ERROR_SIGSEGV: ("int main(void){volatile int *p = 0; *p = 1; return 0;}", 11),
+    Status.RUNTIME_ERROR_SIGFPE: ("int main(void){volatile int z = 0, x = 7; return x / z;}", 8),
+    Status.RUNTIME_ERROR_SIGABRT: ("#include <stdlib.h>\nint main(void){abort();}", 6),
+    Status.RUNTIME_ERROR_SIGXFSZ: ('#include <stdio.h>\nint main(void){FILE *f = fopen("f", "w");'
+                                   ' for (int i = 0; i < 100000; i++) fputs("0123456789", f); return 0;}', 25),
+    Status.RUNTIME_ERROR_OTHER: ("#include <signal.h>\nint main(void){raise(SIGTERM); return 0;}", 15),
+}
+
+
+@pytest.mark.parametrize("status", list(SIGNALLED_C), ids=lambda status: status.name)
+def test_runtime_errors_by_signal(client, status):
+    source, signal = SIGNALLED_C[status]
+    result = judge0.run(client=client, source_code=source, language=judge0.C, max_file_size=64)
+    assert result.status == status
+    # Judge0 stores isolate's exit code "or 0": a signalled run has exit_code 0.
+    assert result.exit_signal == signal and result.exit_code == 0
+    # Judge0 sends `message` base64 like the outputs; the SDK does not decode it.
+    assert judge0.common.decode(result.message) == f"Caught fatal signal {signal}"
+
+
+def test_nzec_and_time_limit(client):
+    result = judge0.run(client=client, source_code="import sys; sys.exit(3)", language=judge0.PYTHON)
+    assert result.status == Status.RUNTIME_ERROR_NZEC and result.exit_code == 3 and result.exit_signal is None
+    result = judge0.run(client=client, source_code="while True: pass", language=judge0.PYTHON,
+                        cpu_time_limit=0.3, cpu_extra_time=0)
+    assert result.status == Status.TIME_LIMIT_EXCEEDED and result.exit_code == 0
+    assert judge0.common.decode(result.message) == "Time limit exceeded"

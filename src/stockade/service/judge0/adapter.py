@@ -107,7 +107,9 @@ def result_columns(row: Row, result: SubmissionResult) -> Row:
             time=round(run.time, 3),
             wall_time=round(run.wall_time, 3),
             memory=run.memory // KiB,
-            exit_code=run.exit_code,
+            # Judge0 stores isolate's exit code "or 0": a run killed by a signal
+            # (a runtime error, a time limit) has exit_code 0 beside its exit_signal.
+            exit_code=run.exit_code if run.exit_code is not None else 0,
             exit_signal=run.signal,
         )
     message = result.message or (run.message if run else "")
