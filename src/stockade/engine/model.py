@@ -37,6 +37,10 @@ class TestCase:
     name: str = ""
 
 
+# A compiler's limits, unless a submission says otherwise.
+COMPILE_LIMITS = Limits(cpu_time=10, wall_time=20, memory=512 * 1024 * 1024, processes=64, file_size=64 * 1024 * 1024)
+
+
 @dataclass(frozen=True)
 class Submission:
     """What to compile and run. `runtime` is a catalog key ("python3", "cpp")
@@ -47,7 +51,7 @@ class Submission:
     additional_files: bytes | None = None  # a zip, extracted into the box
     compiler_options: str = ""
     arguments: str = ""
-    compile_limits: Limits = field(default_factory=lambda: Limits(cpu_time=10, wall_time=20, memory=512 * 1024 * 1024, processes=64, file_size=64 * 1024 * 1024))
+    compile_limits: Limits = COMPILE_LIMITS
     run_limits: Limits = field(default_factory=Limits)
     tests: tuple[TestCase, ...] = (TestCase(),)
     stop_at_first_failure: bool = True

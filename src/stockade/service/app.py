@@ -90,7 +90,7 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
         engine = _default_engine(settings, catalog)
         sandbox = engine.sandbox
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    languages = Languages(catalog)
+    languages = Languages(catalog, adapter.default_limits(settings))
     store = Store(settings.sqlalchemy_url)
 
     async def render_callback(row: Row) -> bytes:

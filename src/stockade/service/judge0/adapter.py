@@ -53,6 +53,18 @@ def limits_of(row: Row, settings: Settings) -> Limits:
     )
 
 
+def default_limits(settings: Settings) -> Limits:
+    """The box's limits for a submission that sets none (Judge0's defaults)."""
+    s = settings
+    return limits_of({
+        "cpu_time_limit": s.cpu_time_limit, "cpu_extra_time": s.cpu_extra_time,
+        "wall_time_limit": s.wall_time_limit, "memory_limit": s.memory_limit, "stack_limit": s.stack_limit,
+        "max_processes_and_or_threads": s.max_processes_and_or_threads, "max_file_size": s.max_file_size,
+        "enable_per_process_and_thread_time_limit": s.enable_per_process_and_thread_time_limit,
+        "enable_per_process_and_thread_memory_limit": s.enable_per_process_and_thread_memory_limit,
+    }, s)
+
+
 def to_engine(row: Row, languages: Languages, settings: Settings) -> Submission:
     """The engine's view of a stored Judge0 submission."""
     runtime = languages.get(row["language_id"])

@@ -7,30 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from stockade.engine.model import COMPILE_LIMITS
 from stockade.runtimes import Runtime
-
-
-def _command(argv: Iterable[str] | None, source_file: str, scripts: tuple[str, ...] = ()) -> str | None:
-    """A display form of an argv template, in Judge0's style (`%s` for options;
-    a script tried under several names shows its plain one, the last)."""
-    if argv is None:
-        return None
-    words = []
-    for item in argv:
-        if item == "{options}":
-            words.append("%s")
-        elif item == "{args}":
-            continue
-        else:
-            words.append(item.replace("{source}", source_file).replace("{build}", "/box/build")
-                         .replace("{script}", scripts[-1] if scripts else ""))
-    return " ".join(words)
+from stockade.sandbox.model import Limits
 
 
 class Languages:
     """Judge0 ids -> runtimes."""
 
-    def __init__(self, catalog: Iterable[Runtime]):
+    def __init__(self, catalog: Iterable[Runtime], run_limits: Limits | None = None):
+        # The run limits a language's commands are shown with (the default ones:
+        # a JVM's heap and stack sizes follow them), as Judge0 shows real commands.
+        self.run_limits = run_limits or Limits()
         self.by_id: dict[int, Runtime] = {}
         for runtime in catalog:
             for judge0_id in runtime.judge0_ids:
@@ -63,6 +51,16 @@ class Languages:
             "name": runtime.name,
             "is_archived": not runtime.available,
             "source_file": runtime.source_file or None,
-            "compile_cmd": _command(runtime.compile_argv, runtime.source_file, runtime.compile_scripts),
-            "run_cmd": _command(runtime.run_argv, runtime.source_file, runtime.run_scripts),
+            "compile_cmd": _compile_cmd(runtime),
+            "run_cmd": " ".join(runtime.run_command(
+                [], runtime.adjust_run_limits(self.run_limits), runtime.run_scripts[-1:])),
         }
+
+
+def _compile_cmd(runtime: Runtime) -> str | None:
+    """Judge0's style: `%s` where the compiler options go; a script tried under
+    several names shows its plain one (the last)."""
+    if not runtime.is_compiled:
+        return None
+    limits = runtime.adjust_compile_limits(COMPILE_LIMITS)
+    return " ".join(runtime.compile_command(["%s"], limits, runtime.compile_scripts[-1:]))
