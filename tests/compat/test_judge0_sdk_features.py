@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import judge0
 import pytest
 from judge0 import File, Filesystem, Status, Submission
+from stockade_server import Server  # (tests/service: conftest.py puts it on the path)
 
 MULTIFILE_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multifile"
 
@@ -152,3 +154,92 @@ def test_language_commands_are_real_commands(client):
         assert detail.id == language.id and detail.name == language.name
         for command in (detail.compile_cmd, detail.run_cmd):
             assert command is None or "{" not in command, (language, command)
+
+
+def test_hub_style_clients_with_their_auth_header(tmp_path_factory):
+    # RapidAPI's and AllThingsDev's clients send their key in their own header;
+    # a server configured with that header name takes them.
+    srv = Server(tmp_path_factory.mktemp("stockade-sdk-rapid"), {
+        "STOCKADE_WARM_BOXES": "0", "STOCKADE_AUTHN_HEADER": "X-RapidAPI-Key", "STOCKADE_AUTHN_TOKEN": "rapid"})
+    try:
+        srv.start()
+        rapid = judge0.Rapid(srv.url, "judge0-ce.p.rapidapi.com", "rapid")
+        assert judge0.run(client=rapid, source_code="print('rapid')", language=judge0.PYTHON).stdout == "rapid\n"
+        with pytest.raises(RuntimeError, match="Authentication failed"):
+            judge0.Rapid(srv.url, "judge0-ce.p.rapidapi.com", "wrong")
+    finally:
+        srv.stop()
+
+
+# ---------------------------------------------------------------- creating and waiting
+
+
+def test_async_run_then_wait(client):
+    submission = judge0.async_run(client=client, source_code="print('later')", language=judge0.PYTHON)
+    assert submission.token is not None and submission.status is None  # only the token so far
+    assert judge0.wait(client=client, submissions=submission) is submission
+    assert submission.status == Status.ACCEPTED and submission.stdout == "later\n"
+    many = judge0.async_execute(client=client, submissions=[
+        Submission(source_code=f"print({i} + 1)", language=judge0.PYTHON) for i in range(3)])
+    judge0.wait(client=client, submissions=many)
+    assert [s.stdout for s in many] == ["1\n", "2\n", "3\n"] and all(s.is_done() for s in many)
+
+
+def test_retry_strategies(sdk_server):
+    slow = "import time; time.sleep(1); print('slow')"
+    client = judge0.Client(sdk_server.url)
+    submission = judge0.async_run(client=client, source_code=slow, language=judge0.PYTHON)
+    # One look, then give up: the submission is still queued or running.
+    judge0.wait(client=client, submissions=submission, retry_strategy=judge0.MaxRetries(1))
+    assert submission.status in (Status.IN_QUEUE, Status.PROCESSING) and not submission.is_done()
+    judge0.wait(client=client, submissions=submission, retry_strategy=judge0.MaxWaitTime(60))
+    assert submission.status == Status.ACCEPTED and submission.stdout == "slow\n"
+    # A client's own strategy is the default of run/wait.
+    patient = judge0.Client(sdk_server.url, retry_strategy=judge0.RegularPeriodRetry(0.02))
+    assert judge0.run(client=patient, source_code="print(3)", language=judge0.PYTHON).stdout == "3\n"
+
+
+def test_create_and_get_submissions_with_fields(client):
+    one = judge0.api.create_submissions(client=client, submissions=Submission(
+        source_code="print('x')", language=judge0.PYTHON))
+    judge0.wait(client=client, submissions=one)
+    fresh = Submission(source_code="print('x')", language=judge0.PYTHON)
+    fresh.token = one.token
+    judge0.api.get_submissions(client=client, submissions=fresh, fields=["stdout", "status"])
+    assert fresh.stdout == "x\n" and fresh.status == Status.ACCEPTED and fresh.time is None
+    two = judge0.api.create_submissions(client=client, submissions=[
+        Submission(source_code="print('a')", language=judge0.PYTHON),
+        Submission(source_code="print('b')", language=judge0.PYTHON)])
+    judge0.wait(client=client, submissions=two)
+    judge0.api.get_submissions(client=client, submissions=two, fields="stdout")
+    assert [s.stdout for s in two] == ["a\n", "b\n"]
+    # The SDK's post-execution filesystem is not a Judge0 CE 1.13.1 field: asking for it is an error there.
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        judge0.api.get_submissions(client=client, submissions=fresh, fields="post_execution_filesystem")
+    assert caught.value.response.status_code == 400
+    assert caught.value.response.json() == {"error": "invalid fields: [post_execution_filesystem]"}
+
+
+# ---------------------------------------------------------------- test cases
+
+
+def test_test_case_forms(client):
+    code = "print(input().upper())"
+    # One test case, in any form, gives one submission.
+    for case in (("ab", "AB"), ["ab", "AB"], {"input": "ab", "expected_output": "AB"}, judge0.TestCase("ab", "AB")):
+        result = judge0.run(client=client, source_code=code, language=judge0.PYTHON, test_cases=case)
+        assert isinstance(result, Submission) and result.status == Status.ACCEPTED, case
+    # Several: one submission each, in order; expected output compared like Judge0.
+    results = judge0.run(client=client, source_code=code, language=judge0.PYTHON, test_cases=[
+        ("ab", "AB  \n\n\n"),  # trailing spaces and newlines do not count
+        ("cd", "XY"),
+        judge0.TestCase(input="ef"),  # no expected output: accepted
+    ])
+    assert [r.status for r in results] == [Status.ACCEPTED, Status.WRONG_ANSWER, Status.ACCEPTED]
+    assert [r.stdin for r in results] == ["ab", "cd", "ef"] and results[1].expected_output == "XY"
+    # Several submissions times several test cases.
+    results = judge0.run(client=client, test_cases=[("1", "1"), ("2", "2")], submissions=[
+        Submission(source_code="print(input())", language=judge0.PYTHON),
+        Submission(source_code="print(int(input()) * 2)", language=judge0.PYTHON)])
+    assert [r.status for r in results] == [Status.ACCEPTED, Status.ACCEPTED, Status.WRONG_ANSWER, Status.WRONG_ANSWER]
+    assert [r.stdout for r in results] == ["1\n", "2\n", "2\n", "4\n"]

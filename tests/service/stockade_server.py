@@ -51,7 +51,7 @@ class Server:
         headers = {}
         tokens = self.env.get("STOCKADE_AUTHN_TOKEN", "").split()
         if tokens:
-            headers["X-Auth-Token"] = tokens[0]
+            headers[self.env.get("STOCKADE_AUTHN_HEADER", "X-Auth-Token")] = tokens[0]
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
