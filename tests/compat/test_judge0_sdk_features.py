@@ -4,6 +4,9 @@ and batches of many are in test_judge0_sdk.py.)"""
 
 from __future__ import annotations
 
+import subprocess
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -243,3 +246,101 @@ def test_test_case_forms(client):
         Submission(source_code="print(int(input()) * 2)", language=judge0.PYTHON)])
     assert [r.status for r in results] == [Status.ACCEPTED, Status.ACCEPTED, Status.WRONG_ANSWER, Status.WRONG_ANSWER]
     assert [r.stdout for r in results] == ["1\n", "2\n", "2\n", "4\n"]
+
+
+# ---------------------------------------------------------------- submission fields
+
+
+def test_every_request_field_round_trips(client):
+    result = judge0.run(
+        client=client, language=judge0.PYTHON,
+        source_code="import sys\nprint(sys.argv[1:], input())\nsys.stderr.write('to stderr\\n')",
+        stdin="in-put", expected_output="['a', 'b c'] in-put\nto stderr",
+        command_line_arguments="a 'b c'", cpu_time_limit=2.5, cpu_extra_time=0.5, wall_time_limit=6,
+        memory_limit=200000, stack_limit=32000, max_processes_and_or_threads=20, max_file_size=2048,
+        enable_per_process_and_thread_time_limit=False, enable_per_process_and_thread_memory_limit=False,
+        redirect_stderr_to_stdout=True, number_of_runs=2,
+    )
+    assert result.status == Status.ACCEPTED, (result.status, result.stdout, result.stderr)
+    assert result.stdout == "['a', 'b c'] in-put\nto stderr\n" and result.stderr is None
+    # fields=* gives the limits back as Judge0 stores them; the SDK reads them into its types.
+    assert (result.cpu_time_limit, result.cpu_extra_time, result.wall_time_limit) == (2.5, 0.5, 6.0)
+    assert (result.memory_limit, result.stack_limit, result.max_processes_and_or_threads,
+            result.max_file_size, result.number_of_runs) == (200000, 32000, 20, 2048, 2)
+    assert result.redirect_stderr_to_stdout is True and result.enable_network is False
+    assert result.command_line_arguments == "a 'b c'" and result.compiler_options is None
+    assert result.exit_code == 0 and result.exit_signal is None and result.message is None
+    assert isinstance(result.time, float) and isinstance(result.wall_time, float) and result.memory > 0
+    assert isinstance(result.created_at, datetime) and result.created_at <= result.finished_at
+    assert uuid.UUID(str(result.token)).version == 4
+    assert result.post_execution_filesystem is None and list(result) == []  # not in Judge0 CE 1.13.1
+
+
+def test_defaults_come_back_from_the_server(client):
+    result = judge0.run(client=client, source_code="print(1)", language=judge0.PYTHON)
+    config = client.config
+    assert (result.cpu_time_limit, result.cpu_extra_time, result.wall_time_limit, result.memory_limit,
+            result.stack_limit, result.max_processes_and_or_threads, result.max_file_size,
+            result.number_of_runs) == (
+        config.cpu_time_limit, config.cpu_extra_time, config.wall_time_limit, config.memory_limit,
+        config.stack_limit, config.max_processes_and_or_threads, config.max_file_size, config.number_of_runs)
+
+
+def test_compiler_options_and_compile_error(client):
+    source = '#include <stdio.h>\nint main(void){printf("%d\\n", ANSWER);return 0;}'
+    result = judge0.run(client=client, source_code=source, language=judge0.C, compiler_options="-DANSWER=42")
+    assert result.status == Status.ACCEPTED and result.stdout == "42\n"
+    result = judge0.run(client=client, source_code=source, language=judge0.C)
+    assert result.status == Status.COMPILATION_ERROR and "ANSWER" in result.compile_output
+    # As Judge0 after a failed compile: nothing of a run.
+    assert (result.stdout, result.stderr, result.time, result.memory, result.exit_code, result.message) == (
+        None, None, None, None, None, None)
+
+
+def test_refused_requests_raise_the_servers_answer(client):
+    # Judge0 answers 422 with a field hash; the SDK raises it as an HTTPStatusError.
+    for kwargs, field, message in (
+        ({"enable_network": True}, "enable_network", "enabling network is not allowed"),
+        ({"wall_time_limit": 21}, "wall_time_limit", "must be less than or equal to 20.0"),
+        ({"compiler_options": "-O2"}, "compiler_options",
+         "setting compiler options is only allowed for compiled languages"),
+    ):
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            judge0.run(client=client, source_code="print(1)", language=judge0.PYTHON, **kwargs)
+        assert caught.value.response.status_code == 422
+        assert caught.value.response.json() == {field: [message]}
+
+
+# ---------------------------------------------------------------- files and bytes
+
+
+def test_additional_files_from_a_filesystem(client):
+    files = filesystem({"data/in.txt": "from a file\n", "blob.bin": bytes(range(256))})
+    result = judge0.run(client=client, language=judge0.PYTHON, additional_files=files, source_code=(
+        "print(open('data/in.txt').read(), end='')\nprint(len(open('blob.bin', 'rb').read()))"))
+    assert result.status == Status.ACCEPTED and result.stdout == "from a file\n256\n"
+    # The SDK encodes a Filesystem as a zip; Judge0 sends additional_files back
+    # base64 always, and the SDK decodes it to text (as against Judge0).
+    assert isinstance(result.additional_files, str) and result.additional_files.startswith("PK")
+    assert files.find("./data/in.txt").content == b"from a file\n"
+
+
+def test_bytes_in_and_out(client):
+    # Source as bytes (not UTF-8), and output that is not UTF-8: base64 both ways.
+    result = judge0.run(client=client, language=judge0.PYTHON,
+                        source_code=b"# -*- coding: latin-1 -*-\n# \xe9t\xe9\nimport sys\n"
+                                    b"sys.stdout.buffer.write(bytes([0xff, 0x41, 0x0a]))\n")
+    assert result.status == Status.ACCEPTED, (result.status, result.stderr)
+    assert result.stdout == "\\xffA\n"  # the SDK's decoding (errors="backslashreplace")
+
+
+def test_executable_language_runs_a_binary(client, tmp_path):
+    source = tmp_path / "hello.c"
+    source.write_text('#include <stdio.h>\nint main(void){puts("static binary");return 0;}\n')
+    binary = tmp_path / "hello"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(binary), str(source)], check=True)
+    result = judge0.run(client=client, source_code=binary.read_bytes(), language=judge0.EXECUTABLE)
+    assert result.status == Status.ACCEPTED and result.stdout == "static binary\n"
+    # Not a program: Judge0's Exec Format Error.
+    result = judge0.run(client=client, source_code=b"\x00\x01 not elf", language=judge0.EXECUTABLE)
+    assert result.status == Status.EXEC_FORMAT_ERROR
