@@ -66,6 +66,14 @@ def test_multi_file_compile_failure(client):
     assert result.compile_output == "broken\n" and result.stdout is None
 
 
+def test_multi_file_compile_out_of_time(client):
+    # Judge0 puts its own words in compile_output. (The compile box's wall
+    # clock limit is 30 s: this test waits that long, idle.)
+    result = multi_file(client, {"compile": "echo started; exec sleep 600", "run": "echo never"})
+    assert result.status == Status.COMPILATION_ERROR
+    assert result.compile_output == "Compilation time limit exceeded." and result.message is None
+
+
 # ---------------------------------------------------------------- statuses
 
 

@@ -394,6 +394,11 @@ def test_compile_error_and_engine_failure_columns():
     silent = adapter.result_columns(_row(), SubmissionResult(
         verdict=Verdict.compile_error, compile_output=b"", message="compilation timed out"))
     assert silent["compile_output"] == b"compilation timed out" and silent["message"] is None
+    # A compiler out of time: Judge0's words, in place of whatever it printed.
+    for status in (Status.time_limit, Status.wall_time_limit):
+        slow = adapter.result_columns(_row(), SubmissionResult(
+            verdict=Verdict.compile_error, compile_output=b"partial", compile_run=RunResult(status, signal=9)))
+        assert slow["compile_output"] == b"Compilation time limit exceeded." and slow["status_id"] == 6
     assert values["stdout"] is None and values["time"] is None and values["callback_pending"] is True
     failed = adapter.error_columns(_row(), RuntimeError("boom"))
     assert failed["status_id"] == 13 and b"boom" in failed["message"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from stockade.engine.model import Submission, SubmissionResult, TestCase, Verdict
 from stockade.errors import StockadeError
-from stockade.sandbox.model import MAX_OUTPUT, KiB, Limits, RunResult
+from stockade.sandbox.model import MAX_OUTPUT, KiB, Limits, RunResult, Status
 from stockade.service.judge0.languages import Languages
 from stockade.service.store import Row, utcnow
 from stockade.settings import Settings
@@ -131,6 +131,10 @@ def result_columns(row: Row, result: SubmissionResult) -> Row:
         # when the compiler itself printed nothing, e.g. a compile time limit).
         if not values["compile_output"] and message:
             values["compile_output"] = message.encode("utf-8")
+        compile_run = result.compile_run
+        if compile_run is not None and compile_run.status in (Status.time_limit, Status.wall_time_limit):
+            # Judge0's words for a compiler out of time, in place of what it printed.
+            values["compile_output"] = b"Compilation time limit exceeded."
         status, message = COMPILATION_ERROR, None
     elif verdict is Verdict.sandbox_error:
         text = (message or "").lower()
