@@ -301,6 +301,10 @@ def test_judge_skips_no_test_without_a_word(env, tmp_path):
     assert broken.returncode == 2
     assert broken.stderr == b"stockade: not a regular file (a directory, or a link to nothing?): 2.in\n"
     assert judge_dir("1.in", "1.out").returncode == 0
+    # A file named just .in is a test without a name (it asked for ".in.out").
+    nameless = judge_dir(".in", ".out", "1.in", "1.out")
+    assert nameless.returncode == 2 and nameless.stderr.startswith(b"stockade: .in and .out in ")
+    assert nameless.stderr.endswith(b": a test file needs a name before its extension (NAME.in, NAME.out)\n")
 
 
 def test_judge_piped_prints_names_and_compiler_lines_whole(env, tmp_path):

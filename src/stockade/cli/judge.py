@@ -30,7 +30,12 @@ def load_tests(directory: Path):
 
     if not directory.is_dir():
         usage_error(f"{str(directory)!r} is not a directory")
-    inputs = {p.stem: p for p in directory.glob("*.in")}
+    # (A test's name is what comes before .in: Path.stem would keep ".in" of a file named just that.)
+    inputs = {p.name.removesuffix(".in"): p for p in directory.glob("*.in")}
+    nameless = [f for f in (".in", ".out") if (directory / f).exists() or (directory / f).is_symlink()]
+    if nameless:
+        usage_error(f"{' and '.join(nameless)} in {str(directory)!r}: a test file needs a name "
+                    "before its extension (NAME.in, NAME.out)")
     if not inputs:
         usage_error(f"no NAME.in files in {str(directory)!r}")
     # Nothing skipped without a word: a test that cannot be run as written is an error.
@@ -40,7 +45,7 @@ def load_tests(directory: Path):
     missing = sorted(name for name in inputs if not (directory / f"{name}.out").is_file())
     if missing:
         usage_error(f"no expected output for {', '.join(m + '.in' for m in missing)} (need NAME.out)")
-    orphans = sorted(p.name for p in directory.glob("*.out") if p.stem not in inputs)
+    orphans = sorted(p.name for p in directory.glob("*.out") if p.name.removesuffix(".out") not in inputs)
     if orphans:
         usage_error(f"no input for {', '.join(orphans)} (need NAME.in)")
 
