@@ -307,6 +307,46 @@ def test_judge_skips_no_test_without_a_word(env, tmp_path):
     assert nameless.stderr.endswith(b": a test file needs a name before its extension (NAME.in, NAME.out)\n")
 
 
+def test_judge_says_why_a_box_failed(env, tmp_path, monkeypatch, capfd):
+    # Nothing a program does makes its box fail: the engine's answer is made up here.
+    from stockade.cli import judge, main
+    from stockade.engine.model import SubmissionResult, TestResult, Verdict
+    from stockade.sandbox import RunResult, Status
+
+    source = tmp_path / "x.py"
+    source.write_text("print(input())\n")
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for name in ("1", "2"):
+        (tests / f"{name}.in").write_text("1\n")
+        (tests / f"{name}.out").write_text("1\n")
+    failed = RunResult(Status.sandbox_error, message="bwrap: cannot mount /box")
+    outcome = SubmissionResult(Verdict.sandbox_error, message="bwrap: cannot mount /box", tests=(
+        TestResult(Verdict.accepted, RunResult(Status.ok), name="1"),
+        TestResult(Verdict.sandbox_error, failed, name="2")))
+    monkeypatch.setattr(judge, "_run_with_progress", lambda *args, **kwargs: outcome)
+    monkeypatch.setenv("STOCKADE_CACHE_DIR", env["STOCKADE_CACHE_DIR"])
+    for extra in ((), ("--json",)):
+        monkeypatch.setattr(sys, "argv", ["stockade", "judge", str(source), "--tests", str(tests), *extra])
+        with pytest.raises(SystemExit) as exit:
+            main()
+        out, err = capfd.readouterr()
+        assert exit.value.code == 1
+        if extra:
+            assert [t["message"] for t in json.loads(out)["tests"]] == ["", "bwrap: cannot mount /box"]
+        else:
+            assert "sandbox_error" in out
+            assert err == "stockade: sandbox failure in test 2: bwrap: cannot mount /box\n", err
+    # The compile box failed: no test ran.
+    monkeypatch.setattr(judge, "_run_with_progress", lambda *args, **kwargs: SubmissionResult(
+        Verdict.sandbox_error, message="the compile box failed"))
+    monkeypatch.setattr(sys, "argv", ["stockade", "judge", str(source), "--tests", str(tests)])
+    with pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == 1
+    assert capfd.readouterr().err == "stockade: sandbox failure while compiling: the compile box failed\n"
+
+
 def test_judge_piped_prints_names_and_compiler_lines_whole(env, tmp_path):
     tests = tmp_path / "tests"
     tests.mkdir()

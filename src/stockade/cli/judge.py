@@ -150,7 +150,8 @@ def _as_json(result, cases) -> dict:
             {"name": os.fsencode(case.name).decode("utf-8", "replace"),
              "verdict": ran[case.name].verdict.value if case.name in ran else "skipped",
              **({"time": round(ran[case.name].run.time, 6), "wall_time": round(ran[case.name].run.wall_time, 6),
-                 "memory": ran[case.name].run.memory, "exit_code": ran[case.name].run.exit_code}
+                 "memory": ran[case.name].run.memory, "exit_code": ran[case.name].run.exit_code,
+                 "message": ran[case.name].run.message}
                 if case.name in ran else {})}
             for case in cases
         ],
@@ -182,3 +183,9 @@ def _print_table(result, cases, name: str) -> None:
                       f"{test.run.wall_time:.3f}s", f"{test.run.memory / (1024 * 1024):.1f}MiB")
     passed = sum(1 for t in result.tests if t.verdict.value == "accepted")
     print_rich(table, f"{passed}/{len(cases)} accepted")
+    # Why the box failed, on stderr as `stockade run` says it: the table has no room for it.
+    if result.verdict.value == "sandbox_error" and not result.tests:
+        typer.echo(f"stockade: sandbox failure while compiling: {result.message}", err=True)
+    for test in result.tests:
+        if test.verdict.value == "sandbox_error":
+            typer.echo(f"stockade: sandbox failure in test {test.name}: {test.run.message}", err=True)
