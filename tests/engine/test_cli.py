@@ -87,6 +87,13 @@ def test_run_with_compiler_options_and_a_compile_error(env, tmp_path):
     assert result["stdout"] == "" and result["exit_code"] not in (0, None)
     plain = stockade(env, "run", str(source))
     assert plain.returncode == 0 and b"status=compile_error" in plain.stderr and b"MSG" in plain.stderr
+    # A compile that succeeds with warnings shows them too, before the program's output.
+    warned = tmp_path / "warned.c"
+    warned.write_text('#include <stdio.h>\nint main(void){ int unused; puts("hi"); return 0; }\n')
+    plain = stockade(env, "run", str(warned), "--compiler-options", "-Wall")
+    assert plain.returncode == 0 and plain.stdout == b"hi\n"
+    assert plain.stderr.startswith(b"main.c: In function") and b"unused variable" in plain.stderr, plain.stderr
+    assert plain.stderr.count(b"\n[stockade] status=ok ") == 1
 
 
 def test_run_keeps_the_sandbox_contract(env, tmp_path):

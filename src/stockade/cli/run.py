@@ -1,13 +1,14 @@
 """`stockade run FILE`: run one program in a box and report what it did.
 
-Contract (other tools drive it): without --json the program's stdout and
-stderr pass through, then one summary line on stderr; with --json exactly one
-JSON object on stdout. Exit 0 whatever the verdict, 2 for a usage error, 1 when
-the sandbox itself failed."""
+Contract (other tools drive it): without --json the compiler's messages (if
+any) go to stderr, then the program's stdout and stderr pass through, then one
+summary line on stderr; with --json exactly one JSON object on stdout. Exit 0
+whatever the verdict, 2 for a usage error, 1 when the sandbox itself failed."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -124,7 +125,8 @@ def run_command(
         emit(result, as_json, compile_output=outcome.compile_output, status="compile_error")
         return
     if outcome.compile_run is not None and outcome.compile_run.status is Status.sandbox_error:
-        emit(outcome.compile_run, as_json, compile_output=outcome.compile_output)
+        # (The compiler's text is compile_output: stdout and stderr are the program's, which never ran.)
+        emit(replace(outcome.compile_run, stdout=b"", stderr=b""), as_json, compile_output=outcome.compile_output)
         return
     emit(outcome.last_run, as_json, compile_output=outcome.compile_output)
 
@@ -139,9 +141,10 @@ def emit(result, as_json: bool, *, compile_output: bytes = b"", status: str | No
         obj["compile_output"] = compile_output.decode("utf-8", "replace")
         write_all(1, (json.dumps(obj) + "\n").encode())
     else:
-        if status is not None:  # a compile error: the compiler's messages instead
-            write_all(2, compile_output)
-        else:
+        # The compiler's messages first, as it wrote them: a compile error's, or a
+        # successful compile's warnings (a compile error has no program output).
+        write_all(2, compile_output)
+        if status is None:
             write_all(1, result.stdout)
             write_all(2, result.stderr)
         line = summary_line(result)
