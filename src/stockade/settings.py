@@ -221,10 +221,15 @@ class Settings(BaseSettings):
         """Build the settings from overrides, the environment and a TOML file."""
         named = config_file if config_file is not None else os.environ.get("STOCKADE_CONFIG_FILE")
         if named and not Path(named).is_file():
-            raise FileNotFoundError(f"config file {named} does not exist")
+            raise FileNotFoundError(f"config file {named} " + (
+                "is not a file" if Path(named).exists() else "does not exist"))
         cls._toml_file = Path(config_file) if config_file else None
         try:
             settings = cls(**overrides)
+        except tomllib.TOMLDecodeError as exc:  # (its message names a line, not the file)
+            raise ValueError(f"config file {named} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ValueError(f"cannot read config file {named}: {exc.strerror}") from None
         finally:
             cls._toml_file = None
         settings._config_file = Path(named) if named else None

@@ -224,6 +224,13 @@ def test_bad_settings_are_one_line_naming_the_variable(env, tmp_path):
     missing = tmp_path / "nope.toml"
     proc = stockade({**env, "STOCKADE_CONFIG_FILE": str(missing)}, "run", str(source))
     assert proc.returncode == 2 and proc.stderr == f"stockade: invalid settings: config file {missing} does not exist\n".encode()
+    proc = stockade({**env, "STOCKADE_CONFIG_FILE": str(tmp_path)}, "run", str(source))
+    assert proc.returncode == 2 and proc.stderr == f"stockade: invalid settings: config file {tmp_path} is not a file\n".encode()
+    broken = tmp_path / "broken.toml"
+    broken.write_text("port = \n")
+    proc = stockade({**env, "STOCKADE_CONFIG_FILE": str(broken)}, "run", str(source))
+    assert proc.returncode == 2 and proc.stderr == (f"stockade: invalid settings: config file {broken} is not valid"
+                                                    " TOML: Invalid value (at line 1, column 8)\n").encode()
 
 
 def test_judge_shows_a_progress_bar_on_a_terminal(env, tmp_path):
