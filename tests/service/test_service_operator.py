@@ -269,8 +269,8 @@ def _start_fails(tmp_path, **env) -> subprocess.CompletedProcess:
 
 
 def test_a_database_that_cannot_be_used_stops_the_start_in_one_line(tmp_path):
-    """Not a SQLite file, a directory in its place, a schema from a newer
-    version: one line and exit status 1, before anything starts (it was a
+    """Not a SQLite file, a directory in its place, a file in the data
+    directory's, a schema from a newer version: one line and exit status 1, before anything starts (it was a
     traceback from the app's startup and uvicorn's exit status 3)."""
     import sqlite3
 
@@ -286,6 +286,12 @@ def test_a_database_that_cannot_be_used_stops_the_start_in_one_line(tmp_path):
     done = _start_fails(directory)
     assert done.returncode == 1
     assert done.stderr == f"stockade: cannot serve: cannot use the database {directory / 'stockade.db'}: Is a directory\n"
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    done = _start_fails(a_file)
+    assert done.returncode == 1
+    assert done.stderr == f"stockade: cannot serve: cannot use the data directory {a_file}: {a_file} is not a directory\n"
 
     newer = tmp_path / "newer"
     newer.mkdir()

@@ -254,6 +254,8 @@ def _hold(path: Path, what: str, taken: Callable[[int], str], flags: int = 0) ->
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | flags, 0o644)
+    except FileExistsError:  # (mkdir's word for a file where the directory should be)
+        raise StockadeError(f"cannot use {what}: {path.parent} is not a directory") from None
     except OSError as exc:
         raise StockadeError(f"cannot use {what}: {exc.strerror}") from None
     try:
