@@ -310,6 +310,25 @@ def test_a_database_that_cannot_be_used_stops_the_start_in_one_line(tmp_path):
             "stockade: cannot serve: an in-memory SQLite database loses every submission"), (url, done.stderr)
 
 
+def test_port_0_serves_on_a_free_port_and_says_which(tmp_path):
+    """The start line said "ready on http://127.0.0.1:0", which nobody can reach."""
+    process = subprocess.Popen([sys.executable, "-m", "stockade.service", "--port", "0"],
+                               env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path), "STOCKADE_WORKERS": "1",
+                                    "STOCKADE_WARM_BOXES": "0"},
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stderr:
+            if "ready on http://" in line:
+                break
+        port = int(line.split("ready on http://127.0.0.1:")[1].split(":")[0])
+        assert port != 0
+        assert httpx.get(f"http://127.0.0.1:{port}/version", timeout=30).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(30)
+        process.stderr.close()
+
+
 def test_idle_connections_do_not_starve_the_runs_of_descriptors(tmp_path):
     """systemd starts a service with 1024 descriptors (soft limit; the hard one
     is far higher): a few hundred connections that sent half a request and wait

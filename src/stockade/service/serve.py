@@ -44,6 +44,8 @@ def serve(settings: Settings) -> None:
         hold_data_dir(settings.data_dir)
         hold_database(settings.sqlalchemy_url)
         listener = listen(settings.host, settings.port)
+        if settings.port == 0:  # the kernel chose one: say which
+            settings = settings.model_copy(update={"port": listener.getsockname()[1]})
         check_database(settings.sqlalchemy_url)
         app = create_app(settings, migrated=True)
     except StockadeError as exc:
