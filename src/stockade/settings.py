@@ -293,7 +293,9 @@ def unknown_settings(environ: Mapping[str, str] | None = None, config_file: Path
                 keys = tomllib.load(file)
         except (OSError, tomllib.TOMLDecodeError):
             keys = {}  # (Settings.load says what is wrong with it)
-        found += [f"{key} in {config_file}{closest(key)}" for key in sorted(keys) if key not in fields]
+        # (A key written as its variable, STOCKADE_PORT, means port.)
+        found += [f"{key} in {config_file}{closest(key.lower().removeprefix('stockade_'))}"
+                  for key in sorted(keys) if key not in fields]
     return found
 
 

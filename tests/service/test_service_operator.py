@@ -533,7 +533,7 @@ def test_a_misspelt_setting_is_named_at_start(tmp_path):
     """Unknown names were ignored in silence: STOCKADE_WORKRES=1 left the
     workers at their default, and nothing said so."""
     config = tmp_path / "stockade.toml"
-    config.write_text("port = 1\nmax_queue_sise = 5\n")  # (given as STOCKADE_CONFIG_FILE here; --config alike)
+    config.write_text("port = 1\nmax_queue_sise = 5\nSTOCKADE_WORKERS = 2\n")  # (given as STOCKADE_CONFIG_FILE here; --config alike)
     with socket.create_server(("127.0.0.1", 0)) as taken:  # (so the start stops right after)
         port = taken.getsockname()[1]
         done = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(port)],
@@ -545,5 +545,7 @@ def test_a_misspelt_setting_is_named_at_start(tmp_path):
     assert any(line.endswith("not a setting, ignored: STOCKADE_WORKRES (did you mean STOCKADE_WORKERS?)")
                for line in lines), done.stderr
     assert any(line.endswith(f"not a setting, ignored: max_queue_sise in {config} (did you mean max_queue_size?)")
+               for line in lines), done.stderr
+    assert any(line.endswith(f"not a setting, ignored: STOCKADE_WORKERS in {config} (did you mean workers?)")
                for line in lines), done.stderr
     assert lines[-1] == f"stockade: cannot serve: cannot listen on 127.0.0.1:{port}: Address already in use"
