@@ -16,7 +16,7 @@ import difflib
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -299,9 +299,10 @@ def unknown_settings(environ: Mapping[str, str] | None = None, config_file: Path
     return found
 
 
-def settings_error(exc: Exception) -> str:
+def settings_error(exc: Exception, flags: Collection[str] = ()) -> str:
     """One line for what is wrong with the settings: each field, the variable
-    that sets it, and why (pydantic's own message spans several lines)."""
+    that sets it (or the command's flag, for the fields in `flags`, which a
+    flag set), and why (pydantic's own message spans several lines)."""
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return str(exc)
@@ -313,5 +314,6 @@ def settings_error(exc: Exception) -> str:
             parts.append(message)
             continue
         given = f", got {error['input']!r}" if "input" in error and not isinstance(error["input"], dict) else ""
-        parts.append(f"{field} (STOCKADE_{field.upper()}): {message}{given}")
+        source = "--" + field.replace("_", "-") if field in flags else f"STOCKADE_{field.upper()}"
+        parts.append(f"{field} ({source}): {message}{given}")
     return "; ".join(parts)
