@@ -126,6 +126,7 @@ def test_judge_a_directory_of_tests(env, tmp_path):
     report = json.loads(proc.stdout)
     assert [t["name"] for t in report["tests"]] == ["1", "2", "10"]  # natural order
     assert [t["verdict"] for t in report["tests"]] == ["wrong_answer", "accepted", "wrong_answer"]
+    assert [t["message"] for t in report["tests"]] == ["wrong answer", "", "wrong answer"]
     assert report["verdict"] == "wrong_answer"
     assert stockade(env, "judge", str(good), "--tests", str(tmp_path / "nope")).returncode == 2
 

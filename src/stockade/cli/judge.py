@@ -151,7 +151,7 @@ def _as_json(result, cases) -> dict:
              "verdict": ran[case.name].verdict.value if case.name in ran else "skipped",
              **({"time": round(ran[case.name].run.time, 6), "wall_time": round(ran[case.name].run.wall_time, 6),
                  "memory": ran[case.name].run.memory, "exit_code": ran[case.name].run.exit_code,
-                 "message": ran[case.name].run.message}
+                 "message": ran[case.name].message}
                 if case.name in ran else {})}
             for case in cases
         ],
@@ -188,4 +188,4 @@ def _print_table(result, cases, name: str) -> None:
         typer.echo(f"stockade: sandbox failure while compiling: {result.message}", err=True)
     for test in result.tests:
         if test.verdict.value == "sandbox_error":
-            typer.echo(f"stockade: sandbox failure in test {test.name}: {test.run.message}", err=True)
+            typer.echo(f"stockade: sandbox failure in test {test.name}: {test.message}", err=True)

@@ -60,6 +60,15 @@ class Submission:
     redirect_stderr_to_stdout: bool = False
 
 
+# What a limit verdict says, for compile failures and test messages alike.
+LIMIT_TEXT = {
+    "time_limit": "time limit exceeded",
+    "wall_time_limit": "wall time limit exceeded",
+    "memory_limit": "memory limit exceeded",
+    "output_limit": "output limit exceeded",
+}
+
+
 @dataclass(frozen=True)
 class TestResult:
     """One test's verdict and its run (time, wall time and memory averaged over
@@ -70,6 +79,20 @@ class TestResult:
     run: RunResult  # time and memory averaged over number_of_runs
     name: str = ""
     runs: int = 1  # how many times it actually ran
+
+    @property
+    def message(self) -> str:
+        """Why it failed, in a few words ("" when it passed): the sandbox's own
+        (a sandbox_error's reason), else what the verdict means for this run."""
+        if self.run.message:
+            return self.run.message
+        if self.verdict is Verdict.runtime_error:
+            if self.run.signal is not None:
+                return f"killed by signal {self.run.signal}"
+            return f"exited with error status {self.run.exit_code}"
+        if self.verdict is Verdict.wrong_answer:
+            return "wrong answer"
+        return LIMIT_TEXT.get(self.verdict.value, "")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,14 @@ from dataclasses import dataclass, replace
 from stockade.engine.archive import ArchiveLimits, extract
 from stockade.engine.cache import DEFAULT_SIZE, CompileCache, Lease, Product, cache_key, digest
 from stockade.engine.judging import PASSING, overall_verdict, verdict_of
-from stockade.engine.model import Submission, SubmissionResult, TestCase, TestResult, Verdict
+from stockade.engine.model import (
+    LIMIT_TEXT,
+    Submission,
+    SubmissionResult,
+    TestCase,
+    TestResult,
+    Verdict,
+)
 from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
 from stockade.runtimes.catalog import BUILD_DIR, Catalog, Runtime, split_words
 from stockade.sandbox.model import KiB, Mount, RunResult, Status
@@ -129,7 +136,7 @@ class Engine:
             compile_output=compiled.output,
             compile_run=compiled.run,
             tests=tuple(results),
-            message=_message(failing) if failing else "",
+            message=failing.message if failing else "",
             runtime=runtime.key,
             compile_cached=bool(compiled.lease and compiled.lease.hit),
             tests_total=len(tests),
@@ -309,22 +316,13 @@ def _bounded(data: bytes, limit: int) -> bytes:
     return data[:limit] + b"\n[compile output truncated]\n"
 
 
-# What a limit verdict says, for compile failures and test messages alike.
-_LIMIT_TEXT = {
-    "time_limit": "time limit exceeded",
-    "wall_time_limit": "wall time limit exceeded",
-    "memory_limit": "memory limit exceeded",
-    "output_limit": "output limit exceeded",
-}
-
-
 def _compile_failure(run: RunResult) -> str:
     if run.status is Status.ok or run.status is Status.runtime_error:
         if run.signal is not None:
             return f"the compiler was killed by signal {run.signal}"
         return f"compilation failed (exit code {run.exit_code})"
-    if run.status.value in _LIMIT_TEXT:
-        return "compilation " + _LIMIT_TEXT[run.status.value]
+    if run.status.value in LIMIT_TEXT:
+        return "compilation " + LIMIT_TEXT[run.status.value]
     return f"compilation failed ({run.status.value})"
 
 
@@ -348,19 +346,6 @@ def _average(runs: list[RunResult]) -> RunResult:
     n = len(runs)
     return replace(base, time=sum(r.time for r in runs) / n, wall_time=sum(r.wall_time for r in runs) / n,
                    memory=sum(r.memory for r in runs) // n)
-
-
-def _message(test: TestResult) -> str:
-    run = test.run
-    if run.message:
-        return run.message
-    if test.verdict is Verdict.runtime_error:
-        if run.signal is not None:
-            return f"killed by signal {run.signal}"
-        return f"exited with error status {run.exit_code}"
-    if test.verdict is Verdict.wrong_answer:
-        return "wrong answer"
-    return _LIMIT_TEXT.get(test.verdict.value, "")
 
 
 def _check_traversable(path: str) -> None:
