@@ -129,6 +129,11 @@ def test_judge_a_directory_of_tests(env, tmp_path):
     assert [t["message"] for t in report["tests"]] == ["wrong answer", "", "wrong answer"]
     assert report["verdict"] == "wrong_answer"
     assert stockade(env, "judge", str(good), "--tests", str(tmp_path / "nope")).returncode == 2
+    # The limits `stockade run` takes, per test.
+    proc = stockade(env, "judge", str(good), "--tests", str(tests), "--processes", "0")
+    assert proc.returncode == 2 and proc.stderr.startswith(b"stockade: --processes must be between 1 and "), proc.stderr
+    proc = stockade(env, "judge", str(good), "--tests", str(tests), "--output", "1", "--json")
+    assert proc.returncode == 3 and json.loads(proc.stdout)["verdict"] == "output_limit", proc.stdout
 
 
 def test_usage_errors_are_one_line(env, tmp_path):

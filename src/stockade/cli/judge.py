@@ -66,19 +66,21 @@ def load_tests(directory: Path):
 
 @app.command("judge")
 def judge_command(
-    file: Path = typer.Argument(..., help="The program's source file."),
-    tests: Path = typer.Option(..., "--tests", "-t", help="Directory of NAME.in / NAME.out pairs."),
-    language: str = typer.Option(None, "--language", "-l", help="Runtime key, alias or Judge0 id (default: from the extension)."),
-    cpu_time: float = typer.Option(None, "--cpu-time", help="CPU seconds per test (default 2)."),
-    wall_time: float = typer.Option(None, "--wall-time", help="Wall-clock seconds per test (default 10)."),
-    memory: str = typer.Option(None, "--memory", help="Memory per test: bytes or a number with K, M, G (default 256M)."),
-    compiler_options: str = typer.Option(None, "--compiler-options", help="Extra compiler options (split like shell words)."),
-    args: str = typer.Option(None, "--args", help="Program arguments (split like shell words)."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The program's source file."),
+    tests: Path = typer.Option(..., "--tests", "-t", metavar="DIR", help="Directory of NAME.in / NAME.out pairs."),
+    language: str = typer.Option(None, "--language", "-l", metavar="NAME", help="Runtime key, alias or Judge0 id (default: from the extension)."),
+    cpu_time: float = typer.Option(None, "--cpu-time", metavar="S", help="CPU seconds per test (default 2)."),
+    wall_time: float = typer.Option(None, "--wall-time", metavar="S", help="Wall-clock seconds per test (default 10)."),
+    memory: str = typer.Option(None, "--memory", metavar="SIZE", help="Memory per test: bytes or a number with K, M, G (default 256M)."),
+    processes: int = typer.Option(None, "--processes", metavar="N", help="Processes and threads at once, per test (default 64)."),
+    output: str = typer.Option(None, "--output", metavar="SIZE", help="Bytes of stdout and of stderr each, per test (default 1M, at most 1G)."),
+    compiler_options: str = typer.Option(None, "--compiler-options", metavar="OPTIONS", help="Extra compiler options (split like shell words)."),
+    args: str = typer.Option(None, "--args", metavar="ARGS", help="Program arguments (split like shell words)."),
     exact: bool = typer.Option(False, "--exact", help="Compare byte for byte instead of Judge0's rule."),
     stop: bool = typer.Option(False, "--stop", help="Stop at the first failing test."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
 ) -> None:
-    """Compile FILE once, run it on every test of DIR and judge each.
+    """Compile FILE once, run it on every test of --tests DIR and judge each.
 
     Exit status: 0 if every test is accepted, 3 if any is not (or it does not
     compile), 2 for a usage error, 1 when the sandbox itself failed."""
@@ -90,7 +92,8 @@ def judge_command(
     catalog = Catalog.load()
     runtime = resolve_runtime(catalog, file, language)
     cases = load_tests(tests)
-    limits = limits_from_options(cpu_time=cpu_time, wall_time=wall_time, memory=memory)
+    limits = limits_from_options(cpu_time=cpu_time, wall_time=wall_time, memory=memory,
+                                 processes=processes, output=output)
     submission = Submission(runtime.key, source, compiler_options=compiler_options or "",
                             arguments=args or "", run_limits=limits, tests=cases,
                             stop_at_first_failure=stop, exact=exact)

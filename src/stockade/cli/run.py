@@ -81,23 +81,29 @@ def summary_line(result) -> str:
 
 @app.command("run")
 def run_command(
-    file: Path = typer.Argument(..., help="The program's source file."),
-    language: str = typer.Option(None, "--language", "-l", help="Runtime key, alias or Judge0 id (default: from the extension)."),
-    stdin: str = typer.Option(None, "--stdin", help="File to feed on stdin, or - for our own stdin."),
-    cpu_time: float = typer.Option(None, "--cpu-time", help="CPU seconds (default 2)."),
-    wall_time: float = typer.Option(None, "--wall-time", help="Wall-clock seconds (default 10)."),
-    memory: str = typer.Option(None, "--memory", help="Memory: bytes or a number with K, M, G (default 256M)."),
-    processes: int = typer.Option(None, "--processes", help="Processes and threads at once (default 64)."),
-    output: str = typer.Option(None, "--output", help="Bytes of stdout and of stderr each (default 1M, at most 1G)."),
-    compiler_options: str = typer.Option(None, "--compiler-options", help="Extra compiler options, split into words like a shell would (never run by one)."),
-    args: str = typer.Option(None, "--args", help="Program arguments, split into words like a shell would (never run by one)."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The program's source file."),
+    language: str = typer.Option(None, "--language", "-l", metavar="NAME", help="Runtime key, alias or Judge0 id (default: from the extension)."),
+    stdin: str = typer.Option(None, "--stdin", metavar="FILE", help="File to feed on stdin, or - for our own stdin."),
+    cpu_time: float = typer.Option(None, "--cpu-time", metavar="S", help="CPU seconds (default 2)."),
+    wall_time: float = typer.Option(None, "--wall-time", metavar="S", help="Wall-clock seconds (default 10)."),
+    memory: str = typer.Option(None, "--memory", metavar="SIZE", help="Memory: bytes or a number with K, M, G (default 256M)."),
+    processes: int = typer.Option(None, "--processes", metavar="N", help="Processes and threads at once (default 64)."),
+    output: str = typer.Option(None, "--output", metavar="SIZE", help="Bytes of stdout and of stderr each (default 1M, at most 1G)."),
+    compiler_options: str = typer.Option(None, "--compiler-options", metavar="OPTIONS", help="Extra compiler options, split into words like a shell would (never run by one)."),
+    args: str = typer.Option(None, "--args", metavar="ARGS", help="Program arguments, split into words like a shell would (never run by one)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of passing output through."),
 ) -> None:
-    """Run FILE in a sandbox (compiling it first if its language compiles) and
-    report status, time, wall time and memory. FILE's content becomes the
-    runtime's source file whatever FILE is called. A compile error has status
-    compile_error, the compiler's exit code, time and memory, and its messages
-    in compile_output."""
+    """Run FILE in a sandbox and report what it did.
+
+    FILE is compiled first if its language compiles; its content becomes the
+    runtime's source file whatever FILE is called. Without --json, the
+    compiler's messages and then the program's stdout and stderr pass through,
+    followed by one summary line on stderr (status, time, wall time, memory).
+    A compile error has status compile_error, the compiler's exit code, time
+    and memory, and its messages in compile_output.
+
+    Exit status: 0 whatever the program did, 2 for a usage error, 1 when the
+    sandbox itself failed."""
     from stockade.engine import Submission, TestCase
     from stockade.runtimes import Catalog
     from stockade.sandbox import Sandbox
