@@ -125,6 +125,18 @@ class Settings(BaseSettings):
     redirect_stderr_to_stdout: bool = False
     max_extract_size: int = Field(10240, ge=0)  # KB unpacked of additional_files
 
+    @field_validator("host", "data_dir", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any, info: Any) -> Any:
+        # An empty value is a template's unset variable more often than a
+        # choice: as the host it listened on every address (0.0.0.0), open to
+        # the network, and as the data directory it took the current one.
+        if isinstance(value, str) and not value.strip():
+            meant = ("0.0.0.0 listens on every address" if info.field_name == "host"
+                     else "give . for the current directory")
+            raise ValueError(f"cannot be empty ({meant})")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:

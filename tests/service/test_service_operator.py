@@ -231,6 +231,12 @@ def test_bad_settings_stop_the_start_in_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr == ("stockade: invalid settings: workers (STOCKADE_WORKERS): Input should be a valid integer,"
                            " unable to parse string as an integer, got 'zero'\n")
+    # Empty is an unset variable, not every address (it listened on 0.0.0.0).
+    done = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(free_port())],
+                          env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path), "STOCKADE_HOST": ""},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr == ("stockade: invalid settings: host (STOCKADE_HOST): cannot be empty"
+                                                    " (0.0.0.0 listens on every address), got ''\n")
     # A check across fields names them itself (no made-up variable).
     done = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(free_port())],
                           env={**os.environ, "STOCKADE_DATA_DIR": str(tmp_path), "STOCKADE_ENABLE_NETWORK": "true"},

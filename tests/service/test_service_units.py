@@ -414,6 +414,11 @@ def test_serve_command_refuses_bad_settings_cleanly():
     # Named as the user gave it: the flag, not a variable that was never set.
     assert result.stderr == ("stockade: invalid settings: port (--port): Input should be less than or equal to"
                              " 65535, got 99999\n")
+    # An empty --data-dir was the current directory: the database landed wherever serve was started.
+    result = subprocess.run([sys.executable, "-m", "stockade.cli", "serve", "--data-dir", ""],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr == ("stockade: invalid settings: data_dir (--data-dir): cannot be"
+                                                        " empty (give . for the current directory), got ''\n")
 
 
 def _stored_row(token: str) -> dict:

@@ -16,7 +16,7 @@ def serve(
     host: str = typer.Option(None, "--host", metavar="ADDRESS", help="Address to listen on (default 127.0.0.1, STOCKADE_HOST)."),
     port: int = typer.Option(None, "--port", metavar="PORT", help="Port to listen on (default 2358, STOCKADE_PORT)."),
     config: Path = typer.Option(None, "--config", metavar="FILE", help="A TOML settings file (STOCKADE_CONFIG_FILE)."),
-    data_dir: Path = typer.Option(None, "--data-dir", metavar="DIR", help="Where the database and server.lock live (default ./.stockade, STOCKADE_DATA_DIR)."),
+    data_dir: str = typer.Option(None, "--data-dir", metavar="DIR", help="Where the database and server.lock live (default ./.stockade, STOCKADE_DATA_DIR)."),
     workers: int = typer.Option(None, "--workers", metavar="N", help="Submissions run at once (default: two per core, STOCKADE_WORKERS)."),
 ) -> None:
     """Serve the Judge0 CE 1.13.1 API until interrupted."""
