@@ -663,6 +663,45 @@ def test_store_group_commits_concurrent_writes_and_fails_only_the_bad_one(tmp_pa
     asyncio.run(scenario())
 
 
+def test_a_commit_that_fails_fails_its_writes_and_only_theirs(tmp_path):
+    """A disk that fills up fails the commit, not the statements before it: each
+    write that shared that commit must fail, and be told so. A failed commit was
+    recorded as a success and then as a failure, so every later write of the
+    batch got its neighbour's outcome: a 201 for a row that was never stored."""
+    import threading
+
+    from sqlalchemy import event
+
+    from stockade.service.store import Store
+
+    async def scenario() -> None:
+        store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        await store.migrate()
+        # The shared commit fails, then, of the five commits of one write each
+        # that follow it, those of t1 and t3 (the disk is full).
+        commits: list[int] = []
+
+        def commit(_connection) -> None:
+            commits.append(1)
+            if len(commits) in (1, 3, 5):
+                raise OSError("database or disk is full")
+
+        event.listen(store.engine, "commit", commit)
+        gate = threading.Event()
+        blocked = asyncio.get_running_loop().run_in_executor(store._executor, gate.wait)
+        writes = [asyncio.ensure_future(store.insert([_stored_row(f"t{i}")])) for i in range(5)]
+        await asyncio.sleep(0.01)
+        gate.set()
+        await blocked
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        failed = {f"t{i}" for i, outcome in enumerate(outcomes) if isinstance(outcome, OSError)}
+        assert failed == {"t1", "t3"} and [outcomes[i] for i in (0, 2, 4)] == [None] * 3
+        assert set(await store.get_many([f"t{i}" for i in range(5)])) == {"t0", "t2", "t4"}
+        store.close()
+
+    asyncio.run(scenario())
+
+
 def test_cors_origins_as_judge0_reads_allow_and_disallow_origin(monkeypatch):
     import re
 

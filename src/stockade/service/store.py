@@ -209,11 +209,17 @@ class Store:
                 pass
         outcomes: list[tuple[bool, Any]] = []
         for fn, args, _ in batch:
+            # The outcome is known only once the block is left: the commit, at
+            # its end, is what fails on a full disk. (Noted inside it, a failed
+            # commit was a success and then a failure: every later write of the
+            # batch got its neighbour's outcome, a 201 for a row never stored.)
             try:
                 with self.engine.begin() as connection:
-                    outcomes.append((True, fn(connection, *args)))
+                    result = fn(connection, *args)
             except Exception as exc:
                 outcomes.append((False, exc))
+            else:
+                outcomes.append((True, result))
         return outcomes
 
     # --- schema
