@@ -618,6 +618,82 @@ def test_dispatcher_forgets_a_submission_whose_insert_failed():
     asyncio.run(scenario())
 
 
+class _FullDiskStore(_SlowStore):
+    """Inserts at once; the first `failures` results fail to commit (a full disk)."""
+
+    def __init__(self, failures: int):
+        super().__init__()
+        self.commit.set()
+        self.failures = failures
+
+    async def finish(self, token, values):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("database or disk is full")
+        return await super().finish(token, values)
+
+
+def test_dispatcher_stores_a_result_whose_commit_failed_once_the_store_recovers(monkeypatch):
+    """A result that could not be committed (the disk was full) is committed
+    when space comes back, once: it was dropped, and its row stayed In Queue,
+    counted against the queue's size, until a restart ran it again."""
+    from stockade.service import dispatch
+    from stockade.service.dispatch import Dispatcher
+
+    monkeypatch.setattr(dispatch, "_RETRY_FIRST", 0.01)
+    monkeypatch.setattr(dispatch, "_RETRY_LAST", 0.02)
+
+    async def scenario() -> None:
+        store = _FullDiskStore(failures=3)
+        ran: list[str] = []
+        finished: list[str] = []
+
+        async def execute(row):
+            ran.append(row["token"])
+            return {"status_id": 3}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5,
+                                on_finished=lambda row: finished.append(row["token"]))
+        await dispatcher.start()
+        [waiting] = await dispatcher.submit([_stored_row("a")], wait=True)
+        with pytest.raises(OSError, match="disk is full"):  # the waiting request is told at once
+            await waiting
+        deadline = time.monotonic() + 10
+        while dispatcher.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert dispatcher.pending == 0 and not dispatcher.is_processing("a")
+        assert ran == ["a"] and finished == ["a"] and store.writes == [("insert", "a"), ("finish", "a")]
+        await dispatcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_dispatcher_stopping_gives_up_a_result_it_cannot_store(monkeypatch):
+    """Stopping does not wait for a store that keeps failing (not even the
+    grace it gives results being committed): the row stays unfinished, and
+    runs again at the next start."""
+    from stockade.service import dispatch
+    from stockade.service.dispatch import Dispatcher
+
+    monkeypatch.setattr(dispatch, "_STORE_GRACE", 3600.0)
+
+    async def scenario() -> None:
+        store = _FullDiskStore(failures=10**6)
+
+        async def execute(row):
+            return {"status_id": 3}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
+        await dispatcher.start()
+        await dispatcher.submit([_stored_row("a")])
+        while store.failures == 10**6:
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(dispatcher.stop(), 60)
+        assert store.writes == [("insert", "a")]
+
+    asyncio.run(scenario())
+
+
 def test_store_group_commits_concurrent_writes_and_fails_only_the_bad_one(tmp_path):
     import threading
 

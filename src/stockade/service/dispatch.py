@@ -24,7 +24,9 @@ distributed dispatcher (Celery on Redis) can offer the same four.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -38,6 +40,9 @@ Fail = Callable[[Row, BaseException], Row]
 
 # How long stop() lets results that are being committed finish.
 _STORE_GRACE = 5.0
+# After the store failed (a full disk, a locked or vanished database): seconds
+# before the first try again, doubled each time up to the last.
+_RETRY_FIRST, _RETRY_LAST = 0.5, 10.0
 
 
 class QueueFull(Exception):
@@ -74,6 +79,7 @@ class Dispatcher:
         self._waiters: dict[str, list[asyncio.Future[Row]]] = {}
         self._tasks: list[asyncio.Task] = []
         self._storing: set[asyncio.Task] = set()  # results being committed, their workers gone on
+        self._stopping = asyncio.Event()  # set by stop(): no more tries again
         # Done once the server is stopping: nobody waits for a result any more.
         # (One future every wait watches, made on first use, on the serving loop:
         # no task per waiting request.)
@@ -173,6 +179,7 @@ class Dispatcher:
     async def stop(self) -> None:
         """Cancel the workers, let results being stored finish (briefly). A run
         cut short stays unfinished in the store and runs again at the next start."""
+        self._stopping.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -204,15 +211,19 @@ class Dispatcher:
                     handed_off = True
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the store failed: the row stays unfinished for a restart
+            except Exception as exc:  # the store failed to read the row: again later
                 self._failed(token, exc)
+                if token in self._rows:
+                    # Left out of the queue, it stayed unfinished (and counted
+                    # against the queue's size) until a restart.
+                    loop.call_later(_RETRY_LAST, self._queue.put_nowait, token)
             finally:
                 self.busy -= 1
                 if not handed_off:
                     self._processing.discard(token)
 
     def _failed(self, token: str, exc: Exception) -> None:
-        log.error("submission %s could not be completed", token, exc_info=exc)
+        log.error("submission %s could not be completed (tried again later): %s", token, _first_line(exc))
         for future in self._waiters.pop(token, []):
             if not future.done():
                 future.set_exception(exc)
@@ -246,7 +257,9 @@ class Dispatcher:
             if token not in self._rows:
                 return  # never stored (the insert failed): nobody waits for this result
             # Exactly one result: the store writes only over an unfinished row.
-            stored = await self.store.finish(token, values)
+            stored = await self._finish(token, values)
+            if stored is None:
+                return  # stopping, still not stored: the row runs again at the next start
             self._rows.pop(token, None)
             final = {**row, **values}
             for future in self._waiters.pop(token, []):
@@ -257,10 +270,31 @@ class Dispatcher:
                     self.on_finished(final)
                 except Exception:
                     log.exception("on_finished failed for %s", token)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the store failed: the row stays unfinished for a restart
-            self._failed(token, exc)
         finally:
             self._processing.discard(token)
+
+    async def _finish(self, token: str, values: Row) -> bool | None:
+        """store.finish, tried again until it succeeds (the result is kept
+        meanwhile), or None once the dispatcher stops. A result whose commit
+        failed (a full disk) was dropped: the row stayed In Queue, counted
+        against the queue's size, until a restart ran it again."""
+        delay = _RETRY_FIRST
+        for tries in itertools.count(1):
+            try:
+                return await self.store.finish(token, values)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if tries == 1:
+                    self._failed(token, exc)  # the waiting requests are told now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return None
+            delay = min(delay * 2, _RETRY_LAST)
+        return None  # (never reached: count() has no end)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
 
