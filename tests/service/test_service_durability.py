@@ -136,3 +136,69 @@ def test_sigterm_answers_requests_waiting_for_a_result_then_the_restart_runs_the
         for answer in answers:
             final = wait_done(http, answer.json()["token"], timeout=60)
             assert final["status"]["id"] == 3 and len(final["stdout"].strip()) == 16
+
+
+def _mount_tmpfs(path, size: str) -> None:
+    import os
+    import subprocess
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], check=True)
+
+
+def test_a_full_disk_refuses_submissions_with_503_stores_every_201_and_recovers(tmp_path):
+    """The data directory's disk fills up while submissions arrive and results
+    are stored. Each submission is either acknowledged (201, and then stored,
+    and run once) or refused with a 503 that says so; nothing in between.
+    When space comes back the results that could not be stored are, and new
+    submissions are taken, without a restart."""
+    import concurrent.futures
+    import os
+    import subprocess
+
+    from stockade_server import Server
+
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "1m")
+    srv = Server(disk / "data", {"STOCKADE_WORKERS": "2", "STOCKADE_MAX_QUEUE_SIZE": "100000"})
+    srv.log_path = tmp_path / "server.log"  # (not on the disk that fills up)
+    try:
+        srv.start()
+        source = "print(len(input()))"
+
+        def post(_i: int) -> httpx.Response:
+            with httpx.Client(base_url=srv.url, timeout=60) as http:
+                return http.post("/submissions", json={"source_code": source, "language_id": 71,
+                                                       "stdin": os.urandom(8192).hex()})
+
+        answers: list[httpx.Response] = []
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            while not any(a.status_code != 201 for a in answers[-40:]) and len(answers) < 2000:
+                answers += list(pool.map(post, range(40)))
+        refused = [a for a in answers if a.status_code != 201]
+        assert refused, "the disk never filled up"
+        for answer in refused:
+            assert answer.status_code == 503, answer.text
+            assert answer.json() == {"error": "the submission could not be stored, try again later"}
+        tokens = [a.json()["token"] for a in answers if a.status_code == 201]
+        assert tokens
+        with httpx.Client(base_url=srv.url, timeout=30) as http:
+            for token in tokens:  # every acknowledged submission is stored
+                assert http.get(f"/submissions/{token}", params={"fields": "token"}).status_code == 200
+
+            subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+            for token in tokens:  # each runs once, and its result is stored
+                final = wait_done(http, token, timeout=120)
+                assert final["status"]["id"] == 3 and final["stdout"] == "16384\n"
+            answer = http.post("/submissions", params={"wait": "true"}, json={"source_code": source,
+                                                                              "language_id": 71, "stdin": "ab"})
+            assert answer.status_code == 201 and answer.json()["stdout"] == "2\n"
+            assert http.get("/workers").json()[0]["size"] == 0
+        assert "Traceback" not in srv.log()
+    finally:
+        srv.stop()
+        subprocess.run(["umount", str(disk)], check=False)

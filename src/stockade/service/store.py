@@ -41,6 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -93,6 +94,11 @@ submissions = Table(
 )
 
 Row = dict[str, Any]
+
+
+class Unavailable(Exception):
+    """The database could not take a write: full, read-only, locked, gone or
+    unreachable (its words, one line). Nothing of that write was stored."""
 
 # The hot statements, built once: building an update with .values() on every
 # call cost SQLAlchemy more (~0.5 ms) than SQLite's own work. Columns to set come
@@ -248,9 +254,14 @@ class Store:
         connection.execute(_INSERT, rows)
 
     async def insert(self, rows: Sequence[Row]) -> None:
-        """Store new submissions; returns once they are committed."""
+        """Store new submissions; returns once they are committed. Raises
+        Unavailable when the database cannot take them (none is stored)."""
         if rows:
-            await self._write(self._insert, list(rows))
+            try:
+                await self._write(self._insert, list(rows))
+            except (OperationalError, OSError) as exc:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
+                raise Unavailable(reason[0]) from exc
 
     @staticmethod
     def _finish(connection: Connection, token: str, values: Row) -> bool:

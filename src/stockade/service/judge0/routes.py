@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from stockade.service.judge0.format import (
     serialize,
 )
 from stockade.service.judge0.schema import BATCH_BODY, SUBMISSION_BODY
-from stockade.service.store import IN_QUEUE, PROCESSING, Row
+from stockade.service.store import IN_QUEUE, PROCESSING, Row, Unavailable
 
 if TYPE_CHECKING:
     from stockade.service.app import Service
@@ -44,6 +45,9 @@ class JSONResponse(responses.JSONResponse):
         return text.encode("utf-8", "backslashreplace")
 
 
+log = logging.getLogger("stockade.service")
+
+
 def answer(content: Any, status_code: int = 200) -> Response:
     """A JSON answer; one holding long fields or many submissions goes out
     in chunks, written as it is sent (see format.Pieces)."""
@@ -54,6 +58,14 @@ def answer(content: Any, status_code: int = 200) -> Response:
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def not_stored(exc: Unavailable) -> JSONResponse:
+    """The database could not take a submission (a full disk, say): nothing
+    was stored, and the client may try again. (It was a 500, and a traceback
+    in the log for each request.)"""
+    log.error("submission not stored: %s", exc)
+    return error(503, "the submission could not be stored, try again later")
 
 
 def _flag(value: str | None) -> bool:
@@ -159,6 +171,8 @@ def build_router(service: Service) -> APIRouter:
             futures = await dispatcher.submit([row], wait=waiting)
         except QueueFull:
             return error(503, "queue is full")
+        except Unavailable as exc:
+            return not_stored(exc)
         if not waiting:
             return JSONResponse({"token": row["token"]}, status_code=201)
         # The run belongs to a worker, not to this request: if the client goes
@@ -247,6 +261,8 @@ def build_router(service: Service) -> APIRouter:
             await dispatcher.submit(rows)
         except QueueFull:
             return error(503, "queue is full")
+        except Unavailable as exc:
+            return not_stored(exc)
         return JSONResponse(answers, status_code=201)
 
     @router.get("/submissions/{token}", tags=["submissions"])
