@@ -668,6 +668,50 @@ def test_dispatcher_stores_a_result_whose_commit_failed_once_the_store_recovers(
     asyncio.run(scenario())
 
 
+class _UnreadableStore(_FullDiskStore):
+    """One submission left unfinished by a previous run, whose row cannot be read at first."""
+
+    def __init__(self):
+        super().__init__(failures=0)
+        self.unreadable = 2
+
+    async def unfinished(self):
+        return ["left-behind"]
+
+    async def get(self, token):
+        if self.unreadable:
+            self.unreadable -= 1
+            raise OSError("unable to open database file")
+        return _stored_row(token)
+
+
+def test_dispatcher_reads_a_recovered_row_again_when_the_store_failed_to(monkeypatch):
+    """A recovered submission whose row could not be read is queued again: it
+    stayed unfinished, counted against the queue's size, until a restart."""
+    from stockade.service import dispatch
+    from stockade.service.dispatch import Dispatcher
+
+    monkeypatch.setattr(dispatch, "_RETRY_LAST", 0.01)
+
+    async def scenario() -> None:
+        store = _UnreadableStore()
+        ran: list[str] = []
+
+        async def execute(row):
+            ran.append(row["token"])
+            return {"status_id": 3}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
+        assert await dispatcher.start() == 1
+        deadline = time.monotonic() + 10
+        while dispatcher.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert ran == ["left-behind"] and store.writes == [("finish", "left-behind")] and dispatcher.pending == 0
+        await dispatcher.stop()
+
+    asyncio.run(scenario())
+
+
 def test_dispatcher_stopping_gives_up_a_result_it_cannot_store(monkeypatch):
     """Stopping does not wait for a store that keeps failing (not even the
     grace it gives results being committed): the row stays unfinished, and

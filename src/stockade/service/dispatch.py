@@ -45,6 +45,10 @@ _STORE_GRACE = 5.0
 _RETRY_FIRST, _RETRY_LAST = 0.5, 10.0
 
 
+class _Unreadable(Exception):
+    """A recovered submission's row could not be read (the store failed)."""
+
+
 class QueueFull(Exception):
     """More unfinished submissions than the queue may hold."""
 
@@ -211,19 +215,21 @@ class Dispatcher:
                     handed_off = True
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the store failed to read the row: again later
-                self._failed(token, exc)
+            except _Unreadable as exc:  # the store failed to read the row: again later
+                self._failed(token, exc.__cause__ or exc)
                 if token in self._rows:
                     # Left out of the queue, it stayed unfinished (and counted
                     # against the queue's size) until a restart.
                     loop.call_later(_RETRY_LAST, self._queue.put_nowait, token)
+            except Exception as exc:
+                self._failed(token, exc)
             finally:
                 self.busy -= 1
                 if not handed_off:
                     self._processing.discard(token)
 
     def _failed(self, token: str, exc: Exception) -> None:
-        log.error("submission %s could not be completed (tried again later): %s", token, _first_line(exc))
+        log.error("submission %s could not be completed: %s", token, _first_line(exc))
         for future in self._waiters.pop(token, []):
             if not future.done():
                 future.set_exception(exc)
@@ -235,7 +241,10 @@ class Dispatcher:
             return None
         row = self._rows[token]
         if row is None:
-            row = await self.store.get(token)
+            try:
+                row = await self.store.get(token)
+            except Exception as exc:
+                raise _Unreadable() from exc
             if row is None:  # deleted meanwhile
                 self._rows.pop(token, None)
                 self._drop_waiters(token)
