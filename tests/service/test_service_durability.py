@@ -202,3 +202,24 @@ def test_a_full_disk_refuses_submissions_with_503_stores_every_201_and_recovers(
     finally:
         srv.stop()
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_data_directory_deleted_under_the_server_refuses_submissions(make_server, tmp_path):
+    """`rm -rf` of the data directory while the server runs: SQLite went on
+    writing to its open, deleted file, and each submission acknowledged from
+    then on was gone at the next start. Now they are refused (503), and what
+    was acknowledged before is still served."""
+    import shutil
+
+    srv = make_server({"STOCKADE_WORKERS": "1"}, data_dir=tmp_path / "data")
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        before = http.post("/submissions", params={"wait": "true"}, json={"source_code": "print(1)", "language_id": 71})
+        assert before.status_code == 201
+        shutil.rmtree(srv.data_dir)
+        for _ in range(3):
+            answer = http.post("/submissions", json={"source_code": "print(2)", "language_id": 71})
+            assert answer.status_code == 503, answer.text
+            assert answer.json() == {"error": "the submission could not be stored, try again later"}
+        batch = http.post("/submissions/batch", json={"submissions": [{"source_code": "print(3)", "language_id": 71}]})
+        assert batch.status_code == 503
+        assert http.get(f"/submissions/{before.json()['token']}").json()["stdout"] == "1\n"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -151,16 +153,22 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # The SQLite file, and its identity (device, inode) once first seen:
+        # see _check_file.
+        self._file: Path | None = None
+        self._file_id: tuple[int, int] | None = None
         if self.is_sqlite and ":///" in url:
-            path = url.split(":///", 1)[1]
-            if path and path != ":memory:":
+            path = url.split(":///", 1)[1].split("?", 1)[0]
+            if path and path != ":memory:" and not path.startswith("file:"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self._file = Path(path)
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False}
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._check_file()  # (its identity, if it exists already)
         self._executor = ThreadPoolExecutor(max_workers=1 if self.is_sqlite else 4, thread_name_prefix="store")
         # /statistics scans the whole table (a second for 200k submissions), and
         # anybody may ask for it again (invalidate_cache): on the store's thread,
@@ -204,9 +212,33 @@ class Store:
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
 
+    def _check_file(self) -> None:
+        """Raise OSError if the SQLite file this store writes to is no longer
+        the one at its path (deleted, moved or replaced: `rm -rf` of the data
+        directory). SQLite goes on writing to its open, unlinked file, so every
+        submission acknowledged from then on was gone at the next start, which
+        finds no database, or another one, at that path."""
+        if self._file is None:
+            return
+        try:
+            st = os.stat(self._file)
+        except FileNotFoundError:
+            if self._file_id is None:
+                return  # (not made yet: the first connection makes it)
+            raise OSError(errno.ENOENT, f"the database file {self._file} was deleted or moved") from None
+        file_id = (st.st_dev, st.st_ino)
+        if self._file_id is None:
+            self._file_id = file_id
+        elif file_id != self._file_id:
+            raise OSError(errno.ESTALE, f"the database file {self._file} was replaced by another file")
+
     def _commit(self, batch: list[tuple[Any, tuple[Any, ...], asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         """(ok, result or exception) per write: one transaction for all, or, if
         it fails, one each, so an error is only its own write's."""
+        try:
+            self._check_file()  # (a stat: a few microseconds for a whole group)
+        except OSError as exc:
+            return [(False, exc)] * len(batch)
         if len(batch) > 1:
             try:
                 with self.engine.begin() as connection:
@@ -239,6 +271,7 @@ class Store:
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+        self._check_file()  # (its identity, now that it exists)
 
     async def migrate(self) -> None:
         await self._call(self.migrate_sync)
@@ -260,8 +293,8 @@ class Store:
             try:
                 await self._write(self._insert, list(rows))
             except (OperationalError, OSError) as exc:
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
-                raise Unavailable(reason[0]) from exc
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(getattr(exc, "orig", None) or exc)
+                raise Unavailable(reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__) from exc
 
     @staticmethod
     def _finish(connection: Connection, token: str, values: Row) -> bool:
