@@ -5,6 +5,7 @@ each with exactly one result."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -223,3 +224,38 @@ def test_a_data_directory_deleted_under_the_server_refuses_submissions(make_serv
         batch = http.post("/submissions/batch", json={"submissions": [{"source_code": "print(3)", "language_id": 71}]})
         assert batch.status_code == 503
         assert http.get(f"/submissions/{before.json()['token']}").json()["stdout"] == "1\n"
+
+
+def test_a_submission_the_server_never_survives_is_not_run_for_ever(make_server, tmp_path):
+    """A run cut short by a crash runs again at the next start, but not for
+    ever: a submission during whose runs the server died three times (one that
+    brings it down, say) is finished as an Internal Error at the fourth start,
+    instead of being started again at every start."""
+    import sqlite3
+
+    env = {"STOCKADE_WORKERS": "1"}
+    data = tmp_path / "data"
+
+    def attempts(token: str) -> int:
+        with contextlib.closing(sqlite3.connect(data / "stockade.db")) as db:
+            return db.execute("SELECT attempts FROM submissions WHERE token = ?", (token,)).fetchone()[0]
+
+    srv = make_server(env, data_dir=data)
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        token = http.post("/submissions", json={"source_code": "import time\ntime.sleep(60)", "language_id": 71}).json()["token"]
+    for run in (1, 2, 3):
+        deadline = time.monotonic() + 60
+        while attempts(token) < run and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert attempts(token) == run
+        srv.kill()
+        srv = make_server(env, data_dir=data, port=srv.port)
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        final = wait_done(http, token)
+        assert final["status"]["id"] == 13
+        assert final["message"] == "the server stopped during each of this submission's 3 runs: it is not run again"
+        assert http.get("/workers").json()[0]["working"] == 0
+        # Runs that end as usual are counted once each.
+        done = http.post("/submissions", params={"wait": "true"}, json={"source_code": "print(1)", "language_id": 71})
+        assert done.json()["status"]["id"] == 3
+    assert attempts(token) == 3 and attempts(done.json()["token"]) == 1

@@ -515,7 +515,13 @@ class _SlowStore:
         self.writes.append(("finish", token))
         return True
 
-    async def unfinished(self):
+    async def started(self, token):
+        pass
+
+    async def unfinished(self, max_attempts):
+        return []
+
+    async def interrupted(self, max_attempts):
         return []
 
 
@@ -675,7 +681,7 @@ class _UnreadableStore(_FullDiskStore):
         super().__init__(failures=0)
         self.unreadable = 2
 
-    async def unfinished(self):
+    async def unfinished(self, max_attempts):
         return ["left-behind"]
 
     async def get(self, token):

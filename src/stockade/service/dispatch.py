@@ -30,6 +30,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from stockade.errors import StockadeError
 from stockade.service.store import Row, Store
 
 log = logging.getLogger("stockade.dispatch")
@@ -43,6 +44,15 @@ _STORE_GRACE = 5.0
 # After the store failed (a full disk, a locked or vanished database): seconds
 # before the first try again, doubled each time up to the last.
 _RETRY_FIRST, _RETRY_LAST = 0.5, 10.0
+# Runs of one submission that a stop or a crash may cut short: past them, it
+# is not run again at the next start but finished as an Internal Error. A
+# submission that brought the server down (or that a deploy caught each time)
+# started a run at every start, for ever.
+MAX_ATTEMPTS = 3
+
+
+class Interrupted(StockadeError):
+    """Each of a submission's runs was cut short by a stop or crash of the server."""
 
 
 class _Unreadable(Exception):
@@ -84,6 +94,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task] = []
         self._storing: set[asyncio.Task] = set()  # results being committed, their workers gone on
         self._stopping = asyncio.Event()  # set by stop(): no more tries again
+        self._starts: set[asyncio.Future[None]] = set()  # runs' starts being recorded
         # Done once the server is stopping: nobody waits for a result any more.
         # (One future every wait watches, made on first use, on the serving loop:
         # no task per waiting request.)
@@ -170,7 +181,13 @@ class Dispatcher:
     async def start(self) -> int:
         """Queue what a previous run left unfinished, start the workers; returns
         how many submissions were recovered."""
-        recovered = await self.store.unfinished()
+        for row in await self.store.interrupted(MAX_ATTEMPTS):
+            # (Its callback, if any, goes with the others callbacks.resume() finds.)
+            attempts = row["attempts"]
+            await self.store.finish(row["token"], self.fail(row, Interrupted(
+                f"the server stopped during each of this submission's {attempts} runs: it is not run again")))
+            log.error("submission %s not run again: the server stopped during each of its %d runs", row["token"], attempts)
+        recovered = await self.store.unfinished(MAX_ATTEMPTS)
         for token in recovered:
             self._rows[token] = None
             self._queue.put_nowait(token)
@@ -249,6 +266,11 @@ class Dispatcher:
                 self._rows.pop(token, None)
                 self._drop_waiters(token)
                 return None
+        # Counted before it runs (a write of its own, committed beside the run):
+        # a run the server does not survive is counted too.
+        started = asyncio.ensure_future(self.store.started(token))
+        self._starts.add(started)
+        started.add_done_callback(self._start_written)
         try:
             values = await self.execute(row)
         except asyncio.CancelledError:
@@ -257,6 +279,11 @@ class Dispatcher:
             log.exception("submission %s failed in the engine", token)
             values = self.fail(row, exc)
         return row, values
+
+    def _start_written(self, write: asyncio.Future[None]) -> None:
+        self._starts.discard(write)
+        if not write.cancelled() and write.exception() is not None:
+            log.warning("a run's start could not be recorded: %s", _first_line(write.exception()))
 
     async def _store_result(self, token: str, row: Row, values: Row) -> None:
         try:

@@ -93,6 +93,9 @@ submissions = Table(
     # Set in the same transaction as the result, cleared once the callback was
     # delivered or given up on: a restart re-sends what a crash interrupted.
     Column("callback_pending", Boolean, nullable=False, default=False),
+    # Runs started (migration 0002): a submission whose runs a stop or a crash
+    # cut short this many times is not run again at the next start.
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
 )
 
 Row = dict[str, Any]
@@ -109,6 +112,12 @@ _INSERT = insert(submissions)
 _FINISH = update(submissions).where(
     submissions.c.token == bindparam("where_token"),
     submissions.c.status_id.in_((IN_QUEUE, PROCESSING)),
+)
+# A worker took the submission: Processing, one more run started.
+_START = (
+    update(submissions)
+    .where(submissions.c.token == bindparam("where_token"), submissions.c.status_id.in_((IN_QUEUE, PROCESSING)))
+    .values(status_id=PROCESSING, attempts=submissions.c.attempts + 1)
 )
 _SET = update(submissions).where(submissions.c.token == bindparam("where_token"))
 _GET = select(submissions).where(submissions.c.token == bindparam("where_token"))
@@ -305,6 +314,14 @@ class Store:
         return await self._write(self._finish, token, values)
 
     @staticmethod
+    def _start(connection: Connection, token: str) -> None:
+        connection.execute(_START, {"where_token": token})
+
+    async def started(self, token: str) -> None:
+        """A run of this submission starts: Processing, and one more attempt."""
+        await self._write(self._start, token)
+
+    @staticmethod
     def _set(connection: Connection, token: str, values: Row) -> None:
         connection.execute(_SET, {**values, "where_token": token})
 
@@ -359,18 +376,32 @@ class Store:
         """One page of submissions, newest first, and the total count."""
         return await self._call(self._page, page, per_page)
 
-    def _unfinished(self) -> list[str]:
+    def _unfinished(self, max_attempts: int) -> list[str]:
         with self.engine.connect() as connection:
             rows = connection.execute(
                 select(submissions.c.token)
-                .where(submissions.c.status_id.in_((IN_QUEUE, PROCESSING)))
+                .where(submissions.c.status_id.in_((IN_QUEUE, PROCESSING)), submissions.c.attempts < max_attempts)
                 .order_by(submissions.c.id)
             )
             return [row[0] for row in rows]
 
-    async def unfinished(self) -> list[str]:
-        """Tokens left In Queue or Processing (by a previous run of the service), oldest first."""
-        return await self._call(self._unfinished)
+    async def unfinished(self, max_attempts: int) -> list[str]:
+        """Tokens left In Queue or Processing (by a previous run of the
+        service) with fewer than max_attempts runs started, oldest first."""
+        return await self._call(self._unfinished, max_attempts)
+
+    def _interrupted(self, max_attempts: int) -> list[Row]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(submissions)
+                .where(submissions.c.status_id.in_((IN_QUEUE, PROCESSING)), submissions.c.attempts >= max_attempts)
+                .order_by(submissions.c.id)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    async def interrupted(self, max_attempts: int) -> list[Row]:
+        """Rows left unfinished whose runs were started max_attempts times or more."""
+        return await self._call(self._interrupted, max_attempts)
 
     def _pending_callbacks(self) -> list[Row]:
         with self.engine.connect() as connection:
