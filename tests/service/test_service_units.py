@@ -252,6 +252,31 @@ def _endless_target(head: bytes, chunk: bytes, pause: float = 0.0):
         listener.close()
 
 
+class _FullDelivered(_Delivered):
+    """A store that cannot record a delivery (its disk is full)."""
+
+    async def callback_done(self, token: str) -> None:
+        raise OSError("database or disk is full")
+
+
+def test_a_delivery_the_store_cannot_record_is_logged_not_raised(caplog):
+    """The callback is sent; recording that fails (a full disk). The task ended
+    with the exception, logged at the end of the process as "Task exception was
+    never retrieved" with a traceback; now one line says what happens next."""
+
+    async def scenario() -> None:
+        callbacks = _callbacks(_FullDelivered(), tries=1, timeout=5)
+        callbacks.schedule({"token": "t-1", "callback_url": "http://10.0.3.7/x"})  # refused: then recorded
+        [task] = list(callbacks._tasks)
+        await asyncio.wait_for(task, 30)
+        assert task.exception() is None
+        await callbacks.close()
+
+    asyncio.run(scenario())
+    assert "callback for t-1 ended, but could not be recorded (sent again at the next start):" \
+        " database or disk is full" in caplog.text
+
+
 def test_slow_callback_lookups_leave_the_loops_own_threads_free(monkeypatch):
     """A callback URL's host is looked up with getaddrinfo, which holds a thread
     as long as that name's DNS servers (the client's to choose) take. On the

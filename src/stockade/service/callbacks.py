@@ -206,7 +206,11 @@ class Callbacks:
                 break
             if attempt < self.tries:
                 await asyncio.sleep(0.2 * attempt)
-        await self.store.callback_done(row["token"])
+        try:
+            await self.store.callback_done(row["token"])
+        except Exception as exc:  # (a full disk): still pending, so the next start sends it again
+            log.error("callback for %s ended, but could not be recorded (sent again at the next start): %s",
+                      row["token"], str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
 
     async def close(self) -> None:
         for task in list(self._tasks):
