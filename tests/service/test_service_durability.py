@@ -259,3 +259,26 @@ def test_a_submission_the_server_never_survives_is_not_run_for_ever(make_server,
         done = http.post("/submissions", params={"wait": "true"}, json={"source_code": "print(1)", "language_id": 71})
         assert done.json()["status"]["id"] == 3
     assert attempts(token) == 3 and attempts(done.json()["token"]) == 1
+
+
+def test_ctrl_c_stops_the_server_cleanly_and_the_restart_runs_what_was_cut_short(make_server, tmp_path):
+    """SIGINT (Ctrl-C) stops the server as SIGTERM does: exit status 130,
+    without the traceback of a KeyboardInterrupt after the clean shutdown; the
+    runs cut short and the queued submissions run at the next start."""
+    import signal
+
+    srv = make_server({"STOCKADE_WORKERS": "1"}, data_dir=tmp_path / "data")
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        tokens = [http.post("/submissions", json={"source_code": "import time\ntime.sleep(5)\nprint(1)",
+                                                  "language_id": 71}).json()["token"] for _ in range(2)]
+        deadline = time.monotonic() + 30
+        while http.get("/workers").json()[0]["working"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    srv.process.send_signal(signal.SIGINT)
+    assert srv.process.wait(30) == 130
+    assert "Traceback" not in srv.log() and "KeyboardInterrupt" not in srv.log()
+
+    again = make_server({"STOCKADE_WORKERS": "1"}, data_dir=srv.data_dir, port=srv.port)
+    with httpx.Client(base_url=again.url, timeout=30) as http:
+        for token in tokens:
+            assert wait_done(http, token)["stdout"] == "1\n"

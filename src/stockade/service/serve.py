@@ -10,6 +10,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
 import struct
 import sys
@@ -61,7 +62,14 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     ))
     server.dispatcher = app.state.service.dispatcher
-    server.run(sockets=[listener])
+    try:
+        server.run(sockets=[listener])
+    except KeyboardInterrupt:
+        # Ctrl-C (SIGINT): uvicorn stopped cleanly, then raised the signal again,
+        # which Python turns into KeyboardInterrupt: a 20-line traceback after
+        # "Finished server process" (and click's "Aborted!", exit status 1, under
+        # `stockade serve`). Exit as a shell expects after SIGINT instead.
+        raise SystemExit(128 + signal.SIGINT) from None
     if not server.started:
         raise SystemExit(3)  # (uvicorn's status for a start that failed: it said why)
 
