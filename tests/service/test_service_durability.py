@@ -282,3 +282,29 @@ def test_ctrl_c_stops_the_server_cleanly_and_the_restart_runs_what_was_cut_short
     with httpx.Client(base_url=again.url, timeout=30) as http:
         for token in tokens:
             assert wait_done(http, token)["stdout"] == "1\n"
+
+
+def test_a_run_cut_short_waits_in_queue_after_the_restart_as_in_queue(make_server, tmp_path):
+    """Two runs cut short by a kill, and one worker after the restart: one runs
+    again (Processing), the other waits its turn, and says so (In Queue), not
+    the Processing the database kept from before the kill."""
+    import sqlite3
+
+    data = tmp_path / "data"
+    srv = make_server({"STOCKADE_WORKERS": "2"}, data_dir=data)
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        tokens = [http.post("/submissions", json={"source_code": "import time\ntime.sleep(60)",
+                                                  "language_id": 71}).json()["token"] for _ in range(2)]
+    deadline = time.monotonic() + 60
+    with contextlib.closing(sqlite3.connect(data / "stockade.db")) as db:
+        while db.execute("SELECT count(*) FROM submissions WHERE attempts = 1").fetchone()[0] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    srv.kill()
+    again = make_server({"STOCKADE_WORKERS": "1"}, data_dir=data, port=srv.port)
+    with httpx.Client(base_url=again.url, timeout=30) as http:
+        while http.get("/workers").json()[0]["working"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shown = sorted(http.get(f"/submissions/{token}", params={"fields": "status_id"}).json()["status_id"]
+                       for token in tokens)
+        assert shown == [1, 2]

@@ -123,8 +123,11 @@ def build_router(service: Service) -> APIRouter:
     parser = service.parser
 
     def shown_status(row: Row) -> int:
-        if row["status_id"] == IN_QUEUE and dispatcher.is_processing(row["token"]):
-            return PROCESSING
+        # Unfinished: Processing while a worker runs it, In Queue otherwise. (The
+        # store's own word lags: a row is In Queue until its start is committed,
+        # and one a stop or crash left Processing waits In Queue after the restart.)
+        if row["status_id"] in (IN_QUEUE, PROCESSING):
+            return PROCESSING if dispatcher.is_processing(row["token"]) else IN_QUEUE
         return row["status_id"]
 
     def render(row: Row, fields: tuple[str, ...], encoded: bool) -> dict[str, Any]:
