@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from stockade.engine.cache import CompileCache, Product, cache_key
-from stockade.sandbox.model import MiB
+from stockade.sandbox.model import Limits, MiB
 
 
 def key(n: int | str) -> str:
@@ -292,14 +292,17 @@ def test_the_key_covers_the_runtimes_whole_compile_setup(catalog):
 
     c = catalog.get("c")
     files = {"main.c": File(b"int main(void){return 0;}")}
-    base = product_key(c, ["-O2"], files)
+    limits = Limits(cpu_time=10, memory=512 * MiB)
+    base = product_key(c, ["-O2"], files, limits)
     variants = [replace(c, env={"CPATH": "/usr/include/other"}), replace(c, executables=()),
                 replace(c, mounts=("/etc/alternatives",)), replace(c, products_copied=True),
                 # The same version string from another binary: a Debian point update.
                 replace(c, toolchain=c.toolchain + "-upgraded")]
     assert c.toolchain  # (the probed compiler's identity, read at load)
-    keys = {product_key(variant, ["-O2"], files) for variant in variants}
+    keys = {product_key(variant, ["-O2"], files, limits) for variant in variants}
     assert base not in keys and len(keys) == len(variants)
-    assert product_key(c, ["-O2"], files) == base
-    assert product_key(c, ["-O3"], files) != base
-    assert product_key(c, ["-O2"], {"main.c": File(b"int main(void){return 0;}", 0o755)}) != base
+    assert product_key(c, ["-O2"], files, limits) == base
+    assert product_key(c, ["-O3"], files, limits) != base
+    assert product_key(c, ["-O2"], {"main.c": File(b"int main(void){return 0;}", 0o755)}, limits) != base
+    # Built under other compile limits, a compile may have left another product.
+    assert product_key(c, ["-O2"], files, replace(limits, file_size=MiB)) != base

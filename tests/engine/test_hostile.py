@@ -207,3 +207,18 @@ def test_argv_no_box_can_start_with_is_refused(engine, field, value):
     source = b"int main(void){return 0;}" if runtime == "c" else b"print(1)"
     with pytest.raises(InvalidSubmission, match="compiler options|program arguments"):
         engine.run_sync(Submission(runtime, source, **{field: value}))
+
+
+def test_a_product_built_under_tighter_compile_limits_is_not_anyone_elses(fresh_engine):
+    # A multi-file compile script that ignores its errors succeeds under a tiny
+    # file size limit with a cut product. The same zip under the usual limits
+    # (another user's submission of a public program) must not get it from the cache.
+    files = zip_of({"compile": b"head -c 2000000 /dev/zero > data\necho built\n", "run": b"wc -c < data\n"})
+    tight = Submission(89, additional_files=files).compile_limits
+    tight = Limits(cpu_time=tight.cpu_time, wall_time=tight.wall_time, memory=tight.memory,
+                   processes=tight.processes, file_size=MiB)
+    poisoned = fresh_engine.run_sync(Submission(89, additional_files=files, compile_limits=tight))
+    assert poisoned.verdict is Verdict.ok and poisoned.tests[0].run.stdout == b"1048576\n", poisoned
+    victim = fresh_engine.run_sync(Submission(89, additional_files=files))
+    assert not victim.compile_cached
+    assert victim.verdict is Verdict.ok and victim.tests[0].run.stdout == b"2000000\n", victim

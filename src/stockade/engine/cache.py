@@ -32,7 +32,7 @@ from stockade.sandbox.workdir import check_relpath
 
 log = logging.getLogger("stockade.engine.cache")
 
-FORMAT = 3  # bump when the layout or the key's ingredients change
+FORMAT = 4  # bump when the layout or the key's ingredients change
 DEFAULT_SIZE = 512 * MiB
 _STALE_TMP = 3600.0
 # What one file or directory costs the disk beyond its bytes: whole blocks, and an

@@ -10,7 +10,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from stockade.engine.archive import ArchiveLimits, extract
 from stockade.engine.cache import DEFAULT_SIZE, CompileCache, Lease, Product, cache_key, digest
@@ -25,7 +25,7 @@ from stockade.engine.model import (
 )
 from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
 from stockade.runtimes.catalog import BUILD_DIR, Catalog, Runtime, split_words
-from stockade.sandbox.model import KiB, Mount, RunResult, Status
+from stockade.sandbox.model import KiB, Limits, Mount, RunResult, Status
 from stockade.sandbox.workdir import File, check_relpath
 
 log = logging.getLogger("stockade.engine")
@@ -172,7 +172,7 @@ class Engine:
                        options: list[str]) -> _Compiled:
         compiled = _Compiled()
         limits = runtime.adjust_compile_limits(submission.compile_limits)
-        key = product_key(runtime, options, files)
+        key = product_key(runtime, options, files, limits)
 
         async def build() -> Product | None:
             argv = runtime.compile_command(options, limits, files)
@@ -254,16 +254,22 @@ class Engine:
 # -- helpers ------------------------------------------------------------------
 
 
-def product_key(runtime: Runtime, options: list[str], files: Mapping[str, File]) -> str:
+def product_key(runtime: Runtime, options: list[str], files: Mapping[str, File], limits: Limits) -> str:
     """The compile cache key: everything that decides what the compile box
     leaves and how it is stored, so two catalogs sharing a cache directory (the
-    CLI and the service, as root) never take each other's products."""
+    CLI and the service, as root) never take each other's products.
+
+    The compile limits too: a compile step can succeed under tight limits with
+    another product (a multi-file script whose file was cut at the file size
+    limit, whose second compiler could not fork), and the same sources under
+    other limits must not get it."""
     return cache_key(
         runtime=runtime.key, version=runtime.version, toolchain=runtime.toolchain,
         compile=list(runtime.compile_argv or ()),
         products=list(runtime.products), executables=list(runtime.executables),
         copied=runtime.products_copied, env=sorted(runtime.env.items()), mounts=list(runtime.mounts),
         options=options, files=sorted((name, digest(f.content), f.mode) for name, f in files.items()),
+        limits=asdict(limits),
     )
 
 
