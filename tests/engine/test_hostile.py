@@ -222,3 +222,16 @@ def test_a_product_built_under_tighter_compile_limits_is_not_anyone_elses(fresh_
     victim = fresh_engine.run_sync(Submission(89, additional_files=files))
     assert not victim.compile_cached
     assert victim.verdict is Verdict.ok and victim.tests[0].run.stdout == b"2000000\n", victim
+
+
+def test_a_failed_compile_that_leaves_many_files_keeps_its_message(fresh_engine):
+    # The compile box is read back only when the compile succeeded: a failed one
+    # that littered /box is a compile error with the compiler's own words, not
+    # "too many files to collect" (which hid a time limit the same way).
+    files = zip_of({"compile": b"for i in $(seq 25000); do : > f$i; done\n"
+                               b"echo 'main.c:1:1: error: expected declaration' >&2; exit 1\n",
+                    "run": b"true\n"})
+    result = fresh_engine.run_sync(Submission(89, additional_files=files))
+    assert result.verdict is Verdict.compile_error, result
+    assert result.message == "compilation failed (exit code 1)"
+    assert result.compile_output == b"main.c:1:1: error: expected declaration\n"

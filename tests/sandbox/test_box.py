@@ -387,6 +387,14 @@ def test_an_exception_mid_run_still_cleans_up(sandbox):
     assert py(sandbox, "print('next')").stdout == b"next\n"
 
 
+def test_a_failed_run_is_not_collected(sandbox):
+    # Its verdict and output stand, whatever it left: no "too many files" error instead.
+    code = "import os, sys\nfor i in range(25000): open(f'f{i}', 'w').close()\nsys.exit('gave up')"
+    result = py(sandbox, code, collect=["*"], limits=Limits(cpu_time=10, open_files=64))
+    assert result.status is Status.runtime_error and result.exit_code == 1, result
+    assert result.stderr == b"gave up\n" and result.files == {}
+
+
 def test_cwd_is_box_or_a_directory_of_the_files(sandbox):
     result = sandbox.run_sync(["/bin/pwd"], files={"src/main.c": b""}, cwd="/box/src")
     assert result.stdout == b"/box/src\n"

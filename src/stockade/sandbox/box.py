@@ -280,7 +280,8 @@ class Sandbox:
     ) -> RunResult:
         """Run `argv` (paths as seen inside the box) with `files` written to
         /box and `stdin` fed to it, within `limits`. `collect` names files of
-        /box (fnmatch patterns) to return in `RunResult.files`.
+        /box (fnmatch patterns) to return in `RunResult.files` after a run
+        whose status is ok (a failed run's are not read).
         Raises LimitError for malformed input; a failure of the box itself is
         a RunResult with status sandbox_error."""
         limits = limits or Limits()
@@ -629,7 +630,11 @@ class Sandbox:
 
     @staticmethod
     def _collected(box: _Box, result: RunResult, patterns, limits: Limits) -> RunResult:
-        if patterns and result.status is not Status.sandbox_error:
+        # Only a run that ended well is read back: a compile that failed has no
+        # product, and a program that left 10^5 files (or too many bytes) before
+        # it failed or hit a limit gets that verdict and its output, not a
+        # collection error in their place.
+        if patterns and result.status is Status.ok:
             result = replace(result, files=collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
         return result
 
