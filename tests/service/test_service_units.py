@@ -412,6 +412,27 @@ def test_status_mapping(verdict, run, status, message):
     assert values["message"] == message  # None where Judge0 leaves it null (a run that ended normally)
 
 
+@pytest.mark.parametrize(("compile_run", "message", "expected"), [
+    # Warnings, then a limit: the reason follows the compiler's words (out of
+    # time, Judge0's words in their place).
+    (RunResult(Status.time_limit, signal=9), "compilation time limit exceeded",
+     b"Compilation time limit exceeded."),
+    (RunResult(Status.memory_limit, signal=9), "compilation memory limit exceeded",
+     b"main.cpp:1: warning: unused\ncompilation memory limit exceeded\n"),
+    (RunResult(Status.ok, exit_code=0), "the compiler produced no program",
+     b"main.cpp:1: warning: unused\nthe compiler produced no program\n"),
+    # The compiler's own failure: its output is the reason, as in Judge0.
+    (RunResult(Status.runtime_error, exit_code=1), "compilation failed (exit code 1)",
+     b"main.cpp:1: warning: unused\n"),
+])
+def test_a_compile_stopped_by_a_limit_says_so_after_the_compilers_output(compile_run, message, expected):
+    values = adapter.result_columns(_row(), SubmissionResult(
+        verdict=Verdict.compile_error, compile_output=b"main.cpp:1: warning: unused\n",
+        compile_run=compile_run, message=message))
+    assert values["status_id"] == 6 and values["message"] is None
+    assert values["compile_output"] == expected
+
+
 def test_compile_error_and_engine_failure_columns():
     values = adapter.result_columns(_row(callback_url="http://x/"), SubmissionResult(
         verdict=Verdict.compile_error, compile_output=b"main.c: error"))

@@ -83,6 +83,12 @@ def to_engine(row: Row, languages: Languages, settings: Settings) -> Submission:
     )
 
 
+def _compiler_said_why(result: SubmissionResult) -> bool:
+    """A compile that failed by the compiler's own exit status: its output is the reason."""
+    run = result.compile_run
+    return run is not None and run.status is Status.runtime_error and run.signal is None
+
+
 def _status_of_run(run: RunResult) -> tuple[int, str]:
     """Status id and Judge0-style message of a run that failed at run time."""
     if run.signal is not None:
@@ -131,6 +137,11 @@ def result_columns(row: Row, result: SubmissionResult) -> Row:
         # when the compiler itself printed nothing, e.g. a compile time limit).
         if not values["compile_output"] and message:
             values["compile_output"] = message.encode("utf-8")
+        elif message and not _compiler_said_why(result):
+            # A compiler that printed warnings and was then stopped by a limit
+            # (or left no program): its words alone would hide why.
+            values["compile_output"] = (values["compile_output"].rstrip(b"\n") + b"\n"
+                                        + message.encode("utf-8") + b"\n")
         compile_run = result.compile_run
         if compile_run is not None and compile_run.status in (Status.time_limit, Status.wall_time_limit):
             # Judge0's words for a compiler out of time, in place of what it printed.
