@@ -124,3 +124,15 @@ def test_warm_boxes_rootless(nobody_env, program_dir):
     seen = json.loads(done.stdout)
     assert seen["ready"] == [1, 1, 1] and seen["warm"] == 3 and seen["netns_per_slot"] is False
     assert seen["out"] == ["1000\n33\n"] * 3
+
+
+def test_a_compile_that_closes_its_box_is_still_read_back(as_nobody, program_dir):
+    # Rootless, the compiler runs as our own uid: it can chmod 0 /box once the
+    # program is linked. Collecting the product was a PermissionError out of
+    # the engine (a traceback); the supervisor owns /box and opens it back up.
+    source = write(program_dir, "closes_box.c", '#include <stdio.h>\nint main(void){puts("closed box");}\n')
+    options = '-wrapper /usr/bin/bash,-c,"$0"\\ "$@"\\;\\ s=$?\\;\\ test\\ -e\\ main\\ \\&\\&\\ chmod\\ 000\\ /box\\;\\ exit\\ $s'
+    done = as_nobody("run", source, "--compiler-options", options, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "ok" and result["stdout"] == "closed box\n", result

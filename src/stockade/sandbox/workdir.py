@@ -160,6 +160,11 @@ def collect(path: str, patterns: Sequence[str], max_total: int) -> dict[str, byt
     link cannot redirect the read. Raises SandboxError past `max_total` bytes."""
     if not patterns:
         return {}
+    if os.geteuid() != 0:
+        # Rootless: the program ran as our own uid and may have closed /box
+        # (chmod 0 /box, which made this a PermissionError out of the engine).
+        # Every process of the box is dead by now: nothing can swap it.
+        _open_up(path)
     out: dict[str, bytes] = {}
     total = 0
     for rel, dir_fd, name in _walk(path):
