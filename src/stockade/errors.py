@@ -18,6 +18,15 @@ class SandboxError(StockadeError):
     """The box itself failed (not the program inside it)."""
 
 
+class CollectError(SandboxError):
+    """A run's files could not be read back (too many, too big, nested too deep).
+    `result` is the run itself (its output, its status), without the files."""
+
+    def __init__(self, message: str, result: object = None):
+        super().__init__(message)
+        self.result = result
+
+
 class SandboxUnavailable(SandboxError):
     """A layer the box cannot run without is missing (bwrap, user namespaces...)."""
 

@@ -235,3 +235,17 @@ def test_a_failed_compile_that_leaves_many_files_keeps_its_message(fresh_engine)
     assert result.verdict is Verdict.compile_error, result
     assert result.message == "compilation failed (exit code 1)"
     assert result.compile_output == b"main.c:1:1: error: expected declaration\n"
+
+
+def test_a_compile_that_leaves_too_much_keeps_its_output(fresh_engine):
+    # It succeeded, but left what no product may be: a compile error that says
+    # why, with what the compiler printed (it was dropped with the files).
+    files = zip_of({"compile": b"echo 'main.c:3:5: warning: unused variable'\n"
+                               b"for i in $(seq 25000); do : > f$i; done\n",
+                    "run": b"true\n"})
+    result = fresh_engine.run_sync(Submission(89, additional_files=files))
+    assert result.verdict is Verdict.compile_error, result
+    assert result.message == "compilation failed: too many files in the box to collect"
+    assert result.compile_output == b"main.c:3:5: warning: unused variable\n"
+    assert result.compile_run is not None and result.compile_run.files == {}
+    assert os.listdir(os.path.join(fresh_engine.cache.root, "objects")) == []

@@ -23,7 +23,7 @@ from stockade.engine.model import (
     TestResult,
     Verdict,
 )
-from stockade.errors import InvalidSubmission, SandboxError, UnknownRuntime
+from stockade.errors import CollectError, InvalidSubmission, SandboxError, UnknownRuntime
 from stockade.runtimes.catalog import BUILD_DIR, Catalog, Runtime, split_words
 from stockade.sandbox.model import KiB, Limits, Mount, RunResult, Status
 from stockade.sandbox.workdir import File, check_relpath
@@ -179,8 +179,15 @@ class Engine:
             try:
                 run = await self.sandbox.run(argv, files=files, limits=limits, env=runtime.environment(limits),
                                              mounts=_mounts(runtime), collect=runtime.products or ())
-            except SandboxError as exc:  # e.g. products bigger than the collect cap
+            except CollectError as exc:  # products bigger than the collect cap, too many files
+                run = exc.result
+                compiled.run = replace(run, files={})
+                compiled.output = _bounded(run.stdout + run.stderr, self.compile_output_limit)
                 compiled.failure = f"compilation failed: {exc}"
+                return None
+            except SandboxError as exc:  # the box itself, not the compiler
+                compiled.error = Verdict.sandbox_error
+                compiled.failure = f"the compile box failed: {exc}"
                 return None
             compiled.run = replace(run, files={})
             compiled.output = _bounded(run.stdout + run.stderr, self.compile_output_limit)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
-from stockade.errors import LimitError, SandboxError, SandboxUnavailable
+from stockade.errors import CollectError, LimitError, SandboxError, SandboxUnavailable
 from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp, spawn, tmpfs
 from stockade.sandbox.etc import EtcTree
 from stockade.sandbox.model import GiB, Limits, MiB, Mount, RunResult, Status, decide
@@ -635,7 +635,14 @@ class Sandbox:
         # it failed or hit a limit gets that verdict and its output, not a
         # collection error in their place.
         if patterns and result.status is Status.ok:
-            result = replace(result, files=collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB)))
+            try:
+                files = collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB))
+            except CollectError:
+                raise
+            except SandboxError as exc:
+                # The caller still gets the run (a compiler's warnings) with the reason.
+                raise CollectError(str(exc), result) from None
+            result = replace(result, files=files)
         return result
 
     def _remove(self, box: _Box) -> None:
