@@ -249,3 +249,11 @@ def test_a_compile_that_leaves_too_much_keeps_its_output(fresh_engine):
     assert result.compile_output == b"main.c:3:5: warning: unused variable\n"
     assert result.compile_run is not None and result.compile_run.files == {}
     assert os.listdir(os.path.join(fresh_engine.cache.root, "objects")) == []
+
+
+def test_an_additional_file_in_the_programs_place_does_not_make_it_unrunnable(fresh_engine):
+    # gcc writes over a `main` of the zip: the product is the compiled program,
+    # executable, not the zip's file mode (0644: exit status 126).
+    result = fresh_engine.run_sync(Submission("c", b'#include <stdio.h>\nint main(void){puts("compiled");}\n',
+                                              additional_files=zip_of({"main": b"a stale file"})))
+    assert result.verdict is Verdict.ok and result.tests[0].run.stdout == b"compiled\n", result

@@ -6,6 +6,7 @@ Knows the sandbox and the runtime catalog; never the service (DESIGN.md)."""
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import os
 import stat
@@ -292,8 +293,13 @@ def standing_mounts(catalog: Catalog) -> list[Mount]:
 
 
 def _product_mode(runtime: Runtime, name: str, inputs: Mapping[str, File]) -> int:
+    # The compiled program is executable whatever stood in its place before: an
+    # additional file named `main` (0644) made gcc's fresh output a program that
+    # could not start (exit status 126).
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in runtime.executables):
+        return 0o755
     if name in inputs:
-        return inputs[name].mode
+        return inputs[name].mode  # (a multi-file program's own files keep theirs)
     return 0o755 if runtime.is_executable_product(name) else 0o644
 
 
