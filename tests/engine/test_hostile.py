@@ -257,3 +257,16 @@ def test_an_additional_file_in_the_programs_place_does_not_make_it_unrunnable(fr
     result = fresh_engine.run_sync(Submission("c", b'#include <stdio.h>\nint main(void){puts("compiled");}\n',
                                               additional_files=zip_of({"main": b"a stale file"})))
     assert result.verdict is Verdict.ok and result.tests[0].run.stdout == b"compiled\n", result
+
+
+def test_a_product_whose_path_the_host_cannot_store_is_a_compile_error(fresh_engine):
+    # 20 directories of 250-byte names, made one by one in the compile box: the
+    # cache could not store the product (ENAMETOOLONG, an engine exception).
+    script = (b'd=$(printf "a%.0s" $(seq 250)); for i in $(seq 20); do mkdir $d; cd $d; done\n'
+              b'echo deep > f; echo made\n')
+    result = fresh_engine.run_sync(Submission(89, additional_files=zip_of({"compile": script, "run": b"true\n"})))
+    assert result.verdict is Verdict.compile_error, result
+    assert result.message == "compilation failed: a product's path is longer than 1024 bytes"
+    assert result.compile_output == b"made\n"
+    cache = fresh_engine.cache.root
+    assert os.listdir(os.path.join(cache, "objects")) == [] and os.listdir(os.path.join(cache, "tmp")) == []

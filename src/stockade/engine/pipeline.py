@@ -40,6 +40,9 @@ COMPILE_OUTPUT_LIMIT = 64 * KiB
 MAX_WORD = 128 * KiB - 1
 MAX_WORDS = 4096
 MAX_WORDS_BYTES = 1024 * KiB
+# The longest path of a product file, relative to /box: the cache stores and
+# reads products by full host path (cache dir + key + this), under PATH_MAX.
+MAX_PRODUCT_PATH = 1024
 # Where a run box has the compiled product, relative to /box.
 _BUILD = BUILD_DIR.removeprefix("/box/")
 
@@ -201,6 +204,11 @@ class Engine:
                 return None
             products = {name: (content, _product_mode(runtime, name, files))
                         for name, content in run.files.items() if runtime.is_product(name)}
+            if any(len(os.fsencode(name)) > MAX_PRODUCT_PATH for name in products):
+                # (Directories nested 20 deep with 250-byte names made storing it an
+                # OSError, "File name too long", out of the engine.)
+                compiled.failure = f"compilation failed: a product's path is longer than {MAX_PRODUCT_PATH} bytes"
+                return None
             if not products and not runtime.products_copied:
                 compiled.failure = "the compiler produced no program"
                 return None
