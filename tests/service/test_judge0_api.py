@@ -482,6 +482,20 @@ def test_multi_file_program_89(http):
     assert response.json() == {"additional_files": ["can't be blank"]}
 
 
+def test_multi_file_compile_that_litters_its_box_is_a_compilation_error_that_says_why(http):
+    # A hostile `compile` script: what it printed and why there is no program,
+    # never an Internal Error.
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("compile", "echo 'main.c: warning: littering'\nfor i in $(seq 25000); do : > f$i; done\n")
+        zf.writestr("run", "true\n")
+    body = run(http, {"language_id": 89, "additional_files": b64(archive.getvalue())})
+    assert body["status"] == {"id": 6, "description": "Compilation Error"}, body
+    assert body["compile_output"] == ("main.c: warning: littering\n"
+                                      "compilation failed: too many files in the box to collect\n")
+    assert body["message"] is None
+
+
 # ---------------------------------------------------------------- wait
 
 
