@@ -306,3 +306,24 @@ def test_the_key_covers_the_runtimes_whole_compile_setup(catalog):
     assert product_key(c, ["-O2"], {"main.c": File(b"int main(void){return 0;}", 0o755)}, limits) != base
     # Built under other compile limits, a compile may have left another product.
     assert product_key(c, ["-O2"], files, replace(limits, file_size=MiB)) != base
+
+
+def test_the_key_is_the_compilers_argv_not_the_options_text(catalog):
+    # Options that differ only by spacing or quoting give the compiler the same
+    # argv (the same product); any difference in the argv is another key.
+    from stockade.engine.pipeline import product_key
+    from stockade.runtimes.catalog import split_words
+    from stockade.sandbox.workdir import File
+
+    c = catalog.get("c")
+    files = {"main.c": File(b"int main(void){return 0;}")}
+    limits = Limits(cpu_time=10, memory=512 * MiB)
+
+    def key(options: str) -> str:
+        return product_key(c, split_words(options, "compiler options"), files, limits)
+
+    assert key("-O2  -DX='a b'") == key(" -O2\t-DX=a' 'b ") == key('-O2 "-DX=a b"')
+    assert len({key("-DX='a b'"), key("-DX=a -Db"), key("-DX=ab"), key("'-DX=a b' ''")}) == 4
+    # Another file with the same name in an option is another product: its content is in the key.
+    other = {**files, "a.h": File(b"#define X 1\n")}
+    assert product_key(c, ["-include", "a.h"], files, limits) != product_key(c, ["-include", "a.h"], other, limits)
