@@ -395,6 +395,35 @@ def test_a_failed_run_is_not_collected(sandbox):
     assert result.stderr == b"gave up\n" and result.files == {}
 
 
+def test_many_files_are_written_off_the_event_loop(sandbox, monkeypatch):
+    # A multi-file program's compiled tree goes into each of its run boxes: 20,000
+    # files written on the event loop stalled every other box's supervision.
+    import threading
+
+    from stockade.sandbox import box as box_module
+
+    writers = []
+    real = box_module.write_files
+
+    def recording(*args):
+        writers.append(threading.current_thread() is threading.main_thread())
+        return real(*args)
+
+    monkeypatch.setattr(box_module, "write_files", recording)
+    many = {f"d/f{i}": b"x" for i in range(500)}
+    result = sandbox.run_sync(["/bin/sh", "-c", "ls d | wc -l"], files=many)
+    assert result.status is Status.ok and result.stdout == b"500\n", result
+    assert writers == [False]  # in a thread
+    big = {"big": b"x" * (8 * MiB)}
+    result = sandbox.run_sync(["/bin/sh", "-c", "wc -c < big"], files=big)
+    assert result.stdout == b"8388608\n" and writers == [False, False]
+    with pytest.raises(LimitError):  # the caller's error still, from the thread
+        sandbox.run_sync(["/bin/true"], files={**many, "d//f1": b"twice"})
+    # A few small files, as most runs have, are written at once (make_box_dir).
+    assert sandbox.run_sync(["/bin/cat", "a"], files={"a": b"few"}).stdout == b"few"
+    assert writers == [False, False, False]
+
+
 def test_cwd_is_box_or_a_directory_of_the_files(sandbox):
     result = sandbox.run_sync(["/bin/pwd"], files={"src/main.c": b""}, cwd="/box/src")
     assert result.stdout == b"/box/src\n"

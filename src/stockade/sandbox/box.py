@@ -65,6 +65,10 @@ _COPY_MAX = 256 * MiB
 # Entries of a box directory deleted on the event loop after a run, at most
 # (more, or any directory, are deleted in a thread: see _remove_after_run).
 _INLINE_REMOVALS = 64
+# Files (and bytes) written into a box on the event loop, at most: more are
+# written in a thread (see _write_in_box).
+_INLINE_FILES = 64
+_INLINE_BYTES = 4 * MiB
 # Slot cgroups kept for their slots' next runs, at most (8 open files each;
 # slots are taken lowest first, so the busy ones are the ones kept).
 _KEPT_GROUPS = 64
@@ -504,13 +508,18 @@ class Sandbox:
     async def _run_warm(self, box: _Box, message: bytes, files, mounts, stdin, limits: Limits, patterns) -> RunResult:
         try:
             try:
-                write_files(box.workdir, box.slot.uid, box.slot.gid, files)  # LimitError: the caller's
+                if _few(files):
+                    write_files(box.workdir, box.slot.uid, box.slot.gid, files)  # LimitError: the caller's
+                else:
+                    await _write_in_box(box, files)
                 for mount in mounts:
                     if mount in self.warm_mounts:
                         continue  # bound in every warm box already
                     target = os.path.normpath(mount.target).removeprefix(bwrap.BOX_DIR + "/").split("/")
                     try:
-                        copy_in(box.workdir, mount.source, target, max_total=_COPY_MAX)
+                        # (In a thread: a compiled product may be thousands of class
+                        # files, up to _COPY_MAX bytes.)
+                        await _in_thread(copy_in, box.workdir, mount.source, target, _COPY_MAX)
                     except LimitError as exc:  # a product too large to copy
                         raise SandboxError(str(exc)) from exc
                 box.group.set_limits(memory=limits.total_memory, pids=limits.box_processes)
@@ -588,13 +597,19 @@ class Sandbox:
                 group.close()  # our files of it, removed or not
 
     async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
+        inline = _few(files)
         try:
-            box = self._new_box(slot, files, limits)
+            box = self._new_box(slot, files if inline else {}, limits)
         except (SandboxError, OSError) as exc:  # (LimitError, the caller's, goes on up)
             # A box that cannot be made (its directory on a full tmpfs, its cgroup)
             # is the box's failure, a result like any other: it was raised out of run().
             return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
         try:
+            if not inline:
+                try:
+                    await _write_in_box(box, files)
+                except (SandboxError, OSError) as exc:
+                    return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
             rlimits = launch.rlimits(limits, self.cgroups.kind == "none")
             # Set by the step that becomes the slot's uid (no exec of its own),
             # or else by the box's first program.
@@ -1056,6 +1071,21 @@ def _unread(fd: int) -> bool:
         return bool(os.read(fd, 1))
     except BlockingIOError:
         return False
+
+
+def _few(files: Mapping[str, bytes | File]) -> bool:
+    """Whether writing `files` into a box is quick enough for the event loop."""
+    if len(files) > _INLINE_FILES:
+        return False
+    return sum(len(item.content if isinstance(item, File) else item) for item in files.values()) <= _INLINE_BYTES
+
+
+async def _write_in_box(box: _Box, files: Mapping[str, bytes | File]) -> None:
+    """write_files in a thread, for many files or many bytes: a multi-file
+    program's compiled tree (up to 20,000 files) is copied into each of its run
+    boxes, and writing it took ~0.5 s on the event loop, a stall of every other
+    box's supervision (their output pipes, their limits) and of the service."""
+    await _in_thread(write_files, box.workdir, box.slot.uid, box.slot.gid, files)
 
 
 async def _in_thread(fn: Callable[..., None], *args) -> None:
