@@ -424,6 +424,24 @@ def test_many_files_are_written_off_the_event_loop(sandbox, monkeypatch):
     assert writers == [False, False, False]
 
 
+def test_files_are_collected_off_the_event_loop(sandbox, monkeypatch):
+    # Up to 20,000 files and 64 MiB read back after a compile.
+    import threading
+
+    from stockade.sandbox import box as box_module
+
+    readers = []
+    real = box_module.collect
+
+    def recording(*args):
+        readers.append(threading.current_thread() is threading.main_thread())
+        return real(*args)
+
+    monkeypatch.setattr(box_module, "collect", recording)
+    result = sandbox.run_sync(["/bin/sh", "-c", "echo made > out"], collect=["out"])
+    assert result.files == {"out": b"made\n"} and readers == [False]
+
+
 def test_cwd_is_box_or_a_directory_of_the_files(sandbox):
     result = sandbox.run_sync(["/bin/pwd"], files={"src/main.c": b""}, cwd="/box/src")
     assert result.stdout == b"/box/src\n"

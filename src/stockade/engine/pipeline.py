@@ -231,7 +231,8 @@ class Engine:
             if runtime.products_copied:
                 # Judge0 runs a multi-file program where its compile script left it:
                 # the product is copied into each fresh box, writable like the rest.
-                run_files = _read_tree(lease.path)
+                # (In a thread: up to 20,000 files to read, as the box writes them.)
+                run_files = await asyncio.to_thread(_read_tree, lease.path)
             else:
                 # Read-only: a program cannot change what the next run (or the next
                 # submission with the same hash) executes.

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from stockade.errors import CollectError, LimitError, SandboxError, SandboxUnavailable
 from stockade.sandbox import bwrap, cgroup, devtree, launch, seccomp, spawn, tmpfs
@@ -44,6 +44,8 @@ from stockade.sandbox.workdir import (
 )
 
 log = logging.getLogger("stockade.sandbox")
+
+T = TypeVar("T")
 
 __all__ = ["File", "Sandbox"]
 
@@ -530,7 +532,7 @@ class Sandbox:
             except BrokenPipeError:  # the launcher is gone: the box died idle
                 return RunResult(Status.sandbox_error, message="the prepared box ended before the run")
             box.close(box.exec_w)
-            return self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
+            return await self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
         finally:
             try:
                 await self._remove_after_run(box)
@@ -627,7 +629,7 @@ class Sandbox:
             # The wall clock starts when the program may start.
             _write_all(box.block_w, b"1")
             box.close(box.block_w)
-            return self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
+            return await self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
         finally:
             await self._remove_after_run(box)
 
@@ -644,14 +646,15 @@ class Sandbox:
         return launch.report_options(status_w, cpu_fd), (status_w, cpu_fd)
 
     @staticmethod
-    def _collected(box: _Box, result: RunResult, patterns, limits: Limits) -> RunResult:
+    async def _collected(box: _Box, result: RunResult, patterns, limits: Limits) -> RunResult:
         # Only a run that ended well is read back: a compile that failed has no
         # product, and a program that left 10^5 files (or too many bytes) before
         # it failed or hit a limit gets that verdict and its output, not a
         # collection error in their place.
         if patterns and result.status is Status.ok:
             try:
-                files = collect(box.workdir, patterns, max_total=max(limits.file_size, 64 * MiB))
+                # (In a thread: up to 20,000 files and 64 MiB or more to read.)
+                files = await _in_thread(collect, box.workdir, patterns, max(limits.file_size, 64 * MiB))
             except CollectError:
                 raise
             except SandboxError as exc:
@@ -1088,27 +1091,26 @@ async def _write_in_box(box: _Box, files: Mapping[str, bytes | File]) -> None:
     await _in_thread(write_files, box.workdir, box.slot.uid, box.slot.gid, files)
 
 
-async def _in_thread(fn: Callable[..., None], *args) -> None:
+async def _in_thread(fn: Callable[..., T], *args) -> T:
     """fn(*args) in the event loop's default executor, off the loop. It has
     always finished when this returns, even when the caller is cancelled
     meanwhile (then it is waited for here, blocking): a slot is never given
-    back while its directory is still being deleted."""
+    back while its directory is still being deleted (or read, or written)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # a coroutine closed outside its loop: no thread to wait for
-        fn(*args)
-        return
+        return fn(*args)
     finished = threading.Event()
 
-    def call() -> None:
+    def call() -> T:
         try:
-            fn(*args)
+            return fn(*args)
         finally:
             finished.set()
 
     future = loop.run_in_executor(None, call)
     try:
-        await asyncio.shield(future)
+        return await asyncio.shield(future)
     except asyncio.CancelledError:
         finished.wait()
         # (Its failure, if any, is logged: nobody awaits it any more.)
