@@ -655,8 +655,6 @@ class Sandbox:
             try:
                 # (In a thread: up to 20,000 files and 64 MiB or more to read.)
                 files = await _in_thread(collect, box.workdir, patterns, max(limits.file_size, 64 * MiB))
-            except CollectError:
-                raise
             except SandboxError as exc:
                 # The caller still gets the run (a compiler's warnings) with the reason.
                 raise CollectError(str(exc), result) from None
