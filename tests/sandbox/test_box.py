@@ -25,6 +25,7 @@ import pytest
 from stockade.errors import LimitError, SandboxError
 from stockade.sandbox import File, Limits, MiB, Mount, Sandbox, Status
 from stockade.sandbox import box as box_module
+from stockade.sandbox import cgroup as cgroup_module
 from tests.conftest import leftovers
 
 PY = "/usr/bin/python3"
@@ -1078,3 +1079,26 @@ def test_a_box_that_cannot_be_made_is_a_sandbox_error_not_an_exception(sandbox, 
     monkeypatch.undo()
     assert sandbox.run_sync(["/bin/true"]).status is Status.ok  # the slot was given back
     assert leftovers(sandbox) == []
+
+
+def test_a_limits_kill_signals_and_never_waits_on_the_loop(sandbox, monkeypatch, caplog):
+    """The kill at a limit runs in a callback of the event loop (a timer): it
+    signals the group and returns. It waited there for the group to empty:
+    seconds for a fork bomb on a busy host (every other box and request held
+    meanwhile), then a SandboxError for the survivors escaped into the loop
+    ("Exception in callback", logged by asyncio) before the box's pid 1 was
+    killed. Here any wait for the group from a bare loop callback finds
+    survivors."""
+    real_wait = cgroup_module._kill_until_empty
+
+    def survivors_in_callbacks(procs_path: str, what: str) -> None:
+        if asyncio.current_task() is None:  # a bare callback of the loop, not a run's task
+            raise SandboxError(f"cgroup {what}: processes [1] survived SIGKILL")
+        real_wait(procs_path, what)
+
+    monkeypatch.setattr(cgroup_module, "_kill_until_empty", survivors_in_callbacks)
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    code = "import os, time\nfor _ in range(8):\n    os.fork()\ntime.sleep(30)"
+    result = py(sandbox, code, limits=Limits(wall_time=0.5, processes=300))
+    assert result.status is Status.wall_time_limit
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

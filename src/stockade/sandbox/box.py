@@ -809,8 +809,14 @@ class Sandbox:
         def kill(reason: Status | None) -> None:
             if reason is not None:
                 out.events.add(reason)
-            with contextlib.suppress(OSError):
-                group.kill()
+            # A callback of the loop (a limit's timer, a reader past the output
+            # limit): it signals and returns. Waiting here for the group to
+            # empty held every other box and request for up to seconds (a fork
+            # bomb's processes on a busy host die slowly), and the SandboxError
+            # of survivors escaped into the loop before pid 1 below was killed.
+            # Whatever still lives is killed, and waited for, at teardown.
+            with contextlib.suppress(OSError, SandboxError):
+                group.kill(wait=False)
             # Killing the pid namespace's init kills every process in it.
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)

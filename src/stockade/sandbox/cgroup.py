@@ -259,8 +259,11 @@ class Cgroup:
     def pids(self) -> list[int]:
         return []
 
-    def kill(self) -> None:
-        pass
+    def kill(self, wait: bool = True) -> None:
+        """SIGKILL every process of the group; with `wait`, until it is empty
+        (SandboxError if some survive). Without, it only signals: for a caller
+        on an event loop, where waiting (seconds, for a fork bomb on a busy
+        host) would hold everything else the loop runs."""
 
     def remove(self) -> None:
         pass
@@ -362,7 +365,7 @@ class V2Cgroup(Cgroup):
         except OSError as e:
             raise SandboxError(f"cannot set limits on cgroup {self.path}: {e}") from e
 
-    def kill(self) -> None:
+    def kill(self, wait: bool = True) -> None:
         if self._backend.has_kill:
             # cgroup.kill (5.14+) kills every task and blocks forks racing with it.
             try:
@@ -371,7 +374,8 @@ class V2Cgroup(Cgroup):
                 return  # the kernel has the file, so the group is gone
         else:
             self._freeze_and_kill()
-        _kill_until_empty(self._f("cgroup.procs"), self.path)
+        if wait:
+            _kill_until_empty(self._f("cgroup.procs"), self.path)
 
     def _freeze_and_kill(self) -> None:
         # Older kernels: freeze so nothing forks between reading the pids and
@@ -570,7 +574,7 @@ class V1Cgroup(Cgroup):
     def pids(self) -> list[int]:
         return _procs(self._f("freezer", "cgroup.procs"))
 
-    def kill(self) -> None:
+    def kill(self, wait: bool = True) -> None:
         procs = self._f("freezer", "cgroup.procs")
         if not _procs(procs):
             return  # empty (or gone): nothing left that could fork
@@ -588,7 +592,8 @@ class V1Cgroup(Cgroup):
         finally:
             # Never leave a group frozen: its tasks could not even die.
             _write(state, "THAWED")
-        _kill_until_empty(procs, self.paths["freezer"])
+        if wait:
+            _kill_until_empty(procs, self.paths["freezer"])
 
     def close(self) -> None:
         for fd in self._fds.values():
