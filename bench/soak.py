@@ -1,13 +1,13 @@
 """A soak of the HTTP service under a mixed, partly hostile load.
 
 Not a test (it runs for minutes). Against a fresh server (`python -m
-stockade.service` on a free port, temporary data and cache directories,
+stockade.service` on a free port, temporary data and (small) cache directories,
 deletion and loopback callbacks allowed), ~8 clients keep sending Judge0
 submissions for a given number of minutes: normal programs in Python, C, C++,
 Java and JavaScript (accepted and wrong answer), compile errors, time limits,
 memory and fork bombs, output past max_file_size, programs that leave daemons
 behind or fill /tmp with files, crashes by signal, non-UTF-8 output; with
-wait=true, polled, or in batches; some deleted once finished, some with a
+wait=true (some abandoned by their client), polled, or in batches; some deleted once finished, some with a
 callback to a loopback receiver here. Every answer is checked against what its
 program must get (status id, stdout, message), every callback must arrive once
 with the right body. Every minute and at the end it prints what was done, what
@@ -271,6 +271,8 @@ class Load:
                     roll = random.random()
                     if roll < 0.1:
                         await self.batch(http)
+                    elif roll < 0.12:
+                        await self.abandon(http)
                     else:
                         await self.single(http, wait=roll < 0.55)
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -311,6 +313,19 @@ class Load:
         self.tally.done[case.kind] += 1
         if not wait and random.random() < 0.3:
             await self.delete(http, token)
+
+    async def abandon(self, http: httpx.AsyncClient) -> None:
+        """A wait=true request whose client hangs up before the answer: the
+        run goes on, the server must forget the request (and its socket)."""
+        body = {"source_code": "import time\ntime.sleep(1)\nprint('late')\n", "language_id": PY}
+        with contextlib.suppress(httpx.TimeoutException):
+            response = await http.post("/submissions", params={"wait": "true"}, json=body, timeout=0.3)
+            if response.status_code == 503:
+                self.tally.done["queue_full"] += 1
+                return
+            if response.status_code != 201 or (response.json().get("status") or {}).get("id") != 3:
+                self.tally.fail(f"abandoned wait answered {response.status_code} {response.text[:300]}")
+        self.tally.done["abandoned_wait"] += 1
 
     async def poll(self, http: httpx.AsyncClient, token: str, encoded: bool) -> dict | None:
         started = time.monotonic()
@@ -443,8 +458,9 @@ def box_processes(server_pid: int | None) -> tuple[int, int, int]:
 
 
 def held_lock_inodes() -> set[int]:
+    # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF", or "1: -> FLOCK ..." for a waiter.
     with open("/proc/locks") as f:
-        return {int(line.split()[5].split(":")[2]) for line in f if "FLOCK" in line or "POSIX" in line}
+        return {int(m.group(1)) for line in f if (m := re.search(r" [0-9a-f]+:[0-9a-f]+:(\d+) ", line))}
 
 
 def unheld(names: list[str]) -> list[str]:
@@ -560,7 +576,7 @@ def main() -> None:
         data_dir, cache_dir = os.path.join(top, "data"), os.path.join(top, "cache")
         log_path = os.path.join(top, "server.log")
         env = {**os.environ, "STOCKADE_DATA_DIR": data_dir, "STOCKADE_CACHE_DIR": cache_dir,
-               "STOCKADE_CACHE_SIZE": str(16 << 20), "STOCKADE_LOG_LEVEL": "info",
+               "STOCKADE_CACHE_SIZE": str(2 << 20), "STOCKADE_LOG_LEVEL": "info",
                "STOCKADE_ENABLE_SUBMISSION_DELETE": "true", "STOCKADE_AUTHZ_TOKEN": ADMIN,
                "STOCKADE_CALLBACK_ALLOWED_NETWORKS": "127.0.0.0/8", "STOCKADE_MAX_QUEUE_SIZE": "200"}
         tally, receiver = Tally(), Receiver()
