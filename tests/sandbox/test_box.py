@@ -687,6 +687,40 @@ def test_a_copied_tree_is_read_only_for_the_box(sandbox, warm_sandbox, host_dir)
     assert set(refused) <= {"Permission denied", "Read-only file system"}, refused
 
 
+def test_a_large_product_is_copied_into_a_warm_box_off_the_event_loop(warm_sandbox, host_dir, monkeypatch):
+    # A product of thousands of class files took the loop that supervises every
+    # other box; one small file (a C program) is copied at once, no thread.
+    import threading
+
+    from stockade.sandbox import box as box_module
+
+    copiers = []
+    real = box_module.copy_in
+
+    def recording(*args):
+        copiers.append(threading.current_thread() is threading.main_thread())
+        return real(*args)
+
+    monkeypatch.setattr(box_module, "copy_in", recording)
+    small, large = host_dir / "small", host_dir / "large"
+    small.mkdir()
+    (small / "main").write_bytes(b"one\n")
+    (large / "sub").mkdir(parents=True)  # (a directory: not flat)
+    for i in range(3):
+        (large / "sub" / f"f{i}").write_bytes(b"x")
+
+    async def runs():
+        await warm_sandbox.prewarm()
+        one = await warm_sandbox.run(["/bin/cat", "/box/build/main"], mounts=[Mount(str(small), "/box/build", copy=True)])
+        many = await warm_sandbox.run(["/bin/ls", "/box/build/sub"], mounts=[Mount(str(large), "/box/build", copy=True)])
+        return one, many
+
+    one, many = asyncio.run(runs())
+    assert warm_sandbox.warm_runs == 2, (warm_sandbox.warm_runs, warm_sandbox.cold_runs)
+    assert one.stdout == b"one\n" and many.stdout == b"f0\nf1\nf2\n", (one, many)
+    assert copiers == [True, False]
+
+
 def test_warm_mounts_are_in_every_warm_box(host_dir):
     from stockade.sandbox import Sandbox
 

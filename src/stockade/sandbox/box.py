@@ -37,6 +37,7 @@ from stockade.sandbox.workdir import (
     check_relpath,
     collect,
     copy_in,
+    is_small_tree,
     make_box_dir,
     remove_flat_tree,
     remove_tree,
@@ -519,9 +520,12 @@ class Sandbox:
                         continue  # bound in every warm box already
                     target = os.path.normpath(mount.target).removeprefix(bwrap.BOX_DIR + "/").split("/")
                     try:
-                        # (In a thread: a compiled product may be thousands of class
-                        # files, up to _COPY_MAX bytes.)
-                        await _in_thread(copy_in, box.workdir, mount.source, target, _COPY_MAX)
+                        # In a thread unless small (a C or C++ program: one file): a
+                        # compiled product may be thousands of files, _COPY_MAX bytes.
+                        if is_small_tree(mount.source, _INLINE_FILES, _INLINE_BYTES):
+                            copy_in(box.workdir, mount.source, target, _COPY_MAX)
+                        else:
+                            await _in_thread(copy_in, box.workdir, mount.source, target, _COPY_MAX)
                     except LimitError as exc:  # a product too large to copy
                         raise SandboxError(str(exc)) from exc
                 box.group.set_limits(memory=limits.total_memory, pids=limits.box_processes)

@@ -314,6 +314,23 @@ def remove_tree(path: str) -> None:
     os.rmdir(path)
 
 
+def is_small_tree(path: str, most: int, max_bytes: int) -> bool:
+    """Whether `path` is a directory of at most `most` regular files (no
+    directory) of at most `max_bytes` in all: quick to copy on the event loop."""
+    total = 0
+    try:
+        with os.scandir(path) as entries:
+            for count, entry in enumerate(entries, 1):
+                if count > most or not entry.is_file(follow_symlinks=False):
+                    return False
+                total += entry.stat(follow_symlinks=False).st_size
+                if total > max_bytes:
+                    return False
+    except OSError:
+        return False  # (copy_in says what is wrong)
+    return True
+
+
 def remove_flat_tree(path: str, most: int) -> bool:
     """remove_tree for what most runs leave, at a bounded cost: `path` holding
     at most `most` entries, none of them a directory. False, with nothing
