@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
+import re
 import signal
 import time
 
@@ -200,6 +201,64 @@ def _callbacks(store: _Delivered, tries: int, timeout: float):
 
     return Callbacks(store, render, tries=tries, timeout=timeout,
                      allowed=[ipaddress.ip_network("127.0.0.1/32")])
+
+
+class _Pending(_Delivered):
+    """A store holding `tokens` with their callback still to deliver to `url`."""
+
+    def __init__(self, tokens: list[str], url: str) -> None:
+        super().__init__()
+        self.tokens, self.url = tokens, url
+
+    async def pending_callbacks(self) -> list[str]:
+        return list(self.tokens)
+
+    async def get(self, token: str) -> dict:
+        return {"token": token, "callback_url": self.url, "callback_pending": token not in self.done}
+
+
+def test_callbacks_left_pending_are_resumed_a_few_at_a_time():
+    # After a crash with thousands pending, every row was read and every
+    # delivery started at once: all their outputs in memory, a connection each.
+    from stockade.service.callbacks import RESUMED_AT_ONCE
+
+    count = RESUMED_AT_ONCE * 2 + 5
+
+    async def main():
+        active = most = 0
+        received: list[str] = []
+        release = asyncio.Event()
+
+        async def target(reader, writer):
+            nonlocal active, most
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            received.append(json.loads(await reader.readexactly(length))["token"])
+            active += 1
+            most = max(most, active)
+            if active == RESUMED_AT_ONCE and not release.is_set():
+                await asyncio.sleep(0.3)  # (room for more to arrive, were they not held back)
+                release.set()
+            await release.wait()
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            active -= 1
+
+        server = await asyncio.start_server(target, "127.0.0.1", 0)
+        store = _Pending([f"t-{i}" for i in range(count)], f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
+        callbacks = _callbacks(store, tries=1, timeout=10)
+        try:
+            await callbacks.resume()  # (returns at once: the deliveries go on in the background)
+            await asyncio.wait_for(asyncio.gather(*list(callbacks._tasks)), 30)
+        finally:
+            await callbacks.close()
+            server.close()
+        return most, received, store.done
+
+    most, received, done = asyncio.run(main())
+    assert most == RESUMED_AT_ONCE
+    assert sorted(received) == sorted(done) == sorted(f"t-{i}" for i in range(count))
 
 
 async def _deliver_one(url: str, tries: int, timeout: float) -> list[str]:

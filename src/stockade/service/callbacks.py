@@ -27,6 +27,10 @@ from stockade.service.store import Row, Store
 
 log = logging.getLogger("stockade.callbacks")
 
+# Callbacks left pending by a previous run of the service, delivered at once at
+# most (see Callbacks.resume).
+RESUMED_AT_ONCE = 32
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -166,9 +170,30 @@ class Callbacks:
         task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
-        """Deliver the callbacks a previous run of the service did not finish."""
-        for row in await self.store.pending_callbacks():
-            self.schedule(row)
+        """Start delivering, in the background, the callbacks a previous run of
+        the service did not finish, RESUMED_AT_ONCE at a time, each row read when
+        its turn comes. (All at once, after a crash with thousands pending,
+        held every row, outputs of megabytes each, and a connection per row.)"""
+        tokens = await self.store.pending_callbacks()
+        if not tokens:
+            return
+        remaining = iter(tokens)
+
+        async def deliver_in_turn() -> None:
+            for token in remaining:
+                try:
+                    row = await self.store.get(token)
+                    if row is not None and row["callback_pending"]:
+                        await self._deliver(row)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # (the store failed: still pending, for the next start)
+                    log.exception("callback for %s not resumed", token)
+
+        for _ in range(min(RESUMED_AT_ONCE, len(tokens))):
+            task = asyncio.get_running_loop().create_task(deliver_in_turn())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, row: Row) -> None:
         url = row["callback_url"]

@@ -403,14 +403,15 @@ class Store:
         """Rows left unfinished whose runs were started max_attempts times or more."""
         return await self._call(self._interrupted, max_attempts)
 
-    def _pending_callbacks(self) -> list[Row]:
+    def _pending_callbacks(self) -> list[str]:
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(submissions).where(submissions.c.callback_pending.is_(True)).order_by(submissions.c.id)
-            ).mappings()
-            return [dict(row) for row in rows]
+                select(submissions.c.token).where(submissions.c.callback_pending.is_(True)).order_by(submissions.c.id)
+            )
+            return [row[0] for row in rows]
 
-    async def pending_callbacks(self) -> list[Row]:
+    async def pending_callbacks(self) -> list[str]:
+        """Tokens of the finished submissions whose callback is still to deliver, oldest first."""
         return await self._call(self._pending_callbacks)
 
     def _statistics(self, since_day: dt.datetime, since_month: dt.datetime) -> dict[str, Any]:
