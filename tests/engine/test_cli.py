@@ -392,3 +392,33 @@ def test_an_unusable_cache_directory_is_a_usage_error(env, tmp_path):
     proc = stockade({**env, "STOCKADE_CACHE_DIR": str(private / "cache")}, "run", str(source))
     assert proc.returncode == 2 and proc.stderr.startswith(b"stockade: compile cache ")
     assert proc.stderr.endswith(b"(set STOCKADE_CACHE_DIR)\n"), proc.stderr
+
+
+def test_run_says_why_the_compile_box_failed(env, tmp_path, monkeypatch, capfd):
+    # The engine's answer when the compile box itself failed (Sandbox.run raised):
+    # sandbox_error, no compile run, no test. It was an AttributeError traceback.
+    from stockade.cli import main
+    from stockade.cli import run as run_module
+    from stockade.engine.model import SubmissionResult, Verdict
+
+    source = tmp_path / "x.py"
+    source.write_text("print(1)\n")
+    outcome = SubmissionResult(Verdict.sandbox_error, message="the compile box failed: cgroup gone")
+
+    def engine_run(coro):
+        coro.close()
+        return outcome
+
+    monkeypatch.setattr(run_module, "run_cancellable", engine_run)
+    monkeypatch.setenv("STOCKADE_CACHE_DIR", env["STOCKADE_CACHE_DIR"])
+    for extra in ((), ("--json",)):
+        monkeypatch.setattr(sys, "argv", ["stockade", "run", str(source), *extra])
+        with pytest.raises(SystemExit) as exit:
+            main()
+        out, err = capfd.readouterr()
+        assert exit.value.code == 1
+        if extra:  # (still exactly one JSON object)
+            assert json.loads(out)["status"] == "sandbox_error" and err == ""
+        else:
+            assert out == "" and err.endswith("(the compile box failed: cgroup gone)\n"
+                                              "stockade: sandbox failure: the compile box failed: cgroup gone\n"), err

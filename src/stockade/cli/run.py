@@ -130,9 +130,11 @@ def run_command(
                            memory=compile_run.memory, message=outcome.message)
         emit(result, as_json, compile_output=outcome.compile_output, status="compile_error")
         return
-    if outcome.compile_run is not None and outcome.compile_run.status is Status.sandbox_error:
+    if outcome.verdict.value == "sandbox_error" and outcome.last_run is None:
+        # The compile box failed: its run, or only why when Sandbox.run raised (no run at all).
         # (The compiler's text is compile_output: stdout and stderr are the program's, which never ran.)
-        emit(replace(outcome.compile_run, stdout=b"", stderr=b""), as_json, compile_output=outcome.compile_output)
+        failed = outcome.compile_run or RunResult(Status.sandbox_error, message=outcome.message)
+        emit(replace(failed, stdout=b"", stderr=b""), as_json, compile_output=outcome.compile_output)
         return
     emit(outcome.last_run, as_json, compile_output=outcome.compile_output)
 
