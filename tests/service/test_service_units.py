@@ -336,6 +336,29 @@ def test_a_delivery_the_store_cannot_record_is_logged_not_raised(caplog):
         " database or disk is full" in caplog.text
 
 
+class _WordlessDelivered(_Delivered):
+    """A store that fails to record a delivery with an error that has no text."""
+
+    async def callback_done(self, token: str) -> None:
+        raise TimeoutError()
+
+
+def test_a_delivery_the_store_fails_to_record_without_words_is_logged_by_its_type(caplog):
+    # (Its first line was taken with splitlines()[0]: an IndexError out of the
+    # task, the "Task exception was never retrieved" the log line replaced.)
+    async def scenario() -> None:
+        callbacks = _callbacks(_WordlessDelivered(), tries=1, timeout=5)
+        callbacks.schedule({"token": "t-1", "callback_url": "http://10.0.3.7/x"})  # refused: then recorded
+        [task] = list(callbacks._tasks)
+        await asyncio.wait_for(task, 30)
+        assert task.exception() is None
+        await callbacks.close()
+
+    asyncio.run(scenario())
+    assert "callback for t-1 ended, but could not be recorded (sent again at the next start): TimeoutError" \
+        in caplog.text
+
+
 def test_slow_callback_lookups_leave_the_loops_own_threads_free(monkeypatch):
     """A callback URL's host is looked up with getaddrinfo, which holds a thread
     as long as that name's DNS servers (the client's to choose) take. On the

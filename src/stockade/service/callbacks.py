@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from stockade.service.store import Row, Store
+from stockade.service.store import Row, Store, first_line
 
 log = logging.getLogger("stockade.callbacks")
 
@@ -235,7 +235,7 @@ class Callbacks:
             await self.store.callback_done(row["token"])
         except Exception as exc:  # (a full disk): still pending, so the next start sends it again
             log.error("callback for %s ended, but could not be recorded (sent again at the next start): %s",
-                      row["token"], str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+                      row["token"], first_line(exc))
 
     async def close(self) -> None:
         for task in list(self._tasks):

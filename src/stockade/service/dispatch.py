@@ -31,7 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from stockade.errors import StockadeError
-from stockade.service.store import Row, Store
+from stockade.service.store import Row, Store, first_line
 
 log = logging.getLogger("stockade.dispatch")
 
@@ -246,7 +246,7 @@ class Dispatcher:
                     self._processing.discard(token)
 
     def _failed(self, token: str, exc: Exception) -> None:
-        log.error("submission %s could not be completed: %s", token, _first_line(exc))
+        log.error("submission %s could not be completed: %s", token, first_line(exc))
         for future in self._waiters.pop(token, []):
             if not future.done():
                 future.set_exception(exc)
@@ -283,7 +283,7 @@ class Dispatcher:
     def _start_written(self, write: asyncio.Future[None]) -> None:
         self._starts.discard(write)
         if not write.cancelled() and write.exception() is not None:
-            log.warning("a run's start could not be recorded: %s", _first_line(write.exception()))
+            log.warning("a run's start could not be recorded: %s", first_line(write.exception()))
 
     async def _store_result(self, token: str, row: Row, values: Row) -> None:
         try:
@@ -329,8 +329,4 @@ class Dispatcher:
                 return None
             delay = min(delay * 2, _RETRY_LAST)
         return None  # (never reached: count() has no end)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
 

@@ -105,6 +105,13 @@ class Unavailable(Exception):
     """The database could not take a write: full, read-only, locked, gone or
     unreachable (its words, one line). Nothing of that write was stored."""
 
+
+def first_line(exc: BaseException) -> str:
+    """A store error in one line: the database's own words (its driver's, not
+    SQLAlchemy's paragraph), an OSError's reason, or else the error's type."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(getattr(exc, "orig", None) or exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
 # The hot statements, built once: building an update with .values() on every
 # call cost SQLAlchemy more (~0.5 ms) than SQLite's own work. Columns to set come
 # from the parameters' keys; the where clause's names must not be column names.
@@ -302,8 +309,7 @@ class Store:
             try:
                 await self._write(self._insert, list(rows))
             except (OperationalError, OSError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(getattr(exc, "orig", None) or exc)
-                raise Unavailable(reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__) from exc
+                raise Unavailable(first_line(exc)) from exc
 
     @staticmethod
     def _finish(connection: Connection, token: str, values: Row) -> bool:
