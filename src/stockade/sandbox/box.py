@@ -289,8 +289,9 @@ class Sandbox:
         /box and `stdin` fed to it, within `limits`. `collect` names files of
         /box (fnmatch patterns) to return in `RunResult.files` after a run
         whose status is ok (a failed run's are not read).
-        Raises LimitError for malformed input; a failure of the box itself is
-        a RunResult with status sandbox_error."""
+        Raises LimitError for malformed input, and CollectError (its `result`
+        the run) when what `collect` names is too much to read back; a failure
+        of the box itself is a RunResult with status sandbox_error."""
         limits = limits or Limits()
         files = files or {}
         env = dict(env or {})
