@@ -846,6 +846,46 @@ def test_dispatcher_reads_a_recovered_row_again_when_the_store_failed_to(monkeyp
     asyncio.run(scenario())
 
 
+class _InterruptedOnAFullDisk(_UnreadableStore):
+    """At start: one submission whose runs were all cut short, which cannot be
+    finished (the disk is full), and one to run again."""
+
+    def __init__(self):
+        super().__init__()
+        self.unreadable = 0
+        self.failures = 1
+
+    async def interrupted(self, max_attempts):
+        return [{**_stored_row("doomed"), "attempts": max_attempts}]
+
+
+def test_dispatcher_starts_when_it_cannot_finish_an_interrupted_submission(caplog):
+    """Finishing a submission whose runs were all cut short is a write at
+    start: on a full disk it ended the start (the lifespan's exception, a
+    traceback and no server). It is left for the next start instead, and not run."""
+    from stockade.service.dispatch import Dispatcher
+
+    async def scenario() -> None:
+        store = _InterruptedOnAFullDisk()
+        ran: list[str] = []
+
+        async def execute(row):
+            ran.append(row["token"])
+            return {"status_id": 3}
+
+        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
+        assert await dispatcher.start() == 1
+        deadline = time.monotonic() + 10
+        while dispatcher.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert ran == ["left-behind"] and store.writes == [("finish", "left-behind")]
+        await dispatcher.stop()
+
+    asyncio.run(scenario())
+    assert "submission doomed not run again, but not finished either (tried again at the next start):" \
+        " database or disk is full" in caplog.text
+
+
 def test_dispatcher_stopping_gives_up_a_result_it_cannot_store(monkeypatch):
     """Stopping does not wait for a store that keeps failing (not even the
     grace it gives results being committed): the row stays unfinished, and

@@ -184,8 +184,13 @@ class Dispatcher:
         for row in await self.store.interrupted(MAX_ATTEMPTS):
             # (Its callback, if any, goes with the others callbacks.resume() finds.)
             attempts = row["attempts"]
-            await self.store.finish(row["token"], self.fail(row, Interrupted(
-                f"the server stopped during each of this submission's {attempts} runs: it is not run again")))
+            try:
+                await self.store.finish(row["token"], self.fail(row, Interrupted(
+                    f"the server stopped during each of this submission's {attempts} runs: it is not run again")))
+            except Exception as exc:  # (a full disk): no reason not to start; unfinished, it is not run
+                log.error("submission %s not run again, but not finished either (tried again at the next start): %s",
+                          row["token"], first_line(exc))
+                continue
             log.error("submission %s not run again: the server stopped during each of its %d runs", row["token"], attempts)
         recovered = await self.store.unfinished(MAX_ATTEMPTS)
         for token in recovered:
