@@ -74,6 +74,28 @@ def test_an_unexpected_exception_is_a_logged_500_that_keeps_the_connection(serve
     assert len(logged) == 1 and "kaboom" in str(logged[0].exc_info[1]) and "/boom" in logged[0].getMessage()
 
 
+def test_a_database_that_fails_a_read_is_a_503_and_one_log_line(serve_app, caplog):
+    # (PostgreSQL restarting, say: every GET was a 500 and a traceback.)
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    def failing_store(app: FastAPI) -> None:
+        async def get(token):
+            raise OperationalError("SELECT ...", {}, sqlite3.OperationalError("disk I/O error"))
+
+        app.state.service.store.get = get
+
+    url = serve_app(failing_store)
+    with caplog.at_level(logging.ERROR), httpx.Client(base_url=url, timeout=10) as http:
+        response = http.get("/submissions/0d6e6fd4-57d8-4f46-9f9d-5a5b8ab0a1c5")
+        assert response.status_code == 503
+        assert response.json() == {"error": "the database is unavailable, try again later"}
+    logged = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is None and "disk I/O error" in logged[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 def test_the_path_of_an_unhandled_error_is_logged_on_one_line(serve_app, caplog):
     """The path is the client's, percent-decoded: a %0A in it started a new
     line in the log, and the rest of the path was a log line of its making."""

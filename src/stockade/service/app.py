@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
@@ -32,7 +33,7 @@ from stockade.service.judge0.info import JUDGE0_VERSION
 from stockade.service.judge0.languages import Languages
 from stockade.service.judge0.request import SubmissionParser
 from stockade.service.judge0.routes import build_router
-from stockade.service.store import Row, Store
+from stockade.service.store import Row, Store, Unavailable, first_line
 from stockade.settings import Settings
 
 log = logging.getLogger("stockade.service")
@@ -187,6 +188,15 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid request"}, status_code=422)
+
+    # The database down or refusing (PostgreSQL restarting, a disk that failed):
+    # a 503 the client may try again, and one line in the log, not a traceback
+    # for each request.
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(Unavailable)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable on %s %r: %s", request.method, request.url.path, first_line(exc))
+        return JSONResponse({"error": "the database is unavailable, try again later"}, status_code=503)
 
     # The answer to an unexpected exception; ErrorGuard, outside, logs it and
     # keeps it from reaching uvicorn (which would reset the connection).
