@@ -8,6 +8,27 @@ import pytest
 from stockade.sandbox import Sandbox
 
 
+@pytest.fixture
+def on_loop_thread(monkeypatch):
+    """on_loop_thread(module, name) -> a list that gets, for each later call of
+    module.name, whether it ran on the main thread (the event loop's) or not
+    (a worker thread's): for work that must stay off the loop."""
+    import threading
+
+    def watch(module, name: str) -> list[bool]:
+        calls: list[bool] = []
+        real = getattr(module, name)
+
+        def recording(*args):
+            calls.append(threading.current_thread() is threading.main_thread())
+            return real(*args)
+
+        monkeypatch.setattr(module, name, recording)
+        return calls
+
+    return watch
+
+
 @pytest.fixture(scope="session")
 def sandbox() -> Sandbox:
     box = Sandbox(slots=8)

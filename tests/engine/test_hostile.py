@@ -272,21 +272,12 @@ def test_a_product_whose_path_the_host_cannot_store_is_a_compile_error(fresh_eng
     assert os.listdir(os.path.join(cache, "objects")) == [] and os.listdir(os.path.join(cache, "tmp")) == []
 
 
-def test_a_copied_product_is_read_off_the_event_loop(fresh_engine, monkeypatch):
+def test_a_copied_product_is_read_off_the_event_loop(fresh_engine, on_loop_thread):
     # A multi-file program's compiled tree (up to 20,000 files) is read from the
     # cache for each submission: not on the loop that supervises every other box.
-    import threading
-
     from stockade.engine import pipeline
 
-    readers = []
-    real = pipeline._read_tree
-
-    def recording(root):
-        readers.append(threading.current_thread() is threading.main_thread())
-        return real(root)
-
-    monkeypatch.setattr(pipeline, "_read_tree", recording)
+    readers = on_loop_thread(pipeline, "_read_tree")
     files = zip_of({"compile": b"for i in $(seq 300); do echo $i > f$i; done\n", "run": b"cat f300\n"})
     result = fresh_engine.run_sync(Submission(89, additional_files=files))
     assert result.verdict is Verdict.ok and result.tests[0].run.stdout == b"300\n", result

@@ -396,21 +396,12 @@ def test_a_failed_run_is_not_collected(sandbox):
     assert result.stderr == b"gave up\n" and result.files == {}
 
 
-def test_many_files_are_written_off_the_event_loop(sandbox, monkeypatch):
+def test_many_files_are_written_off_the_event_loop(sandbox, on_loop_thread):
     # A multi-file program's compiled tree goes into each of its run boxes: 20,000
     # files written on the event loop stalled every other box's supervision.
-    import threading
-
     from stockade.sandbox import box as box_module
 
-    writers = []
-    real = box_module.write_files
-
-    def recording(*args):
-        writers.append(threading.current_thread() is threading.main_thread())
-        return real(*args)
-
-    monkeypatch.setattr(box_module, "write_files", recording)
+    writers = on_loop_thread(box_module, "write_files")
     many = {f"d/f{i}": b"x" for i in range(500)}
     result = sandbox.run_sync(["/bin/sh", "-c", "ls d | wc -l"], files=many)
     assert result.status is Status.ok and result.stdout == b"500\n", result
@@ -425,20 +416,11 @@ def test_many_files_are_written_off_the_event_loop(sandbox, monkeypatch):
     assert writers == [False, False, False]
 
 
-def test_files_are_collected_off_the_event_loop(sandbox, monkeypatch):
+def test_files_are_collected_off_the_event_loop(sandbox, on_loop_thread):
     # Up to 20,000 files and 64 MiB read back after a compile.
-    import threading
-
     from stockade.sandbox import box as box_module
 
-    readers = []
-    real = box_module.collect
-
-    def recording(*args):
-        readers.append(threading.current_thread() is threading.main_thread())
-        return real(*args)
-
-    monkeypatch.setattr(box_module, "collect", recording)
+    readers = on_loop_thread(box_module, "collect")
     result = sandbox.run_sync(["/bin/sh", "-c", "echo made > out"], collect=["out"])
     assert result.files == {"out": b"made\n"} and readers == [False]
 
@@ -687,21 +669,12 @@ def test_a_copied_tree_is_read_only_for_the_box(sandbox, warm_sandbox, host_dir)
     assert set(refused) <= {"Permission denied", "Read-only file system"}, refused
 
 
-def test_a_large_product_is_copied_into_a_warm_box_off_the_event_loop(warm_sandbox, host_dir, monkeypatch):
+def test_a_large_product_is_copied_into_a_warm_box_off_the_event_loop(warm_sandbox, host_dir, on_loop_thread):
     # A product of thousands of class files took the loop that supervises every
     # other box; one small file (a C program) is copied at once, no thread.
-    import threading
-
     from stockade.sandbox import box as box_module
 
-    copiers = []
-    real = box_module.copy_in
-
-    def recording(*args):
-        copiers.append(threading.current_thread() is threading.main_thread())
-        return real(*args)
-
-    monkeypatch.setattr(box_module, "copy_in", recording)
+    copiers = on_loop_thread(box_module, "copy_in")
     small, large = host_dir / "small", host_dir / "large"
     small.mkdir()
     (small / "main").write_bytes(b"one\n")

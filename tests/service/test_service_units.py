@@ -12,6 +12,7 @@ import json
 import re
 import signal
 import time
+from typing import Any
 
 import pytest
 
@@ -752,6 +753,24 @@ def test_dispatcher_forgets_a_submission_whose_insert_failed():
     asyncio.run(scenario())
 
 
+def _accepting() -> tuple[list[str], Any]:
+    """An engine for the dispatcher that accepts every submission; the tokens it ran."""
+    ran: list[str] = []
+
+    async def execute(row):
+        ran.append(row["token"])
+        return {"status_id": 3}
+
+    return ran, execute
+
+
+async def _drained(dispatcher) -> None:
+    """Until nothing is left to run or store (10 s at most: a bound, not to hang)."""
+    deadline = time.monotonic() + 10
+    while dispatcher.pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
 class _FullDiskStore(_SlowStore):
     """Inserts at once; the first `failures` results fail to commit (a full disk)."""
 
@@ -779,22 +798,15 @@ def test_dispatcher_stores_a_result_whose_commit_failed_once_the_store_recovers(
 
     async def scenario() -> None:
         store = _FullDiskStore(failures=3)
-        ran: list[str] = []
+        ran, execute = _accepting()
         finished: list[str] = []
-
-        async def execute(row):
-            ran.append(row["token"])
-            return {"status_id": 3}
-
         dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5,
                                 on_finished=lambda row: finished.append(row["token"]))
         await dispatcher.start()
         [waiting] = await dispatcher.submit([_stored_row("a")], wait=True)
         with pytest.raises(OSError, match="disk is full"):  # the waiting request is told at once
             await waiting
-        deadline = time.monotonic() + 10
-        while dispatcher.pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await _drained(dispatcher)
         assert dispatcher.pending == 0 and not dispatcher.is_processing("a")
         assert ran == ["a"] and finished == ["a"] and store.writes == [("insert", "a"), ("finish", "a")]
         await dispatcher.stop()
@@ -829,17 +841,10 @@ def test_dispatcher_reads_a_recovered_row_again_when_the_store_failed_to(monkeyp
 
     async def scenario() -> None:
         store = _UnreadableStore()
-        ran: list[str] = []
-
-        async def execute(row):
-            ran.append(row["token"])
-            return {"status_id": 3}
-
+        ran, execute = _accepting()
         dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
         assert await dispatcher.start() == 1
-        deadline = time.monotonic() + 10
-        while dispatcher.pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await _drained(dispatcher)
         assert ran == ["left-behind"] and store.writes == [("finish", "left-behind")] and dispatcher.pending == 0
         await dispatcher.stop()
 
@@ -867,17 +872,10 @@ def test_dispatcher_starts_when_it_cannot_finish_an_interrupted_submission(caplo
 
     async def scenario() -> None:
         store = _InterruptedOnAFullDisk()
-        ran: list[str] = []
-
-        async def execute(row):
-            ran.append(row["token"])
-            return {"status_id": 3}
-
+        ran, execute = _accepting()
         dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
         assert await dispatcher.start() == 1
-        deadline = time.monotonic() + 10
-        while dispatcher.pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await _drained(dispatcher)
         assert ran == ["left-behind"] and store.writes == [("finish", "left-behind")]
         await dispatcher.stop()
 
