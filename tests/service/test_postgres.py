@@ -9,6 +9,7 @@ import base64
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -156,4 +157,59 @@ def test_a_token_postgresql_cannot_hold_is_not_found(make_server, database_url):
             assert response.status_code == 404, response.text
         response = client.get("/submissions/batch", params={"tokens": "a\x00,b"})
         assert response.status_code == 200 and response.json() == {"submissions": [None, None]}, response.text
+    assert "Traceback" not in server.log()
+
+
+def _psql(database_url: str, sql: str) -> str:
+    host, port = database_url.split("host=", 1)[1].split("&port=")
+    return as_postgres(f"{PG_BIN[0]}/psql", "-h", host, "-p", port, "-d", "stockade", "-Atc", sql).stdout.strip()
+
+
+def _lock_holder(database_url: str) -> str:
+    """application_name of the session holding the servers' advisory lock ('' if none)."""
+    from stockade.service.serve import PG_LOCK_KEY
+
+    return _psql(database_url, "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                 f" WHERE l.locktype = 'advisory' AND l.granted AND l.objid = {PG_LOCK_KEY}")
+
+
+def test_a_server_whose_lock_session_ends_takes_the_lock_again(make_server, database_url, tmp_path):
+    """The advisory lock lives as long as its session: ended (PostgreSQL
+    restarted, pg_terminate_backend), the lock was gone for good and a second
+    server could start beside the first. The server takes it again."""
+    server = make_server({"STOCKADE_DATABASE_URL": database_url})
+    name = f"pid {server.process.pid}"
+    assert name in _lock_holder(database_url)
+    ended = _psql(database_url, "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory'")
+    assert ended == "t"
+    deadline = time.monotonic() + 60
+    while name not in _lock_holder(database_url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert name in _lock_holder(database_url), server.log()
+    second = Server(tmp_path / "second", {"STOCKADE_DATABASE_URL": database_url})
+    try:
+        with pytest.raises(RuntimeError, match="another Stockade server"):
+            second.start(timeout=60)
+    finally:
+        second.stop()
+    with server.client() as client:
+        done = client.post("/submissions", params={"wait": "true"}, json={"language_id": 71, "source_code": "print(1)"})
+        assert done.status_code == 201 and done.json()["stdout"] == "1\n", done.text
+
+
+def test_a_server_whose_lock_another_took_meanwhile_stops(make_server, database_url):
+    """Lock session ended, and another holder took the lock before the server
+    could take it back: two servers would run the same submissions, so this
+    one stops (gracefully: what it runs runs again under the other)."""
+    import psycopg
+
+    from stockade.service.serve import PG_LOCK_KEY
+
+    server = make_server({"STOCKADE_DATABASE_URL": database_url})
+    host, port = database_url.split("host=", 1)[1].split("&port=")
+    with psycopg.connect(host=host, port=port, dbname="stockade", user="postgres", autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
+        other.execute("SELECT pg_advisory_lock(%s)", (PG_LOCK_KEY,))  # (waits for the ended session to go)
+        assert server.process.wait(60) == -signal.SIGTERM  # (as after `kill PID`: uvicorn raises it again)
+    assert "the database lock was lost and another Stockade server" in server.log(), server.log()
     assert "Traceback" not in server.log()

@@ -15,6 +15,7 @@ import socket
 import struct
 import sys
 import termios
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -371,14 +372,23 @@ def hold_postgres(connection, shown: str) -> None:
     `connection` (kept open while the process lives; PostgreSQL releases it
     when the session ends, kill -9 included), or say which server holds it.
     A second server on one database would run again, at its start, every
-    submission the first one is running, as on one data directory."""
+    submission the first one is running, as on one data directory. Then
+    watch it: see _LockWatch."""
+    _take_postgres_lock(connection, shown, PG_LOCK_WAIT)
+    _held.append(connection)
+    _LockWatch(connection, shown).start()
+
+
+def _take_postgres_lock(connection, shown: str, wait: float) -> None:
+    """pg_try_advisory_lock on `connection` for up to `wait` seconds, or a
+    StockadeError naming the holder; the connection is closed on failure."""
     from sqlalchemy import exc, text
 
     try:
         for statement in _PG_SESSION:
             with contextlib.suppress(exc.DBAPIError):  # (older servers lack idle_session_timeout)
                 connection.execute(text(statement))
-        deadline = time.monotonic() + PG_LOCK_WAIT
+        deadline = time.monotonic() + wait
         while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": PG_LOCK_KEY}).scalar():
             if time.monotonic() > deadline:
                 holder = connection.execute(text(
@@ -388,8 +398,8 @@ def hold_postgres(connection, shown: str) -> None:
                     {"key": PG_LOCK_KEY}).first()
                 who = (f" (PostgreSQL session {holder[0]!r}{f' from {holder[1]}' if holder[1] else ''})"
                        if holder else "")
-                raise StockadeError(f"another Stockade server{who} uses the database {shown}:"
-                                    " one server per database (STOCKADE_DATABASE_URL)")
+                raise _LockTaken(f"another Stockade server{who} uses the database {shown}:"
+                                 " one server per database (STOCKADE_DATABASE_URL)")
             time.sleep(0.2)
     except exc.SQLAlchemyError as error:
         connection.close()
@@ -397,7 +407,60 @@ def hold_postgres(connection, shown: str) -> None:
     except StockadeError:
         connection.close()
         raise
-    _held.append(connection)
+
+
+class _LockTaken(StockadeError):
+    """Another server holds the database's advisory lock."""
+
+
+PG_LOCK_CHECK = 5.0  # seconds between two checks that the lock's session lives
+
+
+class _LockWatch(threading.Thread):
+    """The advisory lock lives as long as its session: PostgreSQL restarted,
+    or the session ended by pg_terminate_backend (or an idle timeout of a
+    pooler), and the lock was gone without a word, so a second server could
+    start on the database and run again what this one runs. Every few
+    seconds the session is checked; once it is gone, the lock is taken again
+    on a new session as soon as PostgreSQL answers, or, if another server
+    holds it by then, this server stops (SIGTERM: a graceful stop, its runs
+    cut short run again under the other server)."""
+
+    def __init__(self, connection, shown: str) -> None:
+        super().__init__(name="postgres-lock", daemon=True)
+        self.connection, self.shown = connection, shown
+        self.log = logging.getLogger("stockade.service")
+
+    def run(self) -> None:
+        from sqlalchemy import exc, text
+
+        while True:
+            time.sleep(PG_LOCK_CHECK)
+            try:
+                self.connection.execute(text("SELECT 1"))
+                continue
+            except exc.SQLAlchemyError as error:
+                if self.connection in _held:
+                    self.log.warning("the session holding the database lock ended (%s): taking the lock again",
+                                     _first_line(error))
+                    _held.remove(self.connection)
+                    with contextlib.suppress(exc.SQLAlchemyError):
+                        self.connection.close()
+            try:
+                connection = self.connection.engine.connect()
+            except exc.SQLAlchemyError:
+                continue  # (PostgreSQL not back yet)
+            try:
+                _take_postgres_lock(connection, self.shown, 0)
+            except _LockTaken as error:
+                self.log.error("the database lock was lost and %s: stopping", error)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            except StockadeError:
+                continue  # (PostgreSQL gone again on the way: try again)
+            _held.append(connection)
+            self.connection = connection
+            self.log.warning("the database lock is held again")
 
 
 def _first_line(error: BaseException) -> str:
