@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from stockade_server import ADMIN, Server, free_port
+from stockade_server import ADMIN, Server, free_port, wait_done
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:]  # the newest installed
 
@@ -213,3 +213,114 @@ def test_a_server_whose_lock_another_took_meanwhile_stops(make_server, database_
         assert server.process.wait(60) == -signal.SIGTERM  # (as after `kill PID`: uvicorn raises it again)
     assert "the database lock was lost and another Stockade server" in server.log(), server.log()
     assert "Traceback" not in server.log()
+
+
+def _new_database(database_url: str, name: str) -> str:
+    """A new, empty database in the throwaway cluster; its URL."""
+    host, port = database_url.split("host=", 1)[1].split("&port=")
+    as_postgres(f"{PG_BIN[0]}/createdb", "-h", host, "-p", port, name)
+    return database_url.replace("/stockade?", f"/{name}?")
+
+
+def _alembic(url: str, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from stockade.service.store import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+    engine.dispose()
+
+
+def test_a_database_made_before_attempts_is_migrated_and_its_submissions_run(make_server, database_url):
+    """A PostgreSQL database made by the version before migration 0002, with
+    a submission left Processing: the server adds `attempts` (0 for the rows
+    already there), runs the submission once, and the migration goes down and
+    up again without losing rows."""
+    url = _new_database(database_url, "before_attempts")
+    _alembic(url, "upgrade", "0001")
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO submissions (token, source_code, language_id, status_id, created_at, number_of_runs,"
+            " cpu_time_limit, cpu_extra_time, wall_time_limit, memory_limit, stack_limit,"
+            " max_processes_and_or_threads, enable_per_process_and_thread_time_limit,"
+            " enable_per_process_and_thread_memory_limit, max_file_size, redirect_stderr_to_stdout, enable_network)"
+            " VALUES ('old-one', 'print(6 * 7)', 71, 2, '2026-01-02 03:04:05.678', 1, 5, 1, 10, 128000, 64000,"
+            " 60, false, false, 1024, false, false)"))
+    server = make_server({"STOCKADE_DATABASE_URL": url})
+    with server.client() as client:
+        done = wait_done(client, "old-one")
+    assert done["status"]["id"] == 3 and done["stdout"] == "42\n" and done["created_at"] == "2026-01-02T03:04:05.678Z"
+    server.stop()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT attempts FROM submissions")).scalar_one() == 1
+    _alembic(url, "downgrade", "0001")
+    _alembic(url, "upgrade", "head")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT token, attempts FROM submissions")).all() == [("old-one", 0)]
+    engine.dispose()
+
+
+def test_group_commits_on_postgresql_fail_only_the_bad_write_and_count_each_start_once(database_url):
+    """The store's writes share transactions on PostgreSQL too (4 threads, one
+    writer at a time): a duplicate token fails its own insert only, and a
+    run's start and its result, committed together or apart, count one
+    attempt and leave the result (a start never comes after its finish)."""
+    import asyncio
+    import threading
+
+    from sqlalchemy.exc import IntegrityError
+
+    from stockade.service.store import Store
+
+    def row(token: str) -> dict:
+        from stockade.service.store import IN_QUEUE, utcnow
+
+        return {"token": token, "language_id": 71, "source_code": b"x", "status_id": IN_QUEUE,
+                "created_at": utcnow(), "number_of_runs": 1, "cpu_time_limit": 5.0, "cpu_extra_time": 1.0,
+                "wall_time_limit": 10.0, "memory_limit": 128000, "stack_limit": 64000,
+                "max_processes_and_or_threads": 60, "enable_per_process_and_thread_time_limit": False,
+                "enable_per_process_and_thread_memory_limit": False, "max_file_size": 1024,
+                "redirect_stderr_to_stdout": False, "enable_network": False, "callback_pending": False}
+
+    url = _new_database(database_url, "group_commits")
+
+    async def scenario() -> None:
+        store = Store(url)
+        await store.migrate()
+        await store.insert([row("taken")])
+        # Hold the writer, so that every write below waits for one group commit.
+        gate = threading.Event()
+        held = asyncio.ensure_future(store._write(lambda _connection: gate.wait()))
+        await asyncio.sleep(0.05)
+        writes = [asyncio.ensure_future(store.insert([row(f"t{i}")])) for i in range(5)]
+        writes.append(asyncio.ensure_future(store.insert([row("taken")])))  # a duplicate
+        writes.append(asyncio.ensure_future(store.started("t0")))
+        writes.append(asyncio.ensure_future(store.finish("t0", {"status_id": 3, "stdout": b"\x00\xff"})))
+        writes.append(asyncio.ensure_future(store.started("t0")))  # (too late: it has its result)
+        await asyncio.sleep(0.05)
+        gate.set()
+        await held
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert outcomes[:5] == [None] * 5 and isinstance(outcomes[5], IntegrityError), outcomes
+        assert outcomes[6:] == [None, True, None], outcomes
+        t0 = await store.get("t0")
+        assert (t0["status_id"], t0["attempts"], t0["stdout"]) == (3, 1, b"\x00\xff")
+        # Apart: each its own commit.
+        await store.started("t1")
+        assert await store.finish("t1", {"status_id": 3}) is True
+        await store.started("t1")
+        t1 = await store.get("t1")
+        assert (t1["status_id"], t1["attempts"]) == (3, 1)
+        store.close()
+
+    asyncio.run(scenario())
