@@ -56,8 +56,9 @@ def b64(text: str) -> str:
 def wait_finished(client: httpx.Client, tokens: list[str], timeout: float = 120) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
-        found = client.get("/submissions/batch", params={"tokens": ",".join(tokens), "base64_encoded": "true",
-                                                          "fields": "token,status,stdout"}).json()["submissions"]
+        found = [item for i in range(0, len(tokens), 20) for item in client.get("/submissions/batch", params={
+            "tokens": ",".join(tokens[i:i + 20]), "base64_encoded": "true", "fields": "token,status,stdout",
+        }).json()["submissions"]]  # (20 at most in a batch)
         if all(s["status"]["id"] > 2 for s in found) or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
@@ -98,22 +99,39 @@ def test_the_service_runs_on_postgresql(make_server, database_url):
 
 
 def test_kill_9_on_postgresql_loses_nothing(make_server, database_url, tmp_path):
-    env = {"STOCKADE_DATABASE_URL": database_url}
+    """50 slow submissions, kill -9 mid-way, restart: each finishes once, with
+    its one result (random output: two runs could not agree), and a run
+    counted for each time it was started."""
+    url = _new_database(database_url, "kill_9")
+    env = {"STOCKADE_DATABASE_URL": url, "STOCKADE_WORKERS": "2"}
     data_dir = tmp_path / "data"
     server = make_server(env, data_dir=data_dir)
     with server.client() as client:
-        source = b64("import time\ntime.sleep(0.5)\nprint('slow', input())")
-        response = client.post("/submissions/batch", params={"base64_encoded": "true"}, json={"submissions": [
-            {"language_id": 71, "source_code": source, "stdin": b64(str(i))} for i in range(12)]})
-        assert response.status_code == 201, response.text
-        tokens = [item["token"] for item in response.json()]
-        time.sleep(1.0)  # some finished, some running, some queued
+        source = b64("import os, time\ntime.sleep(0.25)\nprint(input(), os.urandom(8).hex())")
+        tokens = []
+        for start in range(0, 50, 10):
+            response = client.post("/submissions/batch", params={"base64_encoded": "true"}, json={"submissions": [
+                {"language_id": 71, "source_code": source, "stdin": b64(str(i))} for i in range(start, start + 10)]})
+            assert response.status_code == 201, response.text
+            tokens += [item["token"] for item in response.json()]
+        deadline = time.monotonic() + 60
+        while int(_psql(url, "SELECT count(*) FROM submissions WHERE status_id = 3")) < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    before = dict(line.split("|") for line in _psql(url, "SELECT token, stdout FROM submissions").splitlines())
     server.kill()
+    assert 0 < sum(1 for stdout in before.values() if stdout) < 50, "the kill must land mid-way"
     restarted = make_server(env, data_dir=data_dir, port=server.port)
     with restarted.client() as client:
         finished = wait_finished(client, tokens)
-    assert [s["status"]["id"] for s in finished] == [3] * 12, finished
-    assert [base64.b64decode(s["stdout"]) for s in finished] == [f"slow {i}\n".encode() for i in range(12)]
+    assert [s["status"]["id"] for s in finished] == [3] * 50, finished
+    outputs = [base64.b64decode(s["stdout"]).decode().split() for s in finished]
+    assert [output[0] for output in outputs] == [str(i) for i in range(50)]
+    for token, output in zip(tokens, outputs, strict=True):  # a result stored before the kill is kept
+        if before[token]:
+            assert bytes.fromhex(before[token][2:]).decode().split() == output
+    attempts = [int(n) for n in _psql(url, "SELECT attempts FROM submissions").splitlines()]
+    assert len(attempts) == 50 and set(attempts) <= {1, 2}
 
 
 def test_one_server_per_postgresql_database(make_server, database_url, tmp_path):
@@ -161,8 +179,10 @@ def test_a_token_postgresql_cannot_hold_is_not_found(make_server, database_url):
 
 
 def _psql(database_url: str, sql: str) -> str:
+    """psql's unaligned answer to `sql` on the URL's database."""
     host, port = database_url.split("host=", 1)[1].split("&port=")
-    return as_postgres(f"{PG_BIN[0]}/psql", "-h", host, "-p", port, "-d", "stockade", "-Atc", sql).stdout.strip()
+    name = database_url.split("?", 1)[0].rsplit("/", 1)[1]
+    return as_postgres(f"{PG_BIN[0]}/psql", "-h", host, "-p", port, "-d", name, "-Atc", sql).stdout.strip()
 
 
 def _lock_holder(database_url: str) -> str:
@@ -324,3 +344,34 @@ def test_group_commits_on_postgresql_fail_only_the_bad_write_and_count_each_star
         store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_submission_the_server_never_survives_is_finished_at_the_4th_start_on_postgresql(make_server, database_url,
+                                                                                        tmp_path):
+    """As on SQLite: each start's `attempts` write is committed while the run
+    goes on, so three kills -9 mid-run count three runs, and the fourth start
+    finishes the submission as an Internal Error instead of running it."""
+    url = _new_database(database_url, "attempts")
+    env, data = {"STOCKADE_DATABASE_URL": url, "STOCKADE_WORKERS": "1"}, tmp_path / "data"
+
+    def attempts(token: str) -> int:
+        return int(_psql(url, f"SELECT attempts FROM submissions WHERE token = '{token}'"))
+
+    server = make_server(env, data_dir=data)
+    with server.client() as client:
+        token = client.post("/submissions", json={"source_code": "import time\ntime.sleep(60)",
+                                                  "language_id": 71}).json()["token"]
+    for run in (1, 2, 3):
+        deadline = time.monotonic() + 60
+        while attempts(token) < run and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert attempts(token) == run
+        server.kill()
+        server = make_server(env, data_dir=data, port=server.port)
+    with server.client() as client:
+        final = wait_done(client, token)
+        assert final["status"]["id"] == 13
+        assert final["message"] == "the server stopped during each of this submission's 3 runs: it is not run again"
+        done = client.post("/submissions", params={"wait": "true"}, json={"source_code": "print(1)", "language_id": 71})
+        assert done.json()["status"]["id"] == 3
+    assert attempts(token) == 3 and attempts(done.json()["token"]) == 1
