@@ -151,3 +151,42 @@ def test_statistics_asked_again_and_again_do_not_hold_up_the_store(serve_app):
         assert [future.result() for future in futures] == [200] * 10
     assert read_took < 1, read_took
     assert len(scans) == 1, scans
+
+
+def test_a_waiting_submission_whose_result_the_database_fails_is_answered_with_its_token(serve_app):
+    """wait=true, and the result's commit fails (PostgreSQL restarting, a full
+    disk): the answer was a 500 without the token, so the client lost a
+    submission that was stored and whose result is stored once the database
+    recovers. Now: 201, the submission as it stands, with its token."""
+    from sqlalchemy.exc import OperationalError
+
+    failures: list[str] = []
+
+    def flaky_store(app: FastAPI) -> None:
+        service = app.state.service
+        finish = service.store.finish
+
+        async def execute(row):
+            return {"status_id": 3, "stdout": b"42\n"}
+
+        async def finish_once_failing(token, values):
+            if not failures:
+                failures.append(token)
+                raise OperationalError("UPDATE ...", {}, Exception("server closed the connection unexpectedly"))
+            return await finish(token, values)
+
+        service.dispatcher.execute = execute
+        service.store.finish = finish_once_failing
+
+    url = serve_app(flaky_store)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        response = http.post("/submissions", params={"wait": "true"}, json={"source_code": "print(42)",
+                                                                            "language_id": 71})
+        assert response.status_code == 201, response.text
+        token = response.json()["token"]
+        assert failures == [token] and response.json()["status"]["id"] in (1, 2)
+        deadline = time.monotonic() + 30
+        while http.get(f"/submissions/{token}").json()["status"]["id"] != 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert http.get(f"/submissions/{token}").json()["stdout"] == "42\n"

@@ -185,9 +185,16 @@ def build_router(service: Service) -> APIRouter:
         except asyncio.CancelledError:
             raise
         except Exception:
-            return error(500, "the submission could not be completed; get it later by its token")
-        if final is None:  # the server is stopping: the submission as it stands, to get later by its token
-            final = await store.get(row["token"])
+            # Its result could not be stored (the database failed: PostgreSQL
+            # restarting, a full disk); it is kept and stored once the database
+            # recovers. The submission is stored: answered as when the server
+            # stops. (A 500 without the token lost a stored submission.)
+            final = None
+        if final is None:  # the submission as it stands, to get later by its token
+            try:
+                final = await store.get(row["token"])
+            except Exception:  # (the database still failing: the token alone)
+                final = None
             if final is None:  # (deleted meanwhile)
                 return JSONResponse({"token": row["token"]}, status_code=201)
         try:
