@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import glob
+import json
 import os
 import shutil
 import signal
@@ -375,3 +376,65 @@ def test_a_submission_the_server_never_survives_is_finished_at_the_4th_start_on_
         done = client.post("/submissions", params={"wait": "true"}, json={"source_code": "print(1)", "language_id": 71})
         assert done.json()["status"]["id"] == 3
     assert attempts(token) == 3 and attempts(done.json()["token"]) == 1
+
+
+@pytest.mark.parametrize("outage", ["restart", "pg_terminate_backend"])
+def test_postgresql_restarted_under_a_busy_server(make_server, database_url, outage):
+    """PostgreSQL restarts (or ends every session of the server) while
+    clients submit and read: each request gets
+    201/200 or a 503 that says to try again (never a 500), every 201 is a
+    stored submission that runs once, and the server recovers by itself: new
+    submissions run, and the database lock is taken again."""
+    import threading
+
+    host, port = database_url.split("host=", 1)[1].split("&port=")
+    server = make_server({"STOCKADE_DATABASE_URL": database_url, "STOCKADE_WORKERS": "2",
+                          "STOCKADE_MAX_QUEUE_SIZE": "100000"})
+    answers: list[tuple[str, int, str]] = []
+    restarted = threading.Event()
+    after_restart = threading.Semaphore(0)
+
+    def client_loop(i: int) -> None:
+        with server.client() as client:
+            while True:
+                done = restarted.is_set()
+                answer = client.post("/submissions", params={"wait": str(i % 2 == 0).lower()},
+                                     json={"language_id": 71, "source_code": "import time\ntime.sleep(0.1)\nprint(7)"})
+                answers.append(("post", answer.status_code, answer.text))
+                if answer.status_code == 201:
+                    read = client.get(f"/submissions/{answer.json()['token']}", params={"fields": "token"})
+                    answers.append(("get", read.status_code, read.text))
+                    if done:
+                        after_restart.release()
+                        return
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    while sum(1 for kind, status, _ in answers if kind == "post" and status == 201) < 8:
+        time.sleep(0.05)
+    if outage == "restart":
+        as_postgres(f"{PG_BIN[0]}/pg_ctl", "-D", os.path.join(host, "data"), "-m", "fast", "-w", "restart",
+                    "-l", os.path.join(host, "log"), "-o", f"-k {host} -p {port} -c listen_addresses=''")
+    else:
+        assert "t" in _psql(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = 'stockade' AND pid <> pg_backend_pid()")
+    restarted.set()
+    for thread in threads:
+        thread.join(120)
+    bad = [(kind, status, text) for kind, status, text in answers if status not in (200, 201, 503)]
+    assert not bad, bad
+    for _kind, status, text in answers:
+        if status == 503:
+            assert text in ('{"error":"the submission could not be stored, try again later"}',
+                            '{"error":"the database is unavailable, try again later"}'), text
+    tokens = [json.loads(text)["token"] for kind, status, text in answers if kind == "post" and status == 201]
+    with server.client() as client:
+        finished = wait_finished(client, tokens)
+    assert [s["status"]["id"] for s in finished] == [3] * len(tokens), finished
+    assert all(base64.b64decode(s["stdout"]) == b"7\n" for s in finished)
+    deadline = time.monotonic() + 60
+    while f"pid {server.process.pid}" not in _lock_holder(database_url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert f"pid {server.process.pid}" in _lock_holder(database_url), server.log()
+    assert "Traceback" not in server.log()
