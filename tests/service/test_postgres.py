@@ -438,3 +438,36 @@ def test_postgresql_restarted_under_a_busy_server(make_server, database_url, out
         time.sleep(0.2)
     assert f"pid {server.process.pid}" in _lock_holder(database_url), server.log()
     assert "Traceback" not in server.log()
+
+
+def test_a_submission_reads_the_same_on_postgresql_as_on_sqlite(make_server, database_url):
+    """The same submission, on each store: the same JSON (times and limits as
+    decimal strings, timestamps to the millisecond with a Z), and its bytes
+    (NUL, invalid UTF-8, a few MB) back as they were sent."""
+    import re
+
+    body = {"language_id": 71, "source_code": b64("import sys\nd = sys.stdin.buffer.read()\n"
+                                                   "sys.stdout.buffer.write(d[:4] + b'\\xff\\x00')\nprint(len(d))"),
+            "stdin": base64.b64encode(b"\x00\xfe\xff\x00" + bytes(range(256)) * 8192).decode(),
+            "cpu_time_limit": 1.25, "cpu_extra_time": 0.1, "wall_time_limit": 3.333, "memory_limit": 65536,
+            "expected_output": base64.b64encode(b"\x00\xfe\xff\x00\xff\x00" + b"2097156\n").decode()}
+    seen = []
+    for env in ({"STOCKADE_DATABASE_URL": database_url}, {}):
+        server = make_server(env)
+        with server.client() as client:
+            done = client.post("/submissions", params={"wait": "true", "base64_encoded": "true"}, json=body)
+            assert done.status_code == 201, done.text
+            read = client.get(f"/submissions/{done.json()['token']}", params={"fields": "*", "base64_encoded": "true"})
+            seen.append(read.json())
+        server.stop()
+    on_postgresql, on_sqlite = seen
+    assert on_postgresql["status"] == {"id": 3, "description": "Accepted"}, on_postgresql
+    for field, sent in (("stdin", "stdin"), ("stdout", "expected_output")):  # (base64 in lines of 60, as Judge0's)
+        assert base64.b64decode(on_postgresql[field]) == base64.b64decode(body[sent])
+    for field in ("created_at", "finished_at"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", on_postgresql[field]), on_postgresql[field]
+    for field in ("time", "wall_time"):
+        assert re.fullmatch(r"\d+\.\d+", on_postgresql[field]), on_postgresql[field]
+    varying = {"token", "created_at", "finished_at", "time", "wall_time", "memory"}
+    assert {k: v for k, v in on_postgresql.items() if k not in varying} == \
+        {k: v for k, v in on_sqlite.items() if k not in varying}
