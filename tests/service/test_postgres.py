@@ -471,3 +471,58 @@ def test_a_submission_reads_the_same_on_postgresql_as_on_sqlite(make_server, dat
     varying = {"token", "created_at", "finished_at", "time", "wall_time", "memory"}
     assert {k: v for k, v in on_postgresql.items() if k not in varying} == \
         {k: v for k, v in on_sqlite.items() if k not in varying}
+
+
+def test_a_group_commit_whose_connection_dies_in_commit_is_not_done_twice(database_url):
+    """The connection dies during a shared transaction's COMMIT, after the
+    server committed it (PostgreSQL restarting at that moment): its writes
+    were done again one by one, so the insert failed as a duplicate (an
+    IntegrityError: a 500 for a stored submission, never run) and a run's
+    start was counted twice. Each write now fails as a lone write would."""
+    import asyncio
+    import threading
+
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from stockade.service.store import IN_QUEUE, Store, Unavailable, utcnow
+
+    def row(token: str) -> dict:
+        return {"token": token, "language_id": 71, "source_code": b"x", "status_id": IN_QUEUE,
+                "created_at": utcnow(), "number_of_runs": 1, "cpu_time_limit": 5.0, "cpu_extra_time": 1.0,
+                "wall_time_limit": 10.0, "memory_limit": 128000, "stack_limit": 64000,
+                "max_processes_and_or_threads": 60, "enable_per_process_and_thread_time_limit": False,
+                "enable_per_process_and_thread_memory_limit": False, "max_file_size": 1024,
+                "redirect_stderr_to_stdout": False, "enable_network": False, "callback_pending": False}
+
+    url = _new_database(database_url, "commit_dies")
+
+    async def scenario() -> None:
+        store = Store(url)
+        await store.migrate()
+        await store.insert([row("running")])
+        commits: list[int] = []
+        real_commit = store.engine.dialect.do_commit
+
+        def commit_then_die(dbapi_connection) -> None:
+            real_commit(dbapi_connection)
+            commits.append(1)
+            if len(commits) == 2:  # (the first is the held write's, alone)
+                dbapi_connection.dbapi_connection.close()  # (the pool's proxy: psycopg's own connection)
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        store.engine.dialect.do_commit = commit_then_die
+        gate = threading.Event()
+        held = asyncio.ensure_future(store._write(lambda _connection: gate.wait()))
+        await asyncio.sleep(0.05)
+        writes = [asyncio.ensure_future(store.insert([row("new")])), asyncio.ensure_future(store.started("running"))]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await held
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert isinstance(outcomes[0], Unavailable) and isinstance(outcomes[1], OperationalError), outcomes
+        assert (await store.get("new"))["status_id"] == IN_QUEUE  # (committed after all: runs at the next start)
+        assert (await store.get("running"))["attempts"] == 1
+        store.close()
+
+    asyncio.run(scenario())

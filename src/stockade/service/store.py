@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -256,9 +256,21 @@ class Store:
         except OSError as exc:
             return [(False, exc)] * len(batch)
         if len(batch) > 1:
+            committing = False
             try:
                 with self.engine.begin() as connection:
-                    return [(True, fn(connection, *args)) for fn, args, _ in batch]
+                    outcomes = [(True, fn(connection, *args)) for fn, args, _ in batch]
+                    committing = True  # (the block's end commits)
+                return outcomes
+            except DBAPIError as exc:
+                if committing and exc.connection_invalidated:
+                    # The connection died during COMMIT (PostgreSQL restarting,
+                    # its session ended): the transaction may be committed. Done
+                    # again one by one, an insert that was committed failed as a
+                    # duplicate (a 500, and a stored submission not run) and a
+                    # run's start was counted twice. Each write fails instead, as
+                    # a lone write would (an insert's 503; a result is tried again).
+                    return [(False, exc)] * len(batch)
             except Exception:  # noqa: S110 - retried one by one below, where it is reported
                 pass
         outcomes: list[tuple[bool, Any]] = []
