@@ -6,6 +6,7 @@ the `postgres` user, removed afterwards."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import glob
 import json
 import os
@@ -93,10 +94,25 @@ def test_the_service_runs_on_postgresql(make_server, database_url):
         listed = client.get("/submissions", params={"per_page": 100}, headers=admin).json()
         assert {s["token"] for s in listed["submissions"]} >= {token, *tokens}
         assert listed["meta"]["total_count"] == 7
+        pages = [client.get("/submissions", params={"per_page": 3, "page": page, "fields": "token"},
+                            headers=admin).json() for page in (1, 2, 3, 4)]
+        assert [len(p["submissions"]) for p in pages] == [3, 3, 1, 0]
+        assert [s["token"] for p in pages for s in p["submissions"]] == [s["token"] for s in listed["submissions"]]
+        assert [s["token"] for s in listed["submissions"]] == [*reversed(tokens), token]  # newest first
+        assert pages[1]["meta"] == {"current_page": 2, "next_page": 3, "prev_page": 1, "total_pages": 3,
+                                    "total_count": 7}
         statistics = client.get("/statistics").json()
         assert statistics["submissions"]["total"] == 7, statistics
+        assert statistics["submissions"]["today"] == 7, statistics  # (last_30_days: the days before today)
+        assert set(statistics["submissions"]["last_30_days"].values()) == {0}, statistics
         assert client.delete(f"/submissions/{token}", headers=admin).status_code == 200
         assert client.get(f"/submissions/{token}").status_code == 404
+        # A submission of two days ago is counted on its day (PostgreSQL's date(), SQLite's string).
+        _psql(database_url, "UPDATE submissions SET created_at = created_at - interval '2 days'"
+                            f" WHERE token = '{tokens[0]}'")
+        days = client.get("/statistics", params={"invalidate_cache": "true"}).json()["submissions"]["last_30_days"]
+        day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).strftime("%Y-%m-%d")
+        assert days[day] == 1 and sum(days.values()) == 1, days
 
 
 def test_kill_9_on_postgresql_loses_nothing(make_server, database_url, tmp_path):
