@@ -259,6 +259,18 @@ def _new_database(database_url: str, name: str) -> str:
     return database_url.replace("/stockade?", f"/{name}?")
 
 
+def _row(token: str) -> dict:
+    """A new submission's row, as the store inserts it."""
+    from stockade.service.store import IN_QUEUE, utcnow
+
+    return {"token": token, "language_id": 71, "source_code": b"x", "status_id": IN_QUEUE,
+            "created_at": utcnow(), "number_of_runs": 1, "cpu_time_limit": 5.0, "cpu_extra_time": 1.0,
+            "wall_time_limit": 10.0, "memory_limit": 128000, "stack_limit": 64000,
+            "max_processes_and_or_threads": 60, "enable_per_process_and_thread_time_limit": False,
+            "enable_per_process_and_thread_memory_limit": False, "max_file_size": 1024,
+            "redirect_stderr_to_stdout": False, "enable_network": False, "callback_pending": False}
+
+
 def _alembic(url: str, action: str, revision: str) -> None:
     from alembic import command
     from alembic.config import Config
@@ -319,28 +331,18 @@ def test_group_commits_on_postgresql_fail_only_the_bad_write_and_count_each_star
 
     from stockade.service.store import Store
 
-    def row(token: str) -> dict:
-        from stockade.service.store import IN_QUEUE, utcnow
-
-        return {"token": token, "language_id": 71, "source_code": b"x", "status_id": IN_QUEUE,
-                "created_at": utcnow(), "number_of_runs": 1, "cpu_time_limit": 5.0, "cpu_extra_time": 1.0,
-                "wall_time_limit": 10.0, "memory_limit": 128000, "stack_limit": 64000,
-                "max_processes_and_or_threads": 60, "enable_per_process_and_thread_time_limit": False,
-                "enable_per_process_and_thread_memory_limit": False, "max_file_size": 1024,
-                "redirect_stderr_to_stdout": False, "enable_network": False, "callback_pending": False}
-
     url = _new_database(database_url, "group_commits")
 
     async def scenario() -> None:
         store = Store(url)
         await store.migrate()
-        await store.insert([row("taken")])
+        await store.insert([_row("taken")])
         # Hold the writer, so that every write below waits for one group commit.
         gate = threading.Event()
         held = asyncio.ensure_future(store._write(lambda _connection: gate.wait()))
         await asyncio.sleep(0.05)
-        writes = [asyncio.ensure_future(store.insert([row(f"t{i}")])) for i in range(5)]
-        writes.append(asyncio.ensure_future(store.insert([row("taken")])))  # a duplicate
+        writes = [asyncio.ensure_future(store.insert([_row(f"t{i}")])) for i in range(5)]
+        writes.append(asyncio.ensure_future(store.insert([_row("taken")])))  # a duplicate
         writes.append(asyncio.ensure_future(store.started("t0")))
         writes.append(asyncio.ensure_future(store.finish("t0", {"status_id": 3, "stdout": b"\x00\xff"})))
         writes.append(asyncio.ensure_future(store.started("t0")))  # (too late: it has its result)
@@ -501,22 +503,14 @@ def test_a_group_commit_whose_connection_dies_in_commit_is_not_done_twice(databa
     import psycopg
     from sqlalchemy.exc import OperationalError
 
-    from stockade.service.store import IN_QUEUE, Store, Unavailable, utcnow
-
-    def row(token: str) -> dict:
-        return {"token": token, "language_id": 71, "source_code": b"x", "status_id": IN_QUEUE,
-                "created_at": utcnow(), "number_of_runs": 1, "cpu_time_limit": 5.0, "cpu_extra_time": 1.0,
-                "wall_time_limit": 10.0, "memory_limit": 128000, "stack_limit": 64000,
-                "max_processes_and_or_threads": 60, "enable_per_process_and_thread_time_limit": False,
-                "enable_per_process_and_thread_memory_limit": False, "max_file_size": 1024,
-                "redirect_stderr_to_stdout": False, "enable_network": False, "callback_pending": False}
+    from stockade.service.store import IN_QUEUE, Store, Unavailable
 
     url = _new_database(database_url, "commit_dies")
 
     async def scenario() -> None:
         store = Store(url)
         await store.migrate()
-        await store.insert([row("running")])
+        await store.insert([_row("running")])
         commits: list[int] = []
         real_commit = store.engine.dialect.do_commit
 
@@ -531,7 +525,7 @@ def test_a_group_commit_whose_connection_dies_in_commit_is_not_done_twice(databa
         gate = threading.Event()
         held = asyncio.ensure_future(store._write(lambda _connection: gate.wait()))
         await asyncio.sleep(0.05)
-        writes = [asyncio.ensure_future(store.insert([row("new")])), asyncio.ensure_future(store.started("running"))]
+        writes = [asyncio.ensure_future(store.insert([_row("new")])), asyncio.ensure_future(store.started("running"))]
         await asyncio.sleep(0.05)
         gate.set()
         await held
@@ -540,5 +534,40 @@ def test_a_group_commit_whose_connection_dies_in_commit_is_not_done_twice(databa
         assert (await store.get("new"))["status_id"] == IN_QUEUE  # (committed after all: runs at the next start)
         assert (await store.get("running"))["attempts"] == 1
         store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_write_another_sessions_lock_blocks_fails_instead_of_waiting_for_ever(database_url, monkeypatch):
+    """An operator's LOCK TABLE (or a VACUUM FULL) held a write, and every
+    write queued behind it, for as long as it lasted. It now fails after the
+    lock timeout (a 503 for a submission) and the store goes on once the lock
+    is gone."""
+    import asyncio
+
+    from sqlalchemy import create_engine, text
+
+    from stockade.service import store as store_module
+    from stockade.service.store import Store, Unavailable
+
+    monkeypatch.setattr(store_module, "PG_LOCK_TIMEOUT_MS", 300)
+    url = _new_database(database_url, "lock_timeout")
+
+    async def scenario() -> None:
+        store = Store(url)
+        await store.migrate()
+        await store.insert([_row("before")])
+        other = create_engine(url)
+        try:
+            with other.connect() as connection, connection.begin():
+                connection.execute(text("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE"))
+                with pytest.raises(Unavailable, match="lock timeout"):
+                    # (A bound, not to hang for ever without the timeout.)
+                    await asyncio.wait_for(store.insert([_row("blocked")]), 20)
+            await store.insert([_row("after")])
+            assert await store.get("blocked") is None and (await store.get("after"))["token"] == "after"
+        finally:
+            other.dispose()
+            store.close()
 
     asyncio.run(scenario())

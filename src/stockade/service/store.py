@@ -42,7 +42,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -163,6 +163,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# PostgreSQL: how long a statement may wait for a lock another session holds
+# (an operator's LOCK TABLE, a VACUUM FULL), and run at all, before it fails
+# (a 503 for a submission; a result is tried again). Without them, a write
+# waited for ever, and every write queued behind it. SQLite's busy_timeout is
+# the same 10 s wait.
+PG_LOCK_TIMEOUT_MS = 10_000
+PG_STATEMENT_TIMEOUT_MS = 60_000
+# And TCP keep-alives: a database host that vanished leaves no FIN behind.
+_PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+def _postgres_args(url: str) -> dict[str, Any]:
+    """connect_args for a PostgreSQL URL: the timeouts above and keep-alives,
+    each unless the URL sets it itself."""
+    given = set(make_url(url).query)
+    args = {key: value for key, value in _PG_KEEPALIVES.items() if key not in given}
+    if "options" not in given:
+        args["options"] = f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
+    return args
+
+
 class Store:
     """Async facade over the submissions table."""
 
@@ -181,6 +202,8 @@ class Store:
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False}
+        elif url.startswith("postgresql"):
+            kwargs["connect_args"] = _postgres_args(url)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
