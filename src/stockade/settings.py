@@ -311,13 +311,23 @@ def unknown_settings(environ: Mapping[str, str] | None = None, config_file: Path
     return found
 
 
-def settings_error(exc: Exception, flags: Collection[str] = ()) -> str:
-    """One line for what is wrong with the settings: each field, the variable
-    that sets it (or the command's flag, for the fields in `flags`, which a
-    flag set), and why (pydantic's own message spans several lines)."""
+def settings_error(exc: Exception, flags: Collection[str] = (), config_file: str | Path | None = None) -> str:
+    """One line for what is wrong with the settings: each field, where its
+    value came from (the command's flag, for the fields in `flags`; the TOML
+    file, `config_file` or STOCKADE_CONFIG_FILE, for a key it holds that no
+    variable overrides; else the variable), and why (pydantic's own message
+    spans several lines)."""
     errors = getattr(exc, "errors", None)
     if not callable(errors):
         return str(exc)
+    named = config_file or os.environ.get("STOCKADE_CONFIG_FILE")
+    in_file: dict[str, Any] = {}
+    if named:
+        try:
+            with open(named, "rb") as file:
+                in_file = tomllib.load(file)
+        except (OSError, tomllib.TOMLDecodeError):
+            pass  # (then the error is about the file itself)
     parts = []
     for error in errors():
         message = error.get("msg", "invalid").removeprefix("Value error, ")
@@ -326,6 +336,12 @@ def settings_error(exc: Exception, flags: Collection[str] = ()) -> str:
             parts.append(message)
             continue
         given = f", got {error['input']!r}" if "input" in error and not isinstance(error["input"], dict) else ""
-        source = "--" + field.replace("_", "-") if field in flags else f"STOCKADE_{field.upper()}"
+        variable = f"STOCKADE_{field.upper()}"
+        if field in flags:
+            source = "--" + field.replace("_", "-")
+        elif field in in_file and variable not in os.environ:
+            source = f"{field} in {named}"
+        else:
+            source = variable
         parts.append(f"{field} ({source}): {message}{given}")
     return "; ".join(parts)

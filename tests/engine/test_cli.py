@@ -237,6 +237,16 @@ def test_bad_settings_are_one_line_naming_the_variable(env, tmp_path):
     proc = stockade({**env, "STOCKADE_CONFIG_FILE": str(broken)}, "run", str(source))
     assert proc.returncode == 2 and proc.stderr == (f"stockade: invalid settings: config file {broken} is not valid"
                                                     " TOML: Invalid value (at line 1, column 8)\n").encode()
+    # A bad value from the file is named as the file's (STOCKADE_CACHE_SIZE was never set).
+    config = tmp_path / "stockade.toml"
+    config.write_text('cache_size = "lots"\n')
+    proc = stockade({**env, "STOCKADE_CONFIG_FILE": str(config)}, "run", str(source))
+    assert proc.returncode == 2 and proc.stderr == (
+        f"stockade: invalid settings: cache_size (cache_size in {config}): Input should be a valid integer,"
+        " unable to parse string as an integer, got 'lots'\n").encode()
+    # ...unless the variable overrides it: then the variable is what is wrong.
+    proc = stockade({**env, "STOCKADE_CONFIG_FILE": str(config), "STOCKADE_CACHE_SIZE": "many"}, "run", str(source))
+    assert proc.returncode == 2 and b"cache_size (STOCKADE_CACHE_SIZE): " in proc.stderr and b"'many'" in proc.stderr
 
 
 def test_judge_shows_a_progress_bar_on_a_terminal(env, tmp_path):

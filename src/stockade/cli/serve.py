@@ -33,5 +33,5 @@ def serve(
     try:
         settings = Settings.load(config, **overrides)
     except (ValidationError, FileNotFoundError, ValueError) as exc:
-        usage_error(f"invalid settings: {settings_error(exc, flags=overrides)}")
+        usage_error(f"invalid settings: {settings_error(exc, flags=overrides, config_file=config)}")
     run_service(settings)  # (what stops it from starting: one line on stderr, exit status 1)

@@ -15,6 +15,6 @@ overrides = {key: value for key, value in (("host", args.host), ("port", args.po
 try:
     settings = Settings.load(args.config, **overrides)
 except (ValueError, FileNotFoundError) as exc:
-    print(f"stockade: invalid settings: {settings_error(exc, flags=overrides)}", file=sys.stderr)
+    print(f"stockade: invalid settings: {settings_error(exc, flags=overrides, config_file=args.config)}", file=sys.stderr)
     raise SystemExit(2) from None
 serve(settings)
