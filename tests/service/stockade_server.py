@@ -96,3 +96,21 @@ def wait_done(client: httpx.Client, token: str, timeout: float = 60, **params) -
             return body
         time.sleep(0.05)
     raise AssertionError(f"submission {token} did not finish in {timeout} s")
+
+
+def kill_during_each_run(make_server, env: dict, data_dir, attempts, runs: int = 3) -> tuple[Server, str]:
+    """Submit a slow program and kill -9 the server during each of its `runs`
+    runs (attempts(token): the runs the database counted); the server started
+    after the last kill, and the token."""
+    server = make_server(env, data_dir=data_dir)
+    with server.client() as client:
+        token = client.post("/submissions", json={"source_code": "import time\ntime.sleep(60)",
+                                                  "language_id": 71}).json()["token"]
+    for run in range(1, runs + 1):
+        deadline = time.monotonic() + 60
+        while attempts(token) < run and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert attempts(token) == run
+        server.kill()
+        server = make_server(env, data_dir=data_dir, port=server.port)
+    return server, token

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from stockade_server import ADMIN, Server, free_port, wait_done
+from stockade_server import ADMIN, Server, free_port, kill_during_each_run, wait_done
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:]  # the newest installed
 
@@ -376,17 +376,7 @@ def test_a_submission_the_server_never_survives_is_finished_at_the_4th_start_on_
     def attempts(token: str) -> int:
         return int(_psql(url, f"SELECT attempts FROM submissions WHERE token = '{token}'"))
 
-    server = make_server(env, data_dir=data)
-    with server.client() as client:
-        token = client.post("/submissions", json={"source_code": "import time\ntime.sleep(60)",
-                                                  "language_id": 71}).json()["token"]
-    for run in (1, 2, 3):
-        deadline = time.monotonic() + 60
-        while attempts(token) < run and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert attempts(token) == run
-        server.kill()
-        server = make_server(env, data_dir=data, port=server.port)
+    server, token = kill_during_each_run(make_server, env, data, attempts)
     with server.client() as client:
         final = wait_done(client, token)
         assert final["status"]["id"] == 13

@@ -13,7 +13,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-from stockade_server import ADMIN, wait_done
+from stockade_server import ADMIN, kill_during_each_run, wait_done
 
 COUNT = 50
 # Slow enough that the kill lands mid-way; random output, so two runs of one
@@ -240,16 +240,7 @@ def test_a_submission_the_server_never_survives_is_not_run_for_ever(make_server,
         with contextlib.closing(sqlite3.connect(data / "stockade.db")) as db:
             return db.execute("SELECT attempts FROM submissions WHERE token = ?", (token,)).fetchone()[0]
 
-    srv = make_server(env, data_dir=data)
-    with httpx.Client(base_url=srv.url, timeout=30) as http:
-        token = http.post("/submissions", json={"source_code": "import time\ntime.sleep(60)", "language_id": 71}).json()["token"]
-    for run in (1, 2, 3):
-        deadline = time.monotonic() + 60
-        while attempts(token) < run and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert attempts(token) == run
-        srv.kill()
-        srv = make_server(env, data_dir=data, port=srv.port)
+    srv, token = kill_during_each_run(make_server, env, data, attempts)
     with httpx.Client(base_url=srv.url, timeout=30) as http:
         final = wait_done(http, token)
         assert final["status"]["id"] == 13
