@@ -5,10 +5,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# System packages: the sandbox (bubblewrap, libseccomp; gcc and libc6-dev build
-# the static stockade-launch), the venv, and the tools the test-suite uses
-# (iproute2 for `ip`, procps for `ps`).
-DEB_CORE := bubblewrap libseccomp2 gcc libc6-dev python3-venv python3-dev iproute2 procps
+# System packages: the sandbox (bubblewrap, libseccomp; gcc and musl-tools build
+# the static stockade-launch, libc6-dev the spawner), the venv, and the tools
+# the test-suite uses (iproute2 for `ip`, procps for `ps`).
+DEB_CORE := bubblewrap libseccomp2 gcc musl-tools libc6-dev python3-venv python3-dev iproute2 procps
 # Language toolchains for the runtime catalog (Debian packages only: /usr).
 DEB_RUNTIMES := gcc g++ openjdk-17-jdk-headless nodejs rustc golang-go ruby php-cli perl lua5.4
 # What only the test-suite needs: a PostgreSQL server (the service's tests on
@@ -40,9 +40,9 @@ $(VENV)/.stamp: pyproject.toml
 LAUNCHER := $(VENV)/libexec/stockade-launch
 SPAWNER := $(VENV)/libexec/libstockade-spawn.so
 launcher: $(LAUNCHER) $(SPAWNER)
-$(LAUNCHER): src/stockade/sandbox/launch.c src/stockade/sandbox/steps.h $(VENV)/.stamp
+$(LAUNCHER): src/stockade/sandbox/launch.c src/stockade/sandbox/steps.h Makefile $(VENV)/.stamp
 	@mkdir -p $(@D)
-	@gcc -static -O2 -Wall -Wextra -Werror -o $@.new $<
+	@musl-gcc -static -O2 -Wall -Wextra -Werror -o $@.new $<
 	@chmod 0755 $@.new && mv -f $@.new $@
 $(SPAWNER): src/stockade/sandbox/spawn.c src/stockade/sandbox/steps.h $(VENV)/.stamp
 	@mkdir -p $(@D)

@@ -14,7 +14,9 @@
  *     the box's cgroup, under the box's rlimits;
  *   - inside the box, as its first program: the --rlimit options, then it execs
  *     the user's program, which inherits them (was: util-linux prlimit).
- * Built statically by `make setup`, so an exec costs no dynamic loading.
+ * Built statically against musl by `make setup`, so an exec costs neither
+ * dynamic loading nor glibc's start-up (its CPU-feature probing). It builds
+ * with `gcc -static` too.
  *
  * With --exec-fd it is the first program of a box started ahead of time (a
  * "warm" box): it waits for the run on fd N, then closes it. The message is
