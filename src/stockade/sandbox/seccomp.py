@@ -242,6 +242,11 @@ def _compiled(network: bool) -> bytes:
     # and by a real x32 call in the tests).
     f = sc.SyscallFilter(sc.ALLOW)
     f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
+    # A binary tree of the syscall numbers, not a list: every call the program
+    # makes runs the filter, and in list order an allowed call (the common
+    # case) walked up to 80 comparisons: 157 ns per getppid() in a box against
+    # 121 bare; 147 ns as a tree.
+    f.set_attr(sc.Attr.CTL_OPTIMIZE, 2)
     # CTL_NNP only matters to seccomp_load(), never called here: bwrap sets
     # no_new_privs itself before it loads the program.
     try:
