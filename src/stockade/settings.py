@@ -244,6 +244,8 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot read config file {named}: {exc.strerror}") from None
         finally:
             cls._toml_file = None
+        if named:
+            _no_tokens_dropped(Path(named))
         settings._config_file = Path(named) if named else None
         return settings
 
@@ -276,6 +278,20 @@ class Settings(BaseSettings):
     @property
     def callback_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in self.callback_allowed_networks]
+
+
+def _no_tokens_dropped(config_file: Path) -> None:
+    """An empty STOCKADE_AUTHN_TOKEN (or AUTHZ_TOKEN) beside a file that sets
+    tokens: the variable is the stronger source, and empty means none, so it
+    turned authentication off without a word (a unit's or a template's
+    `STOCKADE_AUTHN_TOKEN=${UNSET}`). Refused, naming both."""
+    with open(config_file, "rb") as file:  # (load() read it already: valid TOML)
+        in_file = tomllib.load(file)
+    for field in ("authn_token", "authz_token"):
+        variable = f"STOCKADE_{field.upper()}"
+        if variable in os.environ and not os.environ[variable].split() and _words(in_file.get(field)):
+            raise ValueError(f"{field} ({variable}): empty, which would drop the tokens that {field} in "
+                             f"{config_file} sets: unset the variable, or give the tokens in it")
 
 
 # STOCKADE_ variables that are not settings: read elsewhere, never a typo.

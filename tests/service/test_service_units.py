@@ -139,6 +139,26 @@ def test_a_blank_token_in_the_toml_file_stops_the_start(tmp_path):
     assert Settings.load(config).authn_tokens == []
 
 
+def test_an_empty_token_variable_does_not_drop_the_files_tokens(tmp_path, monkeypatch):
+    """STOCKADE_AUTHN_TOKEN= (a unit's unset variable) beside a file that sets
+    tokens overrode them with none: authentication off, without a word."""
+    config = tmp_path / "stockade.toml"
+    config.write_text('authn_token = ["secret-1"]\nauthz_token = "admin-1"\n')
+    for variable in ("STOCKADE_AUTHN_TOKEN", "STOCKADE_AUTHZ_TOKEN"):
+        field = variable.removeprefix("STOCKADE_").lower()
+        with monkeypatch.context() as env:
+            env.setenv(variable, " ")
+            with pytest.raises(ValueError) as raised:
+                Settings.load(config)
+            assert str(raised.value) == (f"{field} ({variable}): empty, which would drop the tokens that {field}"
+                                         f" in {config} sets: unset the variable, or give the tokens in it")
+            env.setenv(variable, "other")  # a variable that gives tokens still overrides the file's
+            assert getattr(Settings.load(config), field) == ["other"]
+    monkeypatch.setenv("STOCKADE_AUTHN_TOKEN", "")
+    config.write_text("port = 9000\n")  # no tokens in the file: empty is none, as documented
+    assert Settings.load(config).authn_tokens == []
+
+
 def test_settings_workers_and_warm_boxes(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 3)
     assert Settings.load().workers == 6  # two per core: a box is partly I/O-bound setup
