@@ -143,6 +143,22 @@ def test_one_server_per_data_directory(make_server):
     assert again.client().get("/version").status_code == 200
 
 
+def test_a_new_data_directory_and_database_are_private(make_server, tmp_path):
+    """They were 0755 and 0644 (-wal and -shm alike): every local user could
+    read every submission's source, stdin and expected output."""
+    data_dir = tmp_path / "new" / "data"
+    srv = make_server({"STOCKADE_DATA_DIR": str(data_dir)})
+    with srv.client() as http:
+        wait_done(http, http.post("/submissions", json={"source_code": "print(1)", "language_id": PY}).json()["token"])
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    for name in ("stockade.db", "stockade.db-wal", "stockade.db-shm", "server.lock"):
+        assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name
+    # A database given elsewhere by its URL: the same, its directory included.
+    database = tmp_path / "elsewhere" / "jobs.db"
+    make_server({"STOCKADE_DATABASE_URL": f"sqlite:///{database}"})
+    assert database.stat().st_mode & 0o777 == 0o600 and database.parent.stat().st_mode & 0o777 == 0o700
+
+
 def test_a_port_in_use_stops_the_start_in_one_line(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

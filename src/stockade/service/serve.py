@@ -263,8 +263,12 @@ def _hold(path: Path, what: str, taken: Callable[[int], str], flags: int = 0) ->
     """Open `path` (made if missing) and flock it for this process: held until
     the process ends, even by kill -9. Another holder: StockadeError(taken(fd))."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | flags, 0o644)
+        # Made private: the database holds every submission (sources, stdin,
+        # expected outputs), and it was 0644 in a 0755 directory, readable by
+        # every local user. SQLite gives its -wal and -shm files the
+        # database's mode. What exists already keeps its own.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | flags, 0o600)
     except FileExistsError:  # (mkdir's word for a file where the directory should be)
         raise StockadeError(f"cannot use {what}: {path.parent} is not a directory") from None
     except OSError as exc:
