@@ -129,6 +129,39 @@ def test_callbacks_to_an_allowed_local_target(make_server):
         receiver.server_close()
 
 
+def test_a_failed_callback_is_logged_without_its_url_and_its_giving_up_is_a_warning(make_server):
+    """httpx logged each PUT at INFO with the URL whole (a webhook's key in its
+    path or query), and the last try looked like any other: nothing at
+    warning level said the client would never hear of its submission."""
+    _Recorder.calls = []
+    _Recorder.fail_first = False
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), type("Failing", (_Recorder,), {
+        "do_PUT": lambda self: (self.rfile.read(int(self.headers["Content-Length"])), self.send_response(503),
+                                self.end_headers())}))
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        srv = make_server({"STOCKADE_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32", "STOCKADE_LOG_LEVEL": "info",
+                           "STOCKADE_CALLBACKS_MAX_TRIES": "2"})
+        origin = f"http://127.0.0.1:{receiver.server_address[1]}"
+        with srv.client() as http:
+            token = http.post("/submissions", json={"source_code": "print(1)", "language_id": PY,
+                                                    "callback_url": f"{origin}/hook/key-in-path?sig=key-in-query"}
+                              ).json()["token"]
+            wait_done(http, token)
+        given_up = f"WARNING stockade.callbacks callback for {token} to {origin} given up after 2 tries: HTTP 503"
+        deadline = time.monotonic() + 15
+        while given_up not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = srv.log()
+        assert given_up in log, log
+        assert f"INFO stockade.callbacks callback for {token} failed (try 1): HTTP 503" in log
+        assert "key-in" not in log
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
 def test_one_server_per_data_directory(make_server):
     first = make_server({})
     second = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(free_port())],

@@ -133,6 +133,16 @@ def _pinned(url: str, address: IPAddress) -> tuple[str, dict[str, str], dict[str
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), headers, extensions
 
 
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a callback URL, for the log: its path, query
+    and user info are the client's, and often a secret (a webhook's key)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    except ValueError:
+        return "?"
+
+
 class Callbacks:
     """Delivers callbacks in background tasks it owns (cancelled on close; the
     store's callback_pending flag makes a restart deliver what was cut short)."""
@@ -202,7 +212,7 @@ class Callbacks:
             try:
                 addresses = await resolve_target(url, self.allowed)
             except RefusedTarget as exc:
-                log.warning("callback for %s refused: %s %s", row["token"], url, exc)
+                log.warning("callback for %s to %s refused: %s", row["token"], _origin(url), exc)
                 break
             try:
                 target, headers, extensions = _pinned(url, addresses[0])
@@ -218,11 +228,11 @@ class Callbacks:
                     await response.aclose()
                 if response.status_code < 500:
                     break
-                log.info("callback for %s: HTTP %s (try %d)", row["token"], response.status_code, attempt)
+                failure = f"HTTP {response.status_code}"
             except (TimeoutError, httpx.TimeoutException):
-                log.info("callback for %s failed (try %d): no answer within %g s", row["token"], attempt, self.timeout)
+                failure = f"no answer within {self.timeout:g} s"
             except httpx.HTTPError as exc:
-                log.info("callback for %s failed (try %d): %s", row["token"], attempt, str(exc) or type(exc).__name__)
+                failure = str(exc) or type(exc).__name__
             except Exception:
                 # Anything else ends this callback here. Escaping, it ended the
                 # task before callback_done: the submission stayed pending, and
@@ -230,7 +240,11 @@ class Callbacks:
                 log.exception("callback for %s failed", row["token"])
                 break
             if attempt < self.tries:
+                log.info("callback for %s failed (try %d): %s", row["token"], attempt, failure)
                 await asyncio.sleep(0.2 * attempt)
+            else:  # (a warning: the client will never hear of this submission's end)
+                log.warning("callback for %s to %s given up after %d tries: %s", row["token"], _origin(url),
+                            attempt, failure)
         try:
             await self.store.callback_done(row["token"])
         except Exception as exc:  # (a full disk): still pending, so the next start sends it again

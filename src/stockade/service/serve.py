@@ -39,6 +39,9 @@ def serve(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations: only news worth reading
+    # httpx logs each callback's PUT, its URL whole at INFO: the client's path
+    # and query, often a secret; callbacks.py logs what went wrong, by token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in unknown_settings(config_file=settings.config_file):
         logging.getLogger("stockade.settings").warning("not a setting, ignored: %s", name)
     raise_open_files()
