@@ -190,3 +190,26 @@ def test_a_waiting_submission_whose_result_the_database_fails_is_answered_with_i
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert http.get(f"/submissions/{token}").json()["stdout"] == "42\n"
+
+
+def test_a_sandbox_failure_is_logged_as_a_warning_with_its_reason(serve_app, caplog):
+    """The client gets Internal Error; the log said only verdict=sandbox_error,
+    at info like any run, so an operator could neither see nor tell why."""
+    from stockade.engine.model import SubmissionResult, Verdict
+
+    def failing_sandbox(app: FastAPI) -> None:
+        async def run(submission):
+            return SubmissionResult(verdict=Verdict.sandbox_error, message="bwrap: Creating new namespace failed")
+
+        app.state.service.engine.run = run
+
+    url = serve_app(failing_sandbox)
+    with caplog.at_level(logging.INFO, logger="stockade.service"), httpx.Client(base_url=url, timeout=30) as http:
+        response = http.post("/submissions", params={"wait": "true"}, json={"source_code": "print(1)",
+                                                                            "language_id": 71})
+        assert response.json()["status"]["id"] == 13, response.text
+    runs = [r for r in caplog.records if r.getMessage().startswith("run token=")]
+    assert len(runs) == 1 and runs[0].levelname == "WARNING"
+    message = runs[0].getMessage()
+    assert " verdict=sandbox_error status=13 " in message
+    assert message.endswith(" sandbox failure: 'bwrap: Creating new namespace failed'"), message

@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
+from stockade.engine.model import Verdict
 from stockade.runtimes import Catalog
 from stockade.service.callbacks import Callbacks
 from stockade.service.dispatch import Dispatcher
@@ -116,11 +117,17 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
         submission = adapter.to_engine(row, languages, settings)
         result = await engine.run(submission)
         values = adapter.result_columns(row, result)
-        log.info(
-            "run token=%s language=%s verdict=%s status=%s time=%s wall=%s memory_kb=%s engine_ms=%.1f",
+        # A sandbox failure is the operator's business (the client sees only
+        # Internal Error): a warning, with the sandbox's reason. It was an info
+        # line like any run's, verdict=sandbox_error and no reason.
+        failed = result.verdict is Verdict.sandbox_error
+        log.log(
+            logging.WARNING if failed else logging.INFO,
+            "run token=%s language=%s verdict=%s status=%s time=%s wall=%s memory_kb=%s engine_ms=%.1f%s",
             row["token"], row["language_id"], result.verdict, values["status_id"],
             values.get("time"), values.get("wall_time"), values.get("memory"),
             (time.perf_counter() - started) * 1000,
+            f" sandbox failure: {(values['message'] or b'').decode('utf-8', 'replace')!r}" if failed else "",
         )
         return values
 
