@@ -159,6 +159,20 @@ def test_an_empty_token_variable_does_not_drop_the_files_tokens(tmp_path, monkey
     assert Settings.load(config).authn_tokens == []
 
 
+def test_listening_beyond_loopback_without_authentication_is_warned_of():
+    """STOCKADE_HOST=0.0.0.0 and no token: an open code runner, and the log
+    said nothing (operations.md asks for STOCKADE_AUTHN_TOKEN first)."""
+    from stockade.service.serve import open_without_authentication
+
+    for host in ("0.0.0.0", "::", "192.0.2.7", "judge.example.org"):
+        assert open_without_authentication(Settings.load(host=host)) == (
+            f"authentication is off (no STOCKADE_AUTHN_TOKEN) and the API listens on {host}, not only on"
+            " loopback: anyone who reaches the port may run code here")
+        assert open_without_authentication(Settings.load(host=host, authn_token="secret")) is None
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert open_without_authentication(Settings.load(host=host)) is None
+
+
 def test_settings_workers_and_warm_boxes(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 3)
     assert Settings.load().workers == 6  # two per core: a box is partly I/O-bound setup

@@ -44,6 +44,8 @@ def serve(settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in unknown_settings(config_file=settings.config_file):
         logging.getLogger("stockade.settings").warning("not a setting, ignored: %s", name)
+    if (open_to_all := open_without_authentication(settings)) is not None:
+        logging.getLogger("stockade.settings").warning("%s", open_to_all)
     raise_open_files()
     try:
         hold_data_dir(settings.data_dir)
@@ -76,6 +78,21 @@ def serve(settings: Settings) -> None:
         raise SystemExit(128 + signal.SIGINT) from None
     if not server.started:
         raise SystemExit(3)  # (uvicorn's status for a start that failed: it said why)
+
+
+def open_without_authentication(settings: Settings) -> str | None:
+    """What to warn of when the API listens beyond loopback with no
+    authentication token: anyone who reaches the port runs code on the host
+    (operations.md asks for STOCKADE_AUTHN_TOKEN first). None otherwise."""
+    import ipaddress
+
+    if settings.authn_tokens or settings.host == "localhost":
+        return None
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(settings.host.strip("[]")).is_loopback:
+            return None
+    return (f"authentication is off (no STOCKADE_AUTHN_TOKEN) and the API listens on {settings.host}, not only"
+            " on loopback: anyone who reaches the port may run code here")
 
 
 def raise_open_files() -> None:
