@@ -4,6 +4,13 @@ to 0, and a piped dump ignores a limit of 0 (the helper runs as root)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
 from stockade.cli.doctor import core_dumps
 
 
@@ -32,3 +39,19 @@ def test_a_file_core_pattern_is_fine(tmp_path):
 def test_this_hosts_core_pattern_is_read():
     layer = core_dumps()
     assert layer.name == "core dumps" and "cannot read" not in layer.detail
+
+
+def test_helpers_missing_from_another_environment_are_told_where_and_how(tmp_path):
+    """Installed with pip into another environment, doctor said "run `make
+    setup`", which builds the helpers into the checkout's .venv only: they
+    stayed missing where this Stockade looks for them (sys.prefix/libexec)."""
+    if os.geteuid() != 0:
+        pytest.skip("the launcher's layers are reported as root")
+    program = (f"import sys; sys.prefix = {str(tmp_path)!r}; sys.argv = ['stockade', 'doctor', '--json'];"
+               " from stockade.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    layers = {layer["name"]: layer["detail"] for layer in json.loads(done.stdout)["layers"]}
+    for name in ("launcher", "exit status"):
+        assert f"looked for in {tmp_path / 'libexec'}: `make setup` builds them into the checkout's .venv" \
+               in layers[name], layers[name]
+        assert "Using the library from another project" in layers[name] and "run `make setup`" not in layers[name]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 import typer
@@ -65,6 +66,13 @@ def core_dumps(pattern_file: str = "/proc/sys/kernel/core_pattern") -> Layer:
                  "no dump is written", required=False)
 
 
+# Where the C helpers are looked for, and how to build them there: `make setup`
+# builds them only into the checkout's own .venv, so in another environment
+# (pip install from a checkout) "run `make setup`" left them missing.
+NOT_BUILT = (f"looked for in {os.path.join(sys.prefix, 'libexec')}: `make setup` builds them into the checkout's "
+             ".venv; for another environment, docs/operations.md, \"Using the library from another project\"")
+
+
 def check_layers() -> list[Layer]:
     layers: list[Layer] = []
     try:
@@ -90,14 +98,14 @@ def check_layers() -> list[Layer]:
                             "as the box's first program"))
     else:
         layers.append(Layer("rlimits", os.access(PRLIMIT, os.X_OK), f"{limited}, by {PRLIMIT}"))
-        layers.append(Layer("launcher", False, f"stockade-launch not built (run `make setup`): {SETPRIV} and "
+        layers.append(Layer("launcher", False, f"stockade-launch not built ({NOT_BUILT}): {SETPRIV} and "
                             f"{PRLIMIT} do its work, about 1 ms slower per box", required=False))
     if sandbox.is_root and sandbox.launcher:
         if sandbox.spawner:
             how = f"by our vfork child ({sandbox.spawner.path}): no exec before bwrap"
         else:
             why = ("the kernel is older than 5.11" if not spawn.kernel_supported(os.uname().release)
-                   else "libstockade-spawn not built, run `make setup`")
+                   else f"libstockade-spawn not built, {NOT_BUILT}")
             how = f"by stockade-launch ({why}: one exec more, ~0.4 ms per box)"
         layers.append(Layer("bwrap start", True, f"as the slot's uid, in its cgroup, under its rlimits, {how}",
                             required=False))
@@ -105,7 +113,7 @@ def check_layers() -> list[Layer]:
     cg = sandbox.cgroups
     layers.append(Layer(
         "cgroups", cg.kind != "none",
-        f"{cg.kind}: {cg.reason}" if cg.kind != "none" else f"missing ({cg.reason}): memory and processes limited by rlimits only",
+        cg.reason if cg.kind != "none" else f"missing ({cg.reason}): memory and processes limited by rlimits only",
         required=False,
     ))
     if cg.kind != "none":
@@ -161,7 +169,7 @@ def check_layers() -> list[Layer]:
         "exit status", told,
         "the box's pid 1 (stockade-launch) reports the program's wait status: exit(152) is exit code 152" if told else
         f"exit codes above 128 read as signals (exit(152) came back as {exited.status}, signal {exited.signal}): "
-        + ("stockade-launch not built, run `make setup`" if not sandbox.launcher else "the launcher sent no report"),
+        + (f"stockade-launch not built, {NOT_BUILT}" if not sandbox.launcher else "the launcher sent no report"),
         required=False,
     ))
     return layers
