@@ -85,6 +85,24 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=60, **kwargs)
 
 
+def alembic(url: str, action: str, revision: str) -> None:
+    """An Alembic command on the database at `url` ("upgrade", "0001"): a
+    database as an older version of Stockade made it."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    from stockade.service.store import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+    engine.dispose()
+
+
 def wait_done(client: httpx.Client, token: str, timeout: float = 60, **params) -> dict:
     """Poll one submission until it leaves In Queue / Processing."""
     deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from stockade_server import ADMIN, Server, free_port, kill_during_each_run, wait_done
+from stockade_server import ADMIN, Server, alembic, free_port, kill_during_each_run, wait_done
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:]  # the newest installed
 
@@ -271,29 +271,13 @@ def _row(token: str) -> dict:
             "redirect_stderr_to_stdout": False, "enable_network": False, "callback_pending": False}
 
 
-def _alembic(url: str, action: str, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine
-
-    from stockade.service.store import MIGRATIONS
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        getattr(command, action)(config, revision)
-    engine.dispose()
-
-
 def test_a_database_made_before_attempts_is_migrated_and_its_submissions_run(make_server, database_url):
     """A PostgreSQL database made by the version before migration 0002, with
     a submission left Processing: the server adds `attempts` (0 for the rows
     already there), runs the submission once, and the migration goes down and
     up again without losing rows."""
     url = _new_database(database_url, "before_attempts")
-    _alembic(url, "upgrade", "0001")
+    alembic(url, "upgrade", "0001")
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
@@ -312,8 +296,8 @@ def test_a_database_made_before_attempts_is_migrated_and_its_submissions_run(mak
     server.stop()
     with engine.connect() as connection:
         assert connection.execute(text("SELECT attempts FROM submissions")).scalar_one() == 1
-    _alembic(url, "downgrade", "0001")
-    _alembic(url, "upgrade", "head")
+    alembic(url, "downgrade", "0001")
+    alembic(url, "upgrade", "head")
     with engine.connect() as connection:
         assert connection.execute(text("SELECT token, attempts FROM submissions")).all() == [("old-one", 0)]
     engine.dispose()

@@ -15,7 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-from stockade_server import free_port, wait_done
+from stockade_server import alembic, free_port, wait_done
 
 PY = 71
 
@@ -190,6 +190,19 @@ def test_a_new_data_directory_and_database_are_private(make_server, tmp_path):
     database = tmp_path / "elsewhere" / "jobs.db"
     make_server({"STOCKADE_DATABASE_URL": f"sqlite:///{database}"})
     assert database.stat().st_mode & 0o777 == 0o600 and database.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_upgrades_schema_migration_is_logged(make_server, tmp_path):
+    """operations.md's upgrade: the server migrates the database at start, and
+    the log said nothing of it (Alembic's own lines are off)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    alembic(f"sqlite:///{data_dir / 'stockade.db'}", "upgrade", "0001")  # as the version before 0002 left it
+    srv = make_server({"STOCKADE_DATA_DIR": str(data_dir), "STOCKADE_LOG_LEVEL": "info"})
+    assert "INFO stockade.service the database's schema was migrated from revision 0001 to 0002" in srv.log()
+    srv.stop()
+    again = make_server({"STOCKADE_DATA_DIR": str(data_dir), "STOCKADE_LOG_LEVEL": "info"})
+    assert "ready on" in again.log() and "schema was migrated" not in again.log()  # (nothing to migrate)
 
 
 def test_a_port_in_use_stops_the_start_in_one_line(tmp_path):

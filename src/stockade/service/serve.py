@@ -503,7 +503,7 @@ def migrate(url: str, shown: str) -> None:
     store = None
     try:
         store = Store(url)
-        store.migrate_sync()
+        before, after = store.migrate_sync()
     except (ResolutionError, CommandError) as error:
         # The one an operator meets: going back a version after an upgrade.
         revision = getattr(error, "argument", None) or str(error).rsplit(" ", 1)[-1].strip("'")
@@ -516,3 +516,7 @@ def migrate(url: str, shown: str) -> None:
     finally:
         if store is not None:
             store.close()
+    # An upgrade's migration is worth a line (alembic's own are off: one per step).
+    if before is not None and before != after:
+        logging.getLogger("stockade.service").info("the database's schema was migrated from revision %s to %s",
+                                                   before, after)

@@ -312,17 +312,22 @@ class Store:
         return outcomes
 
     # --- schema
-    def migrate_sync(self) -> None:
-        """Bring the schema to the newest migration (Alembic `upgrade head`)."""
+    def migrate_sync(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest migration (Alembic `upgrade head`);
+        returns the revisions before and after (None: no schema yet)."""
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            before = MigrationContext.configure(connection).get_current_revision()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            after = MigrationContext.configure(connection).get_current_revision()
         self._check_file()  # (its identity, now that it exists)
+        return before, after
 
     async def migrate(self) -> None:
         await self._call(self.migrate_sync)
