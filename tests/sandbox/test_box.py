@@ -104,6 +104,26 @@ def test_peak_memory_of_100_mib(sandbox):
     assert 100 * MiB <= result.memory <= 140 * MiB, result.memory / MiB
 
 
+@pytest.mark.parametrize("warm", [0, 1])
+def test_memory_without_cgroups_is_the_programs_not_the_supervisors(warm):
+    """Without cgroups, memory is the program's largest resident set. bwrap,
+    spawned from the supervisor, keeps the supervisor's peak across its exec,
+    and that was counted: a library process holding 300 MiB reported 320 MiB
+    for /bin/true."""
+    held = bytearray(256 * MiB)
+    held[:: 4096] = b"x" * (len(held) // 4096)  # touched: resident in this process, the supervisor
+    box = Sandbox(slots=2, warm=warm, cgroup_root="/nonexistent/stockade-test")
+    try:
+        assert box.cgroups.kind == "none"
+        small = py(box, "pass")
+        big = py(box, "x = bytearray(100 * 1024 * 1024)", limits=Limits(memory=256 * MiB))
+    finally:
+        box.close()
+        del held
+    assert small.status is Status.ok and small.memory < 64 * MiB, small.memory / MiB
+    assert big.status is Status.ok and 100 * MiB <= big.memory <= 140 * MiB, big.memory / MiB
+
+
 def test_memory_of_a_child_counts(sandbox):
     code = ("import os\npid = os.fork()\nif pid == 0:\n    x = bytearray(100 * 1024 * 1024)\n    os._exit(0)\n"
             "os.waitpid(pid, 0)")

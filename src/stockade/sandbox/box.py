@@ -891,14 +891,18 @@ class Sandbox:
         report = _split_report(bytes(box.report))
         if report.outcome == _LAUNCH_FAILED:  # the box's launcher, before the program: the box failed
             return _setup_failure(bytes(out.stderr), "the box's launcher failed")
-        usages = [usage, _reap_orphan(box.box_pid, box.box_pidfd)]
+        first = _reap_orphan(box.box_pid, box.box_pidfd)  # the box's pid 1, if bwrap left it to us
         exit_code, sig = _program_status(report.outcome, status)
         if report.ended_at is not None:
             # The program's own wall time, not the box's setup after the clock
             # started (a killed box keeps ours: the limit ran from there).
             wall = (report.ended_at - report.started_at) / 1e9
-        return self._account(group, out, exit_code, sig, [u for u in usages if u is not None], wall, limits,
-                             (report.started_cpu, report.ended_cpu))
+        # The peak resident set: the launcher's count of the program and its
+        # children; else pid 1's, which holds theirs. bwrap's is the last
+        # resort: its exec kept the peak of the supervisor that spawned it.
+        peak = report.peak_rss if report.peak_rss is not None else first.ru_maxrss * 1024 if first else None
+        return self._account(group, out, exit_code, sig, [u for u in (usage, first) if u is not None], wall,
+                             limits, (report.started_cpu, report.ended_cpu, peak))
 
     @staticmethod
     def _adopt_box_pid(box: _Box, info: bytes) -> None:
@@ -1016,10 +1020,13 @@ class Sandbox:
         watched.add(fd)
 
     def _account(self, group, out: _Outcome, exit_code: int | None, sig: int | None, usages: list, wall: float,
-                 limits: Limits, reported: tuple[int | None, int | None] = (None, None)) -> RunResult:
-        started, ended = reported  # CPU ns by the launcher's count (launch.c --status-fd), if it told
-        # rusage of bwrap and of the box's pid 1: the largest process they reaped
-        largest = max((u.ru_maxrss for u in usages), default=0) * 1024
+                 limits: Limits, reported: tuple[int | None, int | None, int | None] = (None, None, None),
+                 ) -> RunResult:
+        # CPU ns and peak bytes by the launcher's count (launch.c --status-fd), if it told
+        started, ended, largest = reported
+        if largest is None:
+            # rusage of bwrap and of the box's pid 1: the largest process they reaped
+            largest = max((u.ru_maxrss for u in usages), default=0) * 1024
         if self.cgroups.kind != "none":
             memory = group.memory_peak()
             if not group.exact_peak:
@@ -1171,6 +1178,7 @@ class _Report(NamedTuple):
     outcome: bytes  # the program's wait status, or LAUNCH_FAILED
     ended_cpu: int | None  # as it ended
     ended_at: int | None
+    peak_rss: int | None = None  # bytes: the largest resident set of the program and its children
 
 
 def _split_report(report: bytes) -> _Report:
@@ -1178,9 +1186,13 @@ def _split_report(report: bytes) -> _Report:
         return _Report(None, None, report, None, None)
     started_cpu, started_at = _times(report[:_TIMES_SIZE])
     rest = report[_TIMES_SIZE:]
-    if len(rest) != _STATUS_SIZE + _TIMES_SIZE:
+    # (A launcher built before the peak was reported ends without it.)
+    if len(rest) not in (_STATUS_SIZE + _TIMES_SIZE, _STATUS_SIZE + _END_SIZE):
         return _Report(started_cpu, started_at, rest, None, None)
-    return _Report(started_cpu, started_at, rest[:_STATUS_SIZE], *_times(rest[_STATUS_SIZE:]))
+    end = rest[_STATUS_SIZE:]
+    peak = int.from_bytes(end[_TIMES_SIZE:], sys.byteorder) if len(end) == _END_SIZE else _CPU_UNKNOWN
+    return _Report(started_cpu, started_at, rest[:_STATUS_SIZE], *_times(end[:_TIMES_SIZE]),
+                   None if peak == _CPU_UNKNOWN else peak)
 
 
 def _times(record: bytes) -> tuple[int | None, int]:
@@ -1199,7 +1211,8 @@ def _cpu_at_start(box: _Box) -> float:
 _XCPU_SLACK = 0.05  # seconds
 _STATUS_SIZE = 4  # an int: launch.c writes the wait status as wait(2) gives it
 _TIMES_SIZE = 16  # two uint64 of ns: launch.c's CPU time and time
-_CPU_UNKNOWN = 2**64 - 1  # launch.c's CPU_UNKNOWN
+_END_SIZE = _TIMES_SIZE + 8  # and at the end a uint64 of bytes, the peak resident set
+_CPU_UNKNOWN = 2**64 - 1  # launch.c's CPU_UNKNOWN (and PEAK_UNKNOWN)
 _LAUNCH_FAILED = (-1).to_bytes(_STATUS_SIZE, sys.byteorder, signed=True)  # launch.c's LAUNCH_FAILED
 
 

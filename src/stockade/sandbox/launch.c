@@ -35,7 +35,10 @@
  *
  * The report is two records: just before the fork, the CPU time used so far
  * and the time (CLOCK_MONOTONIC), each a uint64 of ns; once the program ends,
- * its wait status (an int), then the CPU time and the time again. The
+ * its wait status (an int), then the CPU time and the time again, and the
+ * largest resident set of the program and what it started (a uint64 of bytes,
+ * RUSAGE_CHILDREN's ru_maxrss once all are reaped: bwrap's own rusage is no
+ * measure, its exec kept the peak of the process that spawned it). The
  * differences are the program's CPU time and wall time, and not the box's
  * setup, which ran in the same cgroup before it (bwrap's mounts, ~5 ms of CPU;
  * a warm box's long before the run). The CPU time is read from --cpu-fd,
@@ -95,8 +98,9 @@ static int status_out = -1;
 /* With --cpu-fd: the box cgroup's CPU counter (see --status-fd at the top). */
 static int cpu_in = -1;
 #define CPU_UNKNOWN UINT64_MAX
+#define PEAK_UNKNOWN UINT64_MAX
 
-/* One record down the status pipe (at most 20 bytes: a pipe takes them whole). */
+/* One record down the status pipe (at most 28 bytes: a pipe takes them whole). */
 static void send_record(int fd, const void *record, size_t size) {
     ssize_t wrote;
     do
@@ -160,20 +164,30 @@ static void end_the_rest(void) {
     }
 }
 
+/* The largest resident set of our reaped children, in bytes (PEAK_UNKNOWN). */
+static uint64_t peak_rss(void) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_CHILDREN, &usage) || usage.ru_maxrss < 0)
+        return PEAK_UNKNOWN;
+    return (uint64_t)usage.ru_maxrss * 1024u;
+}
+
 /* The report's record: `status` (if not NULL), the CPU time, the time
- * (with a status: the program's end, then what it left is ended). */
+ * (with a status: the program's end, then what it left is ended), and with a
+ * status the peak resident set. */
 static void send_times(int fd, const int *status) {
-    char record[sizeof *status + 2 * sizeof(uint64_t)], *at = record;
+    char record[sizeof *status + 3 * sizeof(uint64_t)], *at = record;
     uint64_t ended_at = now();
     if (status)
         end_the_rest();
-    uint64_t times[2] = {cpu_used(), status ? ended_at : now()};
+    uint64_t values[3] = {cpu_used(), status ? ended_at : now(), status ? peak_rss() : 0};
     if (status) {
         memcpy(at, status, sizeof *status);
         at += sizeof *status;
     }
-    memcpy(at, times, sizeof times);
-    send_record(fd, record, (size_t)(at - record) + sizeof times);
+    size_t size = (status ? 3 : 2) * sizeof(uint64_t);
+    memcpy(at, values, size);
+    send_record(fd, record, (size_t)(at - record) + size);
 }
 
 static void die(const char *what, const char *detail) {
