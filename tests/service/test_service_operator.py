@@ -162,6 +162,26 @@ def test_a_failed_callback_is_logged_without_its_url_and_its_giving_up_is_a_warn
         receiver.server_close()
 
 
+def test_refused_requests_are_logged_without_their_query(make_server):
+    """uvicorn's access log is off: a 401, a 422 or a full queue's 503 left
+    no line, and an operator could not see clients failing. Each error answer
+    is one line, without the query string, where clients put X-Auth-Token."""
+    srv = make_server({"STOCKADE_AUTHN_TOKEN": "tok-a", "STOCKADE_LOG_LEVEL": "info"})
+    with httpx.Client(base_url=srv.url) as http:
+        assert http.get("/languages", params={"X-Auth-Token": "secret-guess"}).status_code == 401
+        response = http.post("/submissions", params={"X-Auth-Token": "tok-a"},
+                             json={"source_code": "print(1)", "language_id": 9999})
+        assert response.status_code == 422
+    deadline = time.monotonic() + 5
+    while "answered 422" not in srv.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = srv.log()
+    assert "INFO stockade.service answered 401 to GET '/languages' from 127.0.0.1: (no body)\n" in log, log
+    reason = response.content.decode()
+    assert f"INFO stockade.service answered 422 to POST '/submissions' from 127.0.0.1: {reason}\n" in log, log
+    assert "secret-guess" not in log and "tok-a" not in log
+
+
 def test_one_server_per_data_directory(make_server):
     first = make_server({})
     second = subprocess.run([sys.executable, "-m", "stockade.service", "--port", str(free_port())],

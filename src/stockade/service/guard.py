@@ -30,11 +30,17 @@ class ErrorGuard:
             await self.app(scope, receive, send)
             return
         started = False
+        refused = 0  # the status of an error answer, until its body is logged
 
         async def watched(message: Message) -> None:
-            nonlocal started
+            nonlocal started, refused
             if message["type"] == "http.response.start":
                 started = True
+                if message["status"] >= 400:
+                    refused = message["status"]
+            elif refused and message["type"] == "http.response.body":
+                _log_refusal(scope, refused, message.get("body", b""))
+                refused = 0
             await send(message)
 
         try:
@@ -52,3 +58,13 @@ class ErrorGuard:
                 (b"content-length", str(len(INTERNAL_ERROR)).encode()),
             ]})
             await send({"type": "http.response.body", "body": INTERNAL_ERROR})
+
+
+def _log_refusal(scope: Scope, status: int, body: bytes) -> None:
+    """One line for each error answer (uvicorn's access log is off): what the
+    client was told, and who. Never the query string, where Judge0 clients
+    put X-Auth-Token; the path quoted, as above."""
+    client = scope.get("client")
+    log.log(logging.WARNING if status >= 500 else logging.INFO, "answered %d to %s %r from %s: %s",
+            status, scope.get("method"), scope.get("path"), client[0] if client else "?",
+            body[:200].decode("utf-8", "replace") or "(no body)")
