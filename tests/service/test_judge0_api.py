@@ -326,6 +326,33 @@ def test_malformed_json_is_400(http):
     assert response.status_code == 422
 
 
+def test_a_submission_sent_as_a_form_or_in_the_query_string_is_read_as_judge0_reads_it(http):
+    # Rails' params: the query string's, under the body's, which may be a form
+    # (`curl -d`, `requests.post(data=...)`), its keys nested as Rack nests them.
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    body = run(http, {}, source_code='print("a b", input())', language_id="71", stdin="c+d")
+    assert (body["status"]["id"], body["stdout"], body["stdin"]) == (3, "a b c+d\n", "c+d")
+    response = http.post("/submissions", params={"wait": "true", "fields": "stdout,stdin,language_id"},
+                         content=b"source_code=print(%22a+b%22%2C+input())&language_id=71&stdin=e%26f", headers=form)
+    assert response.status_code == 201, response.text
+    assert response.json() == {"stdout": "a b e&f\n", "stdin": "e&f", "language_id": 71}
+    # The body wins over the query string, a JSON body as a form.
+    body = run(http, {"source_code": "print(2)"}, source_code="print(1)", language_id=PY)
+    assert body["stdout"] == "2\n"
+    response = http.post("/submissions/batch", headers=form, content=(
+        b"submissions[][language_id]=71&submissions[][source_code]=print(3)"
+        b"&submissions[][language_id]=9999&submissions[][source_code]=print(4)"))
+    assert response.status_code == 201, response.text
+    answers = response.json()
+    assert set(answers[0]) == {"token"} and answers[1] == {"language_id": ["language with id 9999 doesn't exist"]}
+    assert wait_done(http, answers[0]["token"])["stdout"] == "3\n"
+    for content, message in ((b"source_code=%FF&language_id=71", "the request's form is not valid UTF-8"),
+                             (b"stdin=1&stdin[]=2", "the parameter stdin is given both as a list and as one value"),
+                             (b"a" + b"[b]" * 40 + b"=1", "a parameter is nested more than 32 levels deep")):
+        response = http.post("/submissions", content=content, headers=form)
+        assert (response.status_code, response.json()) == (400, {"error": message}), content
+
+
 def test_callback_to_internal_addresses_refused_by_default(http):
     for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://[::1]/",
                 "http://10.1.2.3/", "http://localhost:8080/", "http://[::ffff:127.0.0.1]/"):

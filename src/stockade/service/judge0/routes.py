@@ -28,6 +28,7 @@ from stockade.service.judge0.format import (
     parse_fields,
     serialize,
 )
+from stockade.service.judge0.params import BadBody, request_params
 from stockade.service.judge0.schema import BATCH_BODY, SUBMISSION_BODY
 from stockade.service.store import IN_QUEUE, PROCESSING, Row, Unavailable
 
@@ -99,20 +100,6 @@ def _authorized(request: Request, service: Service) -> bool:
     return given in tokens
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise _BadBody() from None
-
-
-class _BadBody(Exception):
-    pass
-
-
 def build_router(service: Service) -> APIRouter:
     """All Judge0 routes, bound to one running service."""
     router = APIRouter()
@@ -162,9 +149,9 @@ def build_router(service: Service) -> APIRouter:
         except InvalidFields as exc:
             return error(400, str(exc))
         try:
-            body = await _json_body(request)
-        except _BadBody:
-            return error(400, "request body is not valid JSON")
+            body = await request_params(request)
+        except BadBody as exc:
+            return error(400, str(exc))
         row, errors = parser.parse(body, encoded=encoded)
         if row is not None:
             errors = await check_callback(row)
@@ -243,9 +230,9 @@ def build_router(service: Service) -> APIRouter:
             return error(400, "batched submissions are not allowed")
         # `wait` is not for batches: as Judge0, it is ignored (the tokens come back).
         try:
-            body = await _json_body(request)
-        except _BadBody:
-            return error(400, "request body is not valid JSON")
+            body = await request_params(request)
+        except BadBody as exc:
+            return error(400, str(exc))
         items = body.get("submissions") if isinstance(body, dict) else None
         if items is None or (isinstance(items, str | dict | list) and not items):
             # Judge0 counts `params[:submissions].size`: absent, null or empty is none.

@@ -1,0 +1,108 @@
+"""A request's parameters as Judge0 (Rails) reads them: the query string's,
+under the body's, which is JSON or a form (`application/x-www-form-urlencoded`,
+what `curl -d` and `requests.post(data=...)` send), its keys nested as Rack
+nests them (`submissions[][language_id]=71`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+
+FORM = "application/x-www-form-urlencoded"
+MAX_DEPTH = 32  # Rack refuses deeper keys too (its limit is 100); a[b][c]... past this is only an attack
+
+
+class BadBody(ValueError):
+    """A body that is neither JSON nor a form; the message says which it claimed to be."""
+
+
+_KEY = re.compile(r"\A[\[\]]*([^\[\]]+)\]*")
+_ARRAY_OF_HASHES = re.compile(r"\A\[\]\[([^\[\]]+)\]\Z|\A\[\](.+)\Z")
+
+
+def _normalize(params: dict[str, Any], name: str, value: str, depth: int) -> dict[str, Any]:
+    """Rack's normalize_params: `a=1`, `a[]=1`, `a[b]=1`, `a[][b]=1` (a new hash
+    in the array when the last one already has `b`)."""
+    if depth <= 0:
+        raise BadBody(f"a parameter is nested more than {MAX_DEPTH} levels deep")
+    match = _KEY.match(name)
+    if not match:
+        return params
+    key, after = match.group(1), name[match.end():]
+    if after == "":
+        params[key] = value
+    elif after == "[":
+        params[name] = value
+    elif after == "[]":
+        items = params.setdefault(key, [])
+        if not isinstance(items, list):
+            raise BadBody(f"the parameter {key} is given both as a list and as one value")
+        items.append(value)
+    elif (nested := _ARRAY_OF_HASHES.match(after)) is not None:
+        child = nested.group(1) or nested.group(2)
+        items = params.setdefault(key, [])
+        if not isinstance(items, list):
+            raise BadBody(f"the parameter {key} is given both as a list and as one value")
+        if items and isinstance(items[-1], dict) and not _has_key(items[-1], child):
+            _normalize(items[-1], child, value, depth - 1)
+        else:
+            items.append(_normalize({}, child, value, depth - 1))
+    else:
+        inner = params.setdefault(key, {})
+        if not isinstance(inner, dict):
+            raise BadBody(f"the parameter {key} is given both as a hash and as one value")
+        _normalize(inner, after, value, depth - 1)
+    return params
+
+
+def _has_key(params: dict[str, Any], name: str) -> bool:
+    """Rack's params_hash_has_key?: whether `name` (`b`, `b[c]`) is set in
+    `params` already; a name with `[]` never is (it appends)."""
+    if "[]" in name:
+        return False
+    node: Any = params
+    for part in re.split(r"[\[\]]+", name):
+        if not part:
+            continue
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def form_params(data: bytes, what: str) -> dict[str, Any]:
+    """A query string or form body as Rails' params; BadBody, naming `what`,
+    if it is not UTF-8 (Rails answers 400 too)."""
+    params: dict[str, Any] = {}
+    try:
+        pairs = parse_qsl(data.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise BadBody(f"{what} is not valid UTF-8") from None
+    for name, value in pairs:
+        _normalize(params, name, value, MAX_DEPTH)
+    return params
+
+
+async def request_params(request: Request) -> Any:
+    """The submission's parameters: the query string's (Rails merges them), and
+    over them the body's. A body that is not an object (a JSON list) is returned
+    as it is, for the parser to refuse."""
+    raw = await request.body()
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == FORM:
+        body: Any = form_params(raw, "the request's form")
+    elif not raw.strip():
+        body = {}
+    else:
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadBody("request body is not valid JSON") from None
+    query = request.scope.get("query_string", b"")
+    if not query or not isinstance(body, dict):
+        return body
+    return {**form_params(query, "the query string"), **body}
