@@ -578,6 +578,18 @@ def test_batch_create_and_get(http):
         assert response.json() == {"error": "there should be at least one submission in a batch"}
 
 
+def test_batch_tokens_may_come_in_a_header_as_judge0_reads_them_first(http):
+    token = http.post("/submissions", params={"wait": "true"},
+                      json={"source_code": "print(5)", "language_id": PY}).json()["token"]
+    unknown = str(uuid.uuid4())
+    got = http.get("/submissions/batch", params={"fields": "stdout", "tokens": unknown},
+                   headers={"tokens": f"{token},{unknown}"})
+    assert got.status_code == 200, got.text
+    assert got.json() == {"submissions": [{"stdout": "5\n"}, None]}
+    got = http.get("/submissions/batch", headers={"tokens": ""}, params={"tokens": token})
+    assert (got.status_code, got.json()) == (400, {"error": "there should be at least one submission in a batch"})
+
+
 def test_batch_errors(http):
     response = http.post("/submissions/batch", json={"submissions": [{"language_id": 9999}]})
     assert response.status_code == 422

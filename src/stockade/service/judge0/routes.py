@@ -191,6 +191,7 @@ def build_router(service: Service) -> APIRouter:
 
     @router.get("/submissions/batch", tags=["submissions"])
     async def get_batch(
+        request: Request,
         tokens: str | None = Query(None),
         base64_encoded: str | None = Query(None),
         fields: str | None = Query(None),
@@ -202,8 +203,13 @@ def build_router(service: Service) -> APIRouter:
             requested = parse_fields(fields)
         except InvalidFields as exc:
             return error(400, str(exc))
-        # Judge0 splits with Ruby (`tokens.strip.split(",")`): an empty item keeps
-        # its place in the answer (null); only trailing ones are dropped.
+        # Judge0 reads a `tokens` header first, then the query parameter
+        # (`request.headers[:tokens] || params[:tokens]`), and splits with Ruby
+        # (`tokens.strip.split(",")`): an empty item keeps its place in the
+        # answer (null); only trailing ones are dropped.
+        header = request.headers.get("tokens")
+        if header is not None:
+            tokens = header
         wanted = [token.strip() for token in (tokens or "").strip().split(",")]
         while wanted and not wanted[-1]:
             wanted.pop()
