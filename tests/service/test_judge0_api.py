@@ -735,6 +735,21 @@ def test_multi_file_program_89_takes_no_source_code(http):
     # Blank is absent, as in Rails: accepted, and run from the zip alone.
     body = run(http, {"language_id": 89, "source_code": " \n", "additional_files": files})
     assert body["status"]["id"] == 3 and body["stdout"] == "run\n", body
+    # An empty source (what the SDK sends) is shown back as sent, as Judge0 stores it.
+    body = run(http, {"language_id": 89, "source_code": "", "additional_files": files})
+    assert (body["status"]["id"], body["stdout"], body["source_code"]) == (3, "run\n", ""), body
+
+
+def test_empty_strings_are_shown_back_as_empty_strings_and_absent_fields_as_null(http):
+    # Judge0 stores "" as "" (Rails): a client reads back what it sent.
+    empty = dict.fromkeys(("compiler_options", "command_line_arguments", "callback_url", "additional_files"), "")
+    body = run(http, {"source_code": "int main(){return 0;}", "language_id": C, **empty})
+    assert body["status"]["id"] == 3, body
+    assert {name: body[name] for name in empty} == empty
+    body = run(http, {"source_code": b64("print(1)"), "language_id": PY, **empty}, base64_encoded="true")
+    assert body["status"]["id"] == 3 and {name: body[name] for name in empty} == empty
+    body = run(http, {"source_code": "print(1)", "language_id": PY})
+    assert {name: body[name] for name in empty} == dict.fromkeys(empty)
 
 
 def test_cors_any_origin_by_default_as_judge0(http):

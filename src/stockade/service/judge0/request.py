@@ -176,13 +176,15 @@ class SubmissionParser:
             if is_multi_file and not _blank(row.get("source_code")):
                 add("source_code", "must be blank")  # its program is the zip's run script
             elif is_multi_file:
-                row["source_code"] = None
+                # ("" is kept, and shown back, as Judge0 does; blanks are not run)
+                row["source_code"] = b"" if row.get("source_code") == b"" else None
             elif _blank(row.get("source_code")):
                 add("source_code", "can't be blank")
 
         # --- additional files: base64 of a zip, always
         files = _cast_string(body.get("additional_files"))
-        row["additional_files"] = None
+        # (Judge0 keeps "" as "": shown back as "", not null, with no files.)
+        row["additional_files"] = b"" if files == "" else None
         if isinstance(files, _Invalid):
             add("additional_files", files.message)
         elif files:
@@ -219,7 +221,7 @@ class SubmissionParser:
                 allowed = f"{', '.join(rest)} and {last}" if rest else last
                 add("compiler_options", f"setting compiler options is only allowed for {allowed}")
             self._check_words("compiler_options", options, add)
-        row["compiler_options"] = options or None
+        row["compiler_options"] = options  # ("" stays "", as Judge0 shows it back)
 
         arguments = _cast_string(body.get("command_line_arguments"))
         if isinstance(arguments, _Invalid):
@@ -229,7 +231,7 @@ class SubmissionParser:
             if not s.enable_command_line_arguments:
                 add("command_line_arguments", "setting command line arguments is not allowed")
             self._check_words("command_line_arguments", arguments, add)
-        row["command_line_arguments"] = arguments or None
+        row["command_line_arguments"] = arguments
 
         # --- limits
         for name, (integer, minimum, maximum, default) in self.numbers.items():
@@ -279,7 +281,7 @@ class SubmissionParser:
                 add("callback_url", f"is too long (maximum is {MAX_URL_LENGTH} characters)")
             elif not _is_http_url(url):
                 add("callback_url", "is not a valid URL")
-        row["callback_url"] = url or None
+        row["callback_url"] = url
 
         if errors:
             return None, errors
