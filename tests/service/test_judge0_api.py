@@ -351,6 +351,9 @@ def test_a_submission_sent_as_a_form_or_in_the_query_string_is_read_as_judge0_re
                              (b"a" + b"[b]" * 40 + b"=1", "a parameter is nested more than 32 levels deep")):
         response = http.post("/submissions", content=content, headers=form)
         assert (response.status_code, response.json()) == (400, {"error": message}), content
+    response = http.post("/submissions", files={"source_code": b"print(1)"}, data={"language_id": "71"})
+    assert (response.status_code, response.json()) == (400, {
+        "error": "a multipart/form-data body is not read: send JSON or application/x-www-form-urlencoded"})
 
 
 def test_callback_to_internal_addresses_refused_by_default(http):
