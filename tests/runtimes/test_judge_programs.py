@@ -132,6 +132,23 @@ def test_javascript_recursion_past_the_stack_is_a_clean_runtime_error(engine, ca
     assert b"RangeError: Maximum call stack size exceeded" in run.stderr
 
 
+JS_LIVE_ARRAY_AND_QUEUE = """
+const a = new Array(6_000_000).fill(1);  // 48 MB, live to the end
+let q = [], s = 0;
+for (let i = 0; i < 4e6; i++) { q.push({v: i, w: [i]}); if (q.length > 200000) q = q.slice(100000); }
+for (const o of q) s += o.v;
+console.log(s + a.length);
+"""
+
+
+def test_javascript_program_that_fits_the_heap_is_not_oom_killed(engine, catalog):
+    """V8's young generation (up to 48 MiB by default) is beside its old space
+    (75% of the limit): together they passed 125 MiB, and the kernel killed a
+    program that V8's own heap held (about 100 MiB in all)."""
+    result = judge(engine, catalog, "javascript", JS_LIVE_ARRAY_AND_QUEUE, expected=b"780005900000\n")
+    assert result.verdict is Verdict.accepted, result.tests[0].run
+
+
 JAVA_RECURSION = """
 import java.util.Scanner;
 public class Main {
