@@ -235,6 +235,29 @@ def test_a_vm_runs_under_a_per_process_memory_limit_and_is_still_bounded(engine,
     assert result.tests[0].run.memory <= 128000 * KiB + 8 * 1024 * KiB, result.tests[0].run
 
 
+GO_GOROUTINES = """package main
+import ("fmt"; "sync")
+func main() {
+    var wg sync.WaitGroup
+    sums := make([]int, 1000)
+    for i := range sums { wg.Add(1); go func(i int) { defer wg.Done(); for j := 0; j < 10000; j++ { sums[i] += j % (i + 1) } }(i) }
+    wg.Wait()
+    t := 0; for _, s := range sums { t += s }
+    fmt.Println(t)
+}
+"""
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_go_runtime_threads_do_not_count_against_a_low_process_limit(engine, catalog, processes):
+    """Judge0 allows max_processes_and_or_threads from 1: Go's runtime takes 4
+    threads before main, and a Go program died at 1 to 3 (as Java's and Node's
+    did before their minimums)."""
+    limits = replace(JUDGE0, processes=processes)
+    result = judge(engine, catalog, "go", GO_GOROUTINES, expected=b"2469784681\n", limits=limits)
+    assert result.verdict is Verdict.accepted, result.tests[0].run.stderr[:300]
+
+
 RUBY_RECURSION = "def depth(n)\n  n == 0 ? 0 : depth(n - 1) + 1\nend\nputs depth(gets.to_i)\n"
 
 
