@@ -92,10 +92,20 @@ def test_number_of_runs_repeats_and_averages(engine):
 
 
 def test_redirect_stderr_to_stdout(engine):
-    code = b"import sys\nprint('out')\nsys.stdout.flush()\nprint('err', file=sys.stderr)"
+    """One stream, as isolate's --stderr-to-stdout: the writes in their order
+    (stderr was appended after the run: "a c b"), under one output limit."""
+    code = (b"import sys\nprint('a', flush=True)\nprint('b', file=sys.stderr, flush=True)\n"
+            b"print('c', flush=True)\nprint('d', file=sys.stderr)")
     result = engine.run_sync(Submission("python3", code, redirect_stderr_to_stdout=True))
     run = result.tests[0].run
-    assert run.stdout == b"out\nerr\n" and run.stderr == b""
+    assert run.stdout == b"a\nb\nc\nd\n" and run.stderr == b""
+    # 600 KiB on each stream: 1200 KiB in the one stream, past a 1 MiB output limit.
+    code = b"import sys\nsys.stdout.write('o' * 614400)\nsys.stdout.flush()\nsys.stderr.write('e' * 614400)"
+    limits = Limits(output=1024 * 1024)
+    result = engine.run_sync(Submission("python3", code, run_limits=limits, redirect_stderr_to_stdout=True))
+    run = result.tests[0].run
+    assert result.verdict is Verdict.output_limit and run.stdout_truncated, run.status
+    assert len(run.stdout) == 1024 * 1024 and run.stdout.endswith(b"e") and run.stderr == b""
 
 
 def test_second_run_of_the_same_program_does_not_compile(engine):

@@ -228,10 +228,19 @@ def test_mounts_in_the_root_tree_and_beside_it(sandbox):
     assert {t: r.stdout for t, r in seen.items()} == {
         "/box/build": b"compiled True\n", "/opt/p": b"compiled False\n", "/box/../opt/q": b"compiled False\n"}, seen
 
-def test_sandbox_error_is_a_result_not_an_exception(sandbox):
-    result = py(sandbox, "print(1)", mounts=[Mount("/nonexistent/stockade", "/opt/x")])
+@pytest.mark.parametrize("one_stream", [False, True], ids=["two-streams", "stderr-to-stdout"])
+def test_sandbox_error_is_a_result_not_an_exception(sandbox, one_stream):
+    result = sandbox.run_sync([PY, "-c", "print(1)"], mounts=[Mount("/nonexistent/stockade", "/opt/x")],
+                              stderr_to_stdout=one_stream)
     assert result.status is Status.sandbox_error
-    assert "bubblewrap" in result.message
+    # bwrap's own words, from whichever pipe its stderr was
+    assert "bubblewrap failed" in result.message and "/nonexistent/stockade" in result.message, result.message
+
+
+def test_stderr_to_stdout_is_one_stream_in_order(sandbox):
+    code = "import os\nfor i in range(3): os.write(1, b'o%d ' % i); os.write(2, b'e%d ' % i)"
+    result = sandbox.run_sync([PY, "-c", code], stderr_to_stdout=True)
+    assert (result.status, result.stdout, result.stderr) == (Status.ok, b"o0 e0 o1 e1 o2 e2 ", b""), result
 
 
 def test_bad_input_is_refused(sandbox):

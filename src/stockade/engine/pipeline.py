@@ -246,8 +246,9 @@ class Engine:
             runs: list[RunResult] = []
             for _ in range(submission.number_of_runs):
                 run = await self.sandbox.run(argv, files=run_files, stdin=test.stdin, limits=limits,
-                                             env=env, mounts=mounts)
-                run = _classify(runtime, run, submission.redirect_stderr_to_stdout)
+                                             env=env, mounts=mounts,
+                                             stderr_to_stdout=submission.redirect_stderr_to_stdout)
+                run = _classify(runtime, run)
                 runs.append(run)
                 if run.status is not Status.ok:
                     break
@@ -354,14 +355,11 @@ def _compile_failure(run: RunResult) -> str:
     return f"compilation failed ({run.status.value})"
 
 
-def _classify(runtime: Runtime, run: RunResult, merge_stderr: bool) -> RunResult:
+def _classify(runtime: Runtime, run: RunResult) -> RunResult:
     """Runtime-specific reading of a run: a managed heap that refused to grow
     (Java's OutOfMemoryError, Node's heap limit) is a memory_limit."""
     if run.status is Status.runtime_error and runtime.is_memory_error(run.stderr, run.stdout):
         run = replace(run, status=Status.memory_limit, message=run.message or "memory limit exceeded (heap)")
-    if merge_stderr:
-        run = replace(run, stdout=run.stdout + run.stderr, stderr=b"",
-                      stdout_truncated=run.stdout_truncated or run.stderr_truncated)
     return run
 
 

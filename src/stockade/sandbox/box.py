@@ -102,6 +102,7 @@ class _Box:
     in_w: int = -1
     out_r: int = -1
     err_r: int = -1
+    stderr_to_stdout: bool = False  # the program's fd 2 is its stdout pipe (run(stderr_to_stdout=))
     block_r: int = -1
     block_w: int = -1
     exec_w: int = -1  # a warm box's run goes here
@@ -283,12 +284,16 @@ class Sandbox:
         mounts: Sequence[Mount] = (),
         collect: Sequence[str] = (),
         cwd: str = bwrap.BOX_DIR,
+        stderr_to_stdout: bool = False,
         _use_warm: bool = True,  # (run_sync: no warm box taken or built)
     ) -> RunResult:
         """Run `argv` (paths as seen inside the box) with `files` written to
         /box and `stdin` fed to it, within `limits`. `collect` names files of
         /box (fnmatch patterns) to return in `RunResult.files` after a run
-        whose status is ok (a failed run's are not read).
+        whose status is ok (a failed run's are not read). `stderr_to_stdout`:
+        the program's stderr is its stdout pipe (isolate's --stderr-to-stdout),
+        so `stdout` has both in the order they were written, under one output
+        limit, and `stderr` is empty.
         Raises LimitError for malformed input, and CollectError (its `result`
         the run) when what `collect` names is too much to read back; a failure
         of the box itself is a RunResult with status sandbox_error."""
@@ -297,7 +302,9 @@ class Sandbox:
         env = dict(env or {})
         _check_input(argv, files, env, mounts, stdin, cwd)
         self._closed = False  # (a Sandbox may run again after close())
-        message = self._warm_message(argv, files, limits, env, mounts, cwd) if _use_warm else None
+        # (A warm box's pipes were given before its run was known: one stream is cold.)
+        use_warm = _use_warm and not stderr_to_stdout
+        message = self._warm_message(argv, files, limits, env, mounts, cwd) if use_warm else None
         box = self._take_warm() if message is not None else None
         try:
             if box is not None:
@@ -306,7 +313,8 @@ class Sandbox:
             self.cold_runs += 1
             slot = await self._acquire_slot()
             try:
-                return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd)
+                return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd,
+                                               stderr_to_stdout)
             finally:
                 self._slots.release(slot)
         finally:
@@ -603,10 +611,11 @@ class Sandbox:
             finally:
                 group.close()  # our files of it, removed or not
 
-    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd):
+    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd, stderr_to_stdout):
         inline = _few(files)
         try:
             box = self._new_box(slot, files if inline else {}, limits)
+            box.stderr_to_stdout = stderr_to_stdout
         except (SandboxError, OSError) as exc:  # (LimitError, the caller's, goes on up)
             # A box that cannot be made (its directory on a full tmpfs, its cgroup)
             # is the box's failure, a result like any other: it was raised out of run().
@@ -708,6 +717,11 @@ class Sandbox:
         in_r, box.in_w = box.pipe()
         box.out_r, out_w = box.pipe()
         box.err_r, err_w = box.pipe()
+        # One stream (isolate's --stderr-to-stdout): bwrap, and so the program,
+        # gets the stdout pipe as fd 2; the writes stay in their order, under one
+        # output limit. (Appending stderr after the run put a traceback after
+        # output written later, and let the two streams hold twice the limit.)
+        child_err = out_w if box.stderr_to_stdout else err_w
         etc_dir = self._etc.current()
         for mount in mounts:
             if mount.target.startswith("/etc/"):
@@ -748,7 +762,7 @@ class Sandbox:
                 # bwrap starts as the slot's uid, never as root: a user namespace made
                 # by root maps the box's user to host uid 0 (spawn.py).
                 box.proc = _Child(self.spawner.spawn(
-                    bwrap_argv, stdio=(in_r, out_w, err_w), keep=passed, uid=box.slot.uid, gid=box.slot.gid,
+                    bwrap_argv, stdio=(in_r, out_w, child_err), keep=passed, uid=box.slot.uid, gid=box.slot.gid,
                     netns_fd=netns, cgroup_procs=box.group.procs_files(), rlimits=rlimits,
                 ))
             else:
@@ -759,7 +773,7 @@ class Sandbox:
                     bwrap_argv = [*launch.identity_argv(box.slot.uid, box.slot.gid, self.launcher, netns, rlimits,
                                                         box.group.procs_files() if joined else ()), *bwrap_argv]
                 box.proc = subprocess.Popen(
-                    bwrap_argv, stdin=in_r, stdout=out_w, stderr=err_w,
+                    bwrap_argv, stdin=in_r, stdout=out_w, stderr=child_err,
                     pass_fds=(*passed, *([netns] if netns is not None else [])), env={}, cwd="/", close_fds=True,
                 )
         except OSError as exc:
@@ -777,7 +791,7 @@ class Sandbox:
             await _readable(loop, box.pidfd)
             os.waitpid(box.proc.pid, 0)
             box.proc.returncode = 0
-            return _setup_failure(_read_available(box.err_r))
+            return _setup_failure(_read_available(box.out_r if box.stderr_to_stdout else box.err_r))
 
         if not joined:
             try:
@@ -885,12 +899,12 @@ class Sandbox:
         if _unread(box.block_r) and not out.events & {Status.wall_time_limit, Status.time_limit}:
             # (A time limit that ran out before bwrap read the byte, a wall time
             # of 1 ms say, is that limit's verdict: we killed the box.)
-            return _setup_failure(bytes(out.stderr))
+            return _setup_failure(_box_stderr(box, out))
         if box.status_r != -1:
             box.report += _read_available(box.status_r)
         report = _split_report(bytes(box.report))
         if report.outcome == _LAUNCH_FAILED:  # the box's launcher, before the program: the box failed
-            return _setup_failure(bytes(out.stderr), "the box's launcher failed")
+            return _setup_failure(_box_stderr(box, out), "the box's launcher failed")
         first = _reap_orphan(box.box_pid, box.box_pidfd)  # the box's pid 1, if bwrap left it to us
         exit_code, sig = _program_status(report.outcome, status)
         if report.ended_at is not None:
@@ -1074,6 +1088,12 @@ class Sandbox:
             oom_killed=oom,
             message=out.message,
         )
+
+
+def _box_stderr(box: _Box, out: _Outcome) -> bytes:
+    """What bwrap and the launcher wrote on their stderr: the program's stdout
+    pipe when the run has one stream."""
+    return bytes(out.stdout if box.stderr_to_stdout else out.stderr)
 
 
 def _setup_failure(stderr: bytes, what: str = "bubblewrap failed") -> RunResult:
