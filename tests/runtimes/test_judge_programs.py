@@ -111,6 +111,20 @@ def test_refused_allocation_is_a_memory_limit(engine, catalog, key):
     assert result.verdict is Verdict.memory_limit, result.tests[0].run
 
 
+def test_go_out_of_memory_is_a_memory_limit_on_one_stream(engine, catalog):
+    """With stderr in stdout, Go's "fatal error: out of memory" is still seen,
+    though the stacks of 500 goroutines after it (~270 KB) bury it."""
+    available(catalog, "go")
+    source, stdin = HUGE_ALLOCATIONS["go"]
+    source = source.replace("func main(){", 'import "time"\nfunc init(){for i:=0;i<500;i++{go time.Sleep(time.Hour)}}\n'
+                            "func main(){time.Sleep(10*time.Millisecond);")
+    result = engine.run_sync(Submission("go", source.encode(), tests=(TestCase(stdin),), run_limits=JUDGE0,
+                                        redirect_stderr_to_stdout=True))
+    run = result.tests[0].run
+    assert run.stderr == b"" and len(run.stdout) > 65536, run
+    assert result.verdict is Verdict.memory_limit, run.stdout[:200]
+
+
 JS_RECURSION = """
 function depth(n) { return n === 0 ? 0 : depth(n - 1) + 1; }
 const n = +require('fs').readFileSync(0, 'utf8');

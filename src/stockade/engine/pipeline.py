@@ -248,7 +248,7 @@ class Engine:
                 run = await self.sandbox.run(argv, files=run_files, stdin=test.stdin, limits=limits,
                                              env=env, mounts=mounts,
                                              stderr_to_stdout=submission.redirect_stderr_to_stdout)
-                run = _classify(runtime, run)
+                run = _classify(runtime, run, submission.redirect_stderr_to_stdout)
                 runs.append(run)
                 if run.status is not Status.ok:
                     break
@@ -355,10 +355,13 @@ def _compile_failure(run: RunResult) -> str:
     return f"compilation failed ({run.status.value})"
 
 
-def _classify(runtime: Runtime, run: RunResult) -> RunResult:
+def _classify(runtime: Runtime, run: RunResult, one_stream: bool) -> RunResult:
     """Runtime-specific reading of a run: a managed heap that refused to grow
-    (Java's OutOfMemoryError, Node's heap limit) is a memory_limit."""
-    if run.status is Status.runtime_error and runtime.is_memory_error(run.stderr, run.stdout):
+    (Java's OutOfMemoryError, Node's heap limit) is a memory_limit. With one
+    stream (redirect_stderr_to_stdout), what the runtime said on stderr is in
+    stdout, read as stderr is (Go says it first, before every goroutine's stack)."""
+    stderr = run.stdout if one_stream else run.stderr
+    if run.status is Status.runtime_error and runtime.is_memory_error(stderr, run.stdout):
         run = replace(run, status=Status.memory_limit, message=run.message or "memory limit exceeded (heap)")
     return run
 
