@@ -517,6 +517,15 @@ def test_status_mapping(verdict, run, status, message):
     assert values["message"] == message  # None where Judge0 leaves it null (a run that ended normally)
 
 
+@pytest.mark.parametrize("run", [{"signal": signal.SIGKILL}, {"exit_code": 0}, {"exit_code": 3}],
+                         ids=["killed", "ended", "failed"])
+def test_an_output_limit_is_sigxfsz_in_exit_signal_too(run):
+    """Judge0's program past max_file_size dies of SIGXFSZ: status 8 came with
+    exit_signal 9 (the box killed) or null (the program had ended)."""
+    values = adapter.result_columns(_row(), _result(Verdict.output_limit, **run))
+    assert (values["status_id"], values["exit_signal"], values["exit_code"]) == (8, signal.SIGXFSZ, 0)
+
+
 @pytest.mark.parametrize(("compile_run", "message", "expected"), [
     # Warnings, then a limit: the reason follows the compiler's words (out of
     # time, Judge0's words in their place).

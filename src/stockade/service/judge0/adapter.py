@@ -166,8 +166,11 @@ def result_columns(row: Row, result: SubmissionResult) -> Row:
             _BY_SIGNAL.get(run.signal, OTHER) if run is not None and run.signal else OTHER)
         message = "Memory limit exceeded"
     elif verdict is Verdict.output_limit:
-        # Judge0's output is a file under max_file_size: too much is SIGXFSZ.
+        # Judge0's output is a file under max_file_size: too much is SIGXFSZ, and
+        # its exit_signal says so (here the box was killed, or the program had
+        # already ended: exit_signal 9 or null beside status 8).
         status, message = SIGXFSZ_, "Output limit exceeded"
+        values.update(exit_code=0, exit_signal=signals.SIGXFSZ.value)
     elif verdict is Verdict.runtime_error:
         status, message = _status_of_run(run) if run is not None else (OTHER, message)
     elif verdict is Verdict.wrong_answer:
