@@ -262,7 +262,7 @@ def test_test_case_forms(client):
 def test_every_request_field_round_trips(client):
     result = judge0.run(
         client=client, language=judge0.PYTHON,
-        source_code="import sys\nprint(sys.argv[1:], input())\nsys.stderr.write('to stderr\\n')",
+        source_code="import sys\nprint(sys.argv[1:], input(), flush=True)\nsys.stderr.write('to stderr\\n')",
         stdin="in-put", expected_output="['a', 'b c'] in-put\nto stderr",
         command_line_arguments="a 'b c'", cpu_time_limit=2.5, cpu_extra_time=0.5, wall_time_limit=6,
         memory_limit=200000, stack_limit=32000, max_processes_and_or_threads=20, max_file_size=2048,

@@ -476,7 +476,8 @@ def test_memory_limit_says_so_in_message(http):
 
 
 def test_output_options_arguments_and_runs(http):
-    source = "import sys\nprint(sys.argv[1:])\nprint('err', file=sys.stderr)"
+    # (One stream, in write order, as isolate's: stdout flushed before stderr is written.)
+    source = "import sys\nprint(sys.argv[1:], flush=True)\nprint('err', file=sys.stderr)"
     body = run(http, {"source_code": source, "language_id": PY, "command_line_arguments": "a 'b c'",
                       "redirect_stderr_to_stdout": True, "number_of_runs": 2})
     assert body["stdout"] == "['a', 'b c']\nerr\n" and body["stderr"] is None
