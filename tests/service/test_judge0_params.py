@@ -1,0 +1,31 @@
+"""Forms and query strings read as Rails reads Judge0's params (params.py):
+what an untrusted body may make of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from stockade.service.judge0.params import MAX_NAME_LENGTH, MAX_PARAMS, BadBody, form_params
+
+
+def test_a_form_with_too_many_parameters_is_refused_before_it_is_split():
+    """A 32 MiB body of `a[]=&a[]=...` took 1.4 GiB and 5 s of the event loop:
+    past Rack's params_limit it is a 400 that says so."""
+    assert form_params(b"&".join([b"a[]=1"] * MAX_PARAMS), "the form") == {"a": ["1"] * MAX_PARAMS}
+    for data in (b"&".join([b"a[]=1"] * (MAX_PARAMS + 1)), b"&" * MAX_PARAMS):
+        with pytest.raises(BadBody) as raised:
+            form_params(data, "the request's form")
+        assert str(raised.value) == f"the request's form has more than {MAX_PARAMS} parameters"
+
+
+def test_a_form_whose_names_are_too_long_is_refused():
+    """Each level of a nested name copied what was left of it: 32 MiB of
+    `a[][b][][b]...` took seconds before its depth was refused."""
+    name = b"a[" + b"b" * (MAX_NAME_LENGTH - 3) + b"]"
+    assert form_params(name + b"=1", "q") == {"a": {"b" * (MAX_NAME_LENGTH - 3): "1"}}
+    for data in (name + b"=1&c=2", b"a" + b"[][b]" * (MAX_NAME_LENGTH // 5 + 1) + b"=1"):
+        with pytest.raises(BadBody) as raised:
+            form_params(data, "the query string")
+        assert str(raised.value) == f"the names in the query string are longer than {MAX_NAME_LENGTH} characters in all"
+    # Values are not limited (a source, a stdin): only names.
+    assert form_params(b"stdin=" + b"x" * (4 * MAX_NAME_LENGTH), "q") == {"stdin": "x" * (4 * MAX_NAME_LENGTH)}
