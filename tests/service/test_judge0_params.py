@@ -29,3 +29,17 @@ def test_a_form_whose_names_are_too_long_is_refused():
         assert str(raised.value) == f"the names in the query string are longer than {MAX_NAME_LENGTH} characters in all"
     # Values are not limited (a source, a stdin): only names.
     assert form_params(b"stdin=" + b"x" * (4 * MAX_NAME_LENGTH), "q") == {"stdin": "x" * (4 * MAX_NAME_LENGTH)}
+
+
+def test_a_parameter_given_two_ways_is_named_with_both():
+    """`a[b]=1&a[]=2` said 'given both as a list and as one value': it was a hash."""
+    for data, message in (
+        (b"a[b]=1&a[]=2", "the parameter a is given both as a list and as a hash"),
+        (b"a[b]=1&a[][c]=2", "the parameter a is given both as a list and as a hash"),
+        (b"a[]=1&a[b]=2", "the parameter a is given both as a hash and as a list"),
+        (b"a=1&a[]=2", "the parameter a is given both as a list and as one value"),
+        (b"a=1&a[b]=2", "the parameter a is given both as a hash and as one value"),
+    ):
+        with pytest.raises(BadBody) as raised:
+            form_params(data, "q")
+        assert str(raised.value) == message, data

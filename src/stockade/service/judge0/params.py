@@ -47,13 +47,13 @@ def _normalize(params: dict[str, Any], name: str, value: str, depth: int) -> dic
     elif after == "[]":
         items = params.setdefault(key, [])
         if not isinstance(items, list):
-            raise BadBody(f"the parameter {key} is given both as a list and as one value")
+            raise _given_both(key, "a list", items)
         items.append(value)
     elif (nested := _ARRAY_OF_HASHES.match(after)) is not None:
         child = nested.group(1) or nested.group(2)
         items = params.setdefault(key, [])
         if not isinstance(items, list):
-            raise BadBody(f"the parameter {key} is given both as a list and as one value")
+            raise _given_both(key, "a list", items)
         if items and isinstance(items[-1], dict) and not _has_key(items[-1], child):
             _normalize(items[-1], child, value, depth - 1)
         else:
@@ -61,9 +61,15 @@ def _normalize(params: dict[str, Any], name: str, value: str, depth: int) -> dic
     else:
         inner = params.setdefault(key, {})
         if not isinstance(inner, dict):
-            raise BadBody(f"the parameter {key} is given both as a hash and as one value")
+            raise _given_both(key, "a hash", inner)
         _normalize(inner, after, value, depth - 1)
     return params
+
+
+def _given_both(key: str, now: str, before: Any) -> BadBody:
+    """(`a[b]=1&a[]=2`: a hash, then a list; not 'one value', which it never was.)"""
+    was = "a list" if isinstance(before, list) else "a hash" if isinstance(before, dict) else "one value"
+    return BadBody(f"the parameter {key} is given both as {now} and as {was}")
 
 
 def _has_key(params: dict[str, Any], name: str) -> bool:
