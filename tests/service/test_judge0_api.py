@@ -327,7 +327,7 @@ def test_malformed_json_is_400(http):
 
 
 def test_a_submission_sent_as_a_form_or_in_the_query_string_is_read_as_judge0_reads_it(http):
-    # Rails' params: the query string's, under the body's, which may be a form
+    # Rails' params: the body's, under the query string's; the body may be a form
     # (`curl -d`, `requests.post(data=...)`), its keys nested as Rack nests them.
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     body = run(http, {}, source_code='print("a b", input())', language_id="71", stdin="c+d")
@@ -336,9 +336,10 @@ def test_a_submission_sent_as_a_form_or_in_the_query_string_is_read_as_judge0_re
                          content=b"source_code=print(%22a+b%22%2C+input())&language_id=71&stdin=e%26f", headers=form)
     assert response.status_code == 201, response.text
     assert response.json() == {"stdout": "a b e&f\n", "stdin": "e&f", "language_id": 71}
-    # The body wins over the query string, a JSON body as a form.
-    body = run(http, {"source_code": "print(2)"}, source_code="print(1)", language_id=PY)
-    assert body["stdout"] == "2\n"
+    # The query string wins over the body, a JSON body as a form (Rails:
+    # request_parameters.merge(query_parameters)).
+    body = run(http, {"source_code": "print(2)", "stdin": "x"}, source_code="print(1)", language_id=PY)
+    assert (body["stdout"], body["stdin"]) == ("1\n", "x")
     response = http.post("/submissions/batch", headers=form, content=(
         b"submissions[][language_id]=71&submissions[][source_code]=print(3)"
         b"&submissions[][language_id]=9999&submissions[][source_code]=print(4)"))

@@ -1,7 +1,7 @@
-"""A request's parameters as Judge0 (Rails) reads them: the query string's,
-under the body's, which is JSON or a form (`application/x-www-form-urlencoded`,
-what `curl -d` and `requests.post(data=...)` send), its keys nested as Rack
-nests them (`submissions[][language_id]=71`)."""
+"""A request's parameters as Judge0 (Rails) reads them: the body's, which is
+JSON or a form (`application/x-www-form-urlencoded`, what `curl -d` and
+`requests.post(data=...)` send), its keys nested as Rack nests them
+(`submissions[][language_id]=71`), under the query string's."""
 
 from __future__ import annotations
 
@@ -106,9 +106,10 @@ def form_params(data: bytes, what: str) -> dict[str, Any]:
 
 
 async def request_params(request: Request) -> Any:
-    """The submission's parameters: the query string's (Rails merges them), and
-    over them the body's. A body that is not an object (a JSON list) is returned
-    as it is, for the parser to refuse."""
+    """The submission's parameters: the body's, and over them the query
+    string's, as Rails merges them (`request_parameters.merge(query_parameters)`:
+    the query string's win). A body that is not an object (a JSON list) is
+    returned as it is, for the parser to refuse."""
     raw = await request.body()
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == FORM:
@@ -127,4 +128,4 @@ async def request_params(request: Request) -> Any:
     query = request.scope.get("query_string", b"")
     if not query or not isinstance(body, dict):
         return body
-    return {**form_params(query, "the query string"), **body}
+    return {**body, **form_params(query, "the query string")}
