@@ -117,10 +117,12 @@ def test_memory_without_cgroups_is_the_programs_not_the_supervisors(warm):
         assert box.cgroups.kind == "none"
         small = py(box, "pass")
         big = py(box, "x = bytearray(100 * 1024 * 1024)", limits=Limits(memory=256 * MiB))
+        killed = py(box, "while True: pass", limits=Limits(cpu_time=0.3))  # (no report from the launcher)
     finally:
         box.close()
         del held
     assert small.status is Status.ok and small.memory < 64 * MiB, small.memory / MiB
+    assert killed.status is Status.time_limit and killed.memory < 64 * MiB, (killed.status, killed.memory / MiB)
     assert big.status is Status.ok and 100 * MiB <= big.memory <= 140 * MiB, big.memory / MiB
 
 

@@ -912,9 +912,10 @@ class Sandbox:
             # started (a killed box keeps ours: the limit ran from there).
             wall = (report.ended_at - report.started_at) / 1e9
         # The peak resident set: the launcher's count of the program and its
-        # children; else pid 1's, which holds theirs. bwrap's is the last
-        # resort: its exec kept the peak of the supervisor that spawned it.
-        peak = report.peak_rss if report.peak_rss is not None else first.ru_maxrss * 1024 if first else None
+        # children; else pid 1's, which holds theirs; else (a box killed, pid 1
+        # reaped by bwrap) none, 0: bwrap's own is no measure, its exec kept
+        # the peak of the supervisor that spawned it.
+        peak = report.peak_rss if report.peak_rss is not None else first.ru_maxrss * 1024 if first else 0
         return self._account(group, out, exit_code, sig, [u for u in (usage, first) if u is not None], wall,
                              limits, (report.started_cpu, report.ended_cpu, peak))
 
