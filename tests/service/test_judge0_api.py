@@ -357,6 +357,34 @@ def test_a_submission_sent_as_a_form_or_in_the_query_string_is_read_as_judge0_re
         "error": "a multipart/form-data body is not read: send JSON or application/x-www-form-urlencoded"})
 
 
+def test_base64_encoded_wait_and_fields_may_come_in_the_body_as_judge0_reads_params(http):
+    """Judge0 reads `params[:base64_encoded] == "true"`, `params[:wait]` and
+    `params[:fields]` from Rails' params, the body's with the query string's:
+    a form (`curl -d wait=true ...`) or a JSON body may carry them."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    encoded = base64.b64encode(b"print(input() * 2)").decode()
+    response = http.post("/submissions", headers=form, content=(
+        f"source_code={encoded}&language_id=71&stdin=YWI%3D&base64_encoded=true&wait=true&fields=stdout,stdin"
+    ).encode())
+    assert response.status_code == 201, response.text
+    assert response.json() == {"stdout": base64.b64encode(b"abab\n").decode() + "\n", "stdin": "YWI=\n"}
+    body = {"source_code": "print(1)", "language_id": PY, "wait": "true", "fields": "stdout"}
+    response = http.post("/submissions", json=body)
+    assert (response.status_code, response.json()) == (201, {"stdout": "1\n"})
+    # The query string's win; and only the string "true" is true (Ruby's == "true"), not JSON's true.
+    response = http.post("/submissions", params={"fields": "status_id"}, json={**body, "wait": True})
+    assert set(response.json()) == {"token"}, response.text
+    response = http.post("/submissions", params={"fields": "status_id"}, json=body)
+    assert response.json() == {"status_id": 3}, response.text
+    response = http.post("/submissions", json={**body, "fields": ["stdout"]})
+    assert response.status_code == 400 and response.json()["error"].startswith("invalid fields"), response.text
+    response = http.post("/submissions/batch", json={"base64_encoded": "true", "submissions": [
+        {"source_code": encoded, "language_id": PY, "stdin": "Y2Q="}]})
+    assert response.status_code == 201, response.text
+    token = response.json()[0]["token"]
+    assert wait_done(http, token)["stdout"] == "cdcd\n"
+
+
 def test_callback_to_internal_addresses_refused_by_default(http):
     for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/latest/meta-data", "http://[::1]/",
                 "http://10.1.2.3/", "http://localhost:8080/", "http://[::ffff:127.0.0.1]/"):

@@ -69,8 +69,22 @@ def not_stored(exc: Unavailable) -> JSONResponse:
     return error(503, "the submission could not be stored, try again later")
 
 
-def _flag(value: str | None) -> bool:
+def _flag(value: Any) -> bool:
+    # (Ruby's `params[:wait] == "true"`: the string only, not JSON's true.)
     return value == "true"
+
+
+def _param(body: Any, name: str, query: str | None) -> Any:
+    """A parameter as Judge0 reads it, from Rails' params: the body's and the
+    query string's merged (request_params: the query string's win), so a form
+    or JSON body may carry `base64_encoded`, `wait` or `fields` too."""
+    return body.get(name, query) if isinstance(body, dict) else query
+
+
+def _text(value: Any) -> str | None:
+    """`fields` given as something else than a string (a JSON list): its JSON
+    text, whose names are then refused as Judge0 refuses unknown ones."""
+    return value if value is None or isinstance(value, str) else json.dumps(value)
 
 
 # Past a database's integers (SQLite's and PostgreSQL's bigint): a page or a
@@ -140,17 +154,19 @@ def build_router(service: Service) -> APIRouter:
         """Create a submission; with wait=true, answer with its result."""
         if settings.maintenance_mode:
             return error(503, settings.maintenance_message)
-        encoded, waiting = _flag(base64_encoded), _flag(wait)
-        # Judge0's order of checks: maintenance, wait, then fields.
-        if waiting and not settings.enable_wait_result:
-            return error(400, "wait not allowed")
-        try:
-            requested = parse_fields(fields)
-        except InvalidFields as exc:
-            return error(400, str(exc))
+        # Judge0's order of checks: maintenance, then its params (the body
+        # parsed, with the query string's), wait, fields.
         try:
             body = await request_params(request)
         except BadBody as exc:
+            return error(400, str(exc))
+        encoded = _flag(_param(body, "base64_encoded", base64_encoded))
+        waiting = _flag(_param(body, "wait", wait))
+        if waiting and not settings.enable_wait_result:
+            return error(400, "wait not allowed")
+        try:
+            requested = parse_fields(_text(_param(body, "fields", fields)))
+        except InvalidFields as exc:
             return error(400, str(exc))
         row, errors = parser.parse(body, encoded=encoded)
         if row is not None:
@@ -249,8 +265,9 @@ def build_router(service: Service) -> APIRouter:
             return error(400, f"number of submissions in a batch should be less than or equal to {settings.max_submission_batch_size}")
         answers: list[dict[str, Any]] = []
         rows: list[Row] = []
+        encoded = _flag(_param(body, "base64_encoded", base64_encoded))
         for item in items:
-            row, errors = parser.parse(item, encoded=_flag(base64_encoded))
+            row, errors = parser.parse(item, encoded=encoded)
             if row is not None:
                 errors = await check_callback(row)
             if row is None or errors:
