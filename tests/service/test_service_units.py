@@ -1229,3 +1229,4 @@ def test_a_callback_target_that_answers_a_huge_body_is_not_read(caplog):
         assert asyncio.run(_deliver_one(url, tries=2, timeout=2)) == ["t-1"]
     assert len(tries) == 1
     assert [r.getMessage() for r in caplog.records if r.name == "stockade.callbacks"] == []
+
