@@ -271,6 +271,10 @@ def test_fields_that_name_nothing_are_the_default_and_star_does_not_hide_an_unkn
     ({"max_file_size": 4097}, {"max_file_size": ["must be less than or equal to 4096"]}),
     ({"number_of_runs": 21}, {"number_of_runs": ["must be less than or equal to 20"]}),
     ({"cpu_time_limit": "abc"}, {"cpu_time_limit": ["is not a number"]}),
+    # (an integer past every float: float() raised, a 500)
+    ({"cpu_time_limit": 10**400}, {"cpu_time_limit": ["must be less than or equal to 15.0"]}),
+    ({"wall_time_limit": "9" * 400}, {"wall_time_limit": ["must be less than or equal to 20.0"]}),
+    ({"cpu_extra_time": -(10**400)}, {"cpu_extra_time": ["must be greater than or equal to 0"]}),
     ({"cpu_time_limit": "\u0662"}, {"cpu_time_limit": ["is not a number"]}),  # (2 in Arabic-Indic digits)
     ({"language_id": "\u0667\u0661"}, {"language_id": ["language with id \u0667\u0661 doesn't exist"]}),
     ({"memory_limit": [1]}, {"memory_limit": ["is not a number"]}),

@@ -76,7 +76,14 @@ def _cast_number(value: Any, integer: bool) -> float | int | None | _Invalid:
         return _Invalid("is not a number")
     if integer and isinstance(number, float):
         number = int(number)  # Rails truncates a float given to an integer column
-    return number if integer else float(number)
+    if integer:
+        return number
+    try:
+        return float(number)
+    except OverflowError:
+        # An integer past every float (10**400 in JSON, or 400 digits): past
+        # the field's maximum too, and said so; float() raising was a 500.
+        return number
 
 
 _FALSE = {"false", "f", "0", "off", "no", "n"}
