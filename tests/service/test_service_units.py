@@ -1230,3 +1230,26 @@ def test_a_callback_target_that_answers_a_huge_body_is_not_read(caplog):
     assert len(tries) == 1
     assert [r.getMessage() for r in caplog.records if r.name == "stockade.callbacks"] == []
 
+
+def test_an_error_answer_is_logged_with_the_clients_characters_escaped(caplog):
+    """The line's body echoes the client's values (JSON escapes only what is
+    below a space) and its address may be X-Forwarded-For's, read as latin-1:
+    a NEL, a U+2028 or an 8-bit CSI went into the log as they were."""
+    from stockade.service.guard import ErrorGuard
+
+    body = json.dumps({"language_id": ["language with id x\u2028y\u0085z\u009b31m\x1b[1m doesn't exist"]},
+                      ensure_ascii=False).encode()
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 422, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    async def send(message):
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/submissions", "client": ("1.2.3.4\x85FAKE \x9b31m", 0)}
+    with caplog.at_level("INFO", logger="stockade.service"):
+        asyncio.run(ErrorGuard(app)(scope, None, send))
+    assert caplog.messages == [
+        "answered 422 to POST '/submissions' from 1.2.3.4\\x85FAKE \\x9b31m:"
+        ' {"language_id": ["language with id x\\u2028y\\x85z\\x9b31m\\u001b[1m doesn\'t exist"]}']

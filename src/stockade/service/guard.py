@@ -66,5 +66,18 @@ def _log_refusal(scope: Scope, status: int, body: bytes) -> None:
     put X-Auth-Token; the path quoted, as above."""
     client = scope.get("client")
     log.log(logging.WARNING if status >= 500 else logging.INFO, "answered %d to %s %r from %s: %s",
-            status, scope.get("method"), scope.get("path"), client[0] if client else "?",
-            body[:200].decode("utf-8", "replace") or "(no body)")
+            status, scope.get("method"), scope.get("path"), _printable(client[0]) if client else "?",
+            _printable(body[:200].decode("utf-8", "replace")) or "(no body)")
+
+
+def _printable(text: str) -> str:
+    """`text` with every character that is not printable escaped (\\x85,
+    \\u2028). Both halves of the line are the client's: an error body echoes
+    its values as JSON, which escapes only what is below a space, and the
+    client's address is X-Forwarded-For's from a loopback proxy (uvicorn's
+    default), its bytes read as latin-1; a NEL (U+0085), a U+2028 or an 8-bit
+    CSI (U+009B) went into the log as they were: line breaks to a log reader,
+    a terminal escape to a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
