@@ -480,6 +480,24 @@ def warm_sandbox():
     box.close()
 
 
+def test_a_warm_box_runs_one_stream_as_a_cold_one(sandbox, warm_sandbox):
+    """A warm box's pipes were given before its run was known: its launcher
+    makes the program's fd 2 its fd 1 ("O" in the run), where such runs took
+    a cold box. The same stream as a cold box's, and a failed exec's words in it."""
+    code = "import os\nfor i in range(3): os.write(1, b'o%d ' % i); os.write(2, b'e%d ' % i)"
+
+    async def warm_runs():
+        assert await warm_sandbox.prewarm() == 2
+        return [await warm_sandbox.run(argv, stderr_to_stdout=True) for argv in ([PY, "-c", code], ["/nonexistent"])]
+
+    (warm, missing) = asyncio.run(warm_runs())
+    assert warm_sandbox.warm_runs == 2 and warm_sandbox.cold_runs == 0
+    cold = sandbox.run_sync([PY, "-c", code], stderr_to_stdout=True)
+    assert (warm.status, warm.stdout, warm.stderr) == (cold.status, cold.stdout, cold.stderr) == (
+        Status.ok, b"o0 e0 o1 e1 o2 e2 ", b""), (warm, cold)
+    assert missing.exit_code == 127 and b"cannot run /nonexistent" in missing.stdout and missing.stderr == b"", missing
+
+
 def test_warm_run_matches_a_cold_run(sandbox, warm_sandbox):
     limits = Limits(open_files=21, cpu_time=1.5)
     kw = dict(files={"sub/data": b"x"}, stdin=b"hi\n", limits=limits, env={"EXTRA": "1"}, cwd="/box/sub")

@@ -302,9 +302,9 @@ class Sandbox:
         env = dict(env or {})
         _check_input(argv, files, env, mounts, stdin, cwd)
         self._closed = False  # (a Sandbox may run again after close())
-        # (A warm box's pipes were given before its run was known: one stream is cold.)
-        use_warm = _use_warm and not stderr_to_stdout
-        message = self._warm_message(argv, files, limits, env, mounts, cwd) if use_warm else None
+        message = None
+        if _use_warm:
+            message = self._warm_message(argv, files, limits, env, mounts, cwd, stderr_to_stdout)
         box = self._take_warm() if message is not None else None
         try:
             if box is not None:
@@ -380,13 +380,16 @@ class Sandbox:
     # among warm_mounts or copied, the default /tmp size) and a built launcher
     # use them.
 
-    def _warm_message(self, argv, files, limits: Limits, env, mounts, cwd) -> bytes | None:
+    def _warm_message(self, argv, files, limits: Limits, env, mounts, cwd, stderr_to_stdout=False) -> bytes | None:
         """The run as stockade-launch --exec-fd reads it; None if no warm box fits."""
         if not self.warm or limits.tmp_size != _WARM_LIMITS.tmp_size:  # (warm is 0 without the launcher)
             return None
         if not all(mount in self.warm_mounts or self._copyable(mount, files) for mount in mounts):
             return None
-        items = [f"R{name}:{soft}:{hard}" for name, soft, hard in launch.rlimits(limits, self.cgroups.kind == "none")]
+        # (One stream: the box's pipes were given before the run was known, so the
+        # launcher makes the program's fd 2 its fd 1 just before the exec.)
+        items = ["O"] if stderr_to_stdout else []
+        items += [f"R{name}:{soft}:{hard}" for name, soft, hard in launch.rlimits(limits, self.cgroups.kind == "none")]
         # The environment bwrap would have made: ours, the caller's, PWD of --chdir.
         items += [f"E{key}={value}" for key, value in {**bwrap.BASE_ENV, **env, "PWD": cwd}.items()]
         items += [f"C{cwd}", *(f"A{arg}" for arg in argv)]

@@ -21,8 +21,10 @@
  * With --exec-fd it is the first program of a box started ahead of time (a
  * "warm" box): it waits for the run on fd N, then closes it. The message is
  * NUL-terminated items, each a type letter and a value: "R" NAME:SOFT:HARD (an
- * rlimit), "E" KEY=VALUE (the whole environment), "C" a directory to enter, and
- * "A" the program and its arguments, in order. EOF without any "A": exit 127.
+ * rlimit), "E" KEY=VALUE (the whole environment), "C" a directory to enter, "O"
+ * (no value: the program's stderr is its stdout, one stream in write order, as
+ * isolate's --stderr-to-stdout), and "A" the program and its arguments, in
+ * order. EOF without any "A": exit 127.
  *
  * With --status-fd it stays, as the box's pid 1 (bwrap --as-pid-1): the program
  * runs in its child, and once it ends, its wait status (an int, as wait(2)
@@ -229,8 +231,12 @@ static void set_rlimit(const char *spec, const char *option) {
         die(option, strerror(errno));
 }
 
+static int one_stream; /* the run's "O": fd 2 becomes fd 1 just before the exec */
+
 /* Exec the program; the status of exec's failure. */
 static int exec_program(char **args) {
+    if (one_stream && dup2(STDOUT_FILENO, STDERR_FILENO) < 0)
+        return 127;
     execvp(args[0], args);
     int error = errno;
     fprintf(stderr, "stockade-launch: cannot run %s: %s\n", args[0], strerror(error));
@@ -309,6 +315,8 @@ static int exec_from(int fd, int status_fd) {
             set_rlimit(value, item);
         else if (type == 'C' && !nargs)
             cwd = value;
+        else if (type == 'O' && !nargs && !*value)
+            one_stream = 1;
         else
             die("bad item in the run", item);
     }
