@@ -344,8 +344,9 @@ def test_a_run_without_memory_peak_reports_at_least_its_largest_process(fake):
     cg = b.create("slot-1")
     assert not cg.exact_peak
     fake.write(os.path.join(fake.root, "stockade", "slot-1"), "memory.current", "8192\n")
-    usage = resource.struct_rusage((0.1, 0.0, 40 * 1024) + (0,) * 13)  # ru_maxrss 40 MiB, in KiB
-    result = box.Sandbox._account(SimpleNamespace(cgroups=b), cg, box._Outcome(), 0, None, [usage], 0.1, Limits())
+    usage = resource.struct_rusage((0.1,) + (0,) * 15)  # (its CPU time; the peak is `largest`)
+    result = box.Sandbox._account(SimpleNamespace(cgroups=b), cg, box._Outcome(), 0, None, [usage], 0.1, Limits(),
+                                  largest=40 * MiB)  # (the largest process's peak, as _watch finds it)
     assert result.memory == 40 * MiB
 
 

@@ -920,7 +920,7 @@ class Sandbox:
         # the peak of the supervisor that spawned it.
         peak = report.peak_rss if report.peak_rss is not None else first.ru_maxrss * 1024 if first else 0
         return self._account(group, out, exit_code, sig, [u for u in (usage, first) if u is not None], wall,
-                             limits, (report.started_cpu, report.ended_cpu, peak))
+                             limits, (report.started_cpu, report.ended_cpu), peak)
 
     @staticmethod
     def _adopt_box_pid(box: _Box, info: bytes) -> None:
@@ -1038,13 +1038,11 @@ class Sandbox:
         watched.add(fd)
 
     def _account(self, group, out: _Outcome, exit_code: int | None, sig: int | None, usages: list, wall: float,
-                 limits: Limits, reported: tuple[int | None, int | None, int | None] = (None, None, None),
+                 limits: Limits, reported: tuple[int | None, int | None] = (None, None), largest: int = 0,
                  ) -> RunResult:
-        # CPU ns and peak bytes by the launcher's count (launch.c --status-fd), if it told
-        started, ended, largest = reported
-        if largest is None:
-            # rusage of bwrap and of the box's pid 1: the largest process they reaped
-            largest = max((u.ru_maxrss for u in usages), default=0) * 1024
+        # CPU ns by the launcher's count (launch.c --status-fd), if it told; `largest`:
+        # the peak resident set of the program's largest process, in bytes (_watch)
+        started, ended = reported
         if self.cgroups.kind != "none":
             memory = group.memory_peak()
             if not group.exact_peak:
