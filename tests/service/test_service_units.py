@@ -802,6 +802,18 @@ async def _drained(dispatcher) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _recovered(store) -> tuple[list[str], Any]:
+    """A one-worker dispatcher started on `store`, which holds one submission
+    to run again, until nothing is left: the tokens it ran, and the dispatcher."""
+    from stockade.service.dispatch import Dispatcher
+
+    ran, execute = _accepting()
+    dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
+    assert await dispatcher.start() == 1
+    await _drained(dispatcher)
+    return ran, dispatcher
+
+
 class _FullDiskStore(_SlowStore):
     """Inserts at once; the first `failures` results fail to commit (a full disk)."""
 
@@ -866,16 +878,12 @@ def test_dispatcher_reads_a_recovered_row_again_when_the_store_failed_to(monkeyp
     """A recovered submission whose row could not be read is queued again: it
     stayed unfinished, counted against the queue's size, until a restart."""
     from stockade.service import dispatch
-    from stockade.service.dispatch import Dispatcher
 
     monkeypatch.setattr(dispatch, "_RETRY_LAST", 0.01)
 
     async def scenario() -> None:
         store = _UnreadableStore()
-        ran, execute = _accepting()
-        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
-        assert await dispatcher.start() == 1
-        await _drained(dispatcher)
+        ran, dispatcher = await _recovered(store)
         assert ran == ["left-behind"] and store.writes == [("finish", "left-behind")] and dispatcher.pending == 0
         await dispatcher.stop()
 
@@ -899,14 +907,10 @@ def test_dispatcher_starts_when_it_cannot_finish_an_interrupted_submission(caplo
     """Finishing a submission whose runs were all cut short is a write at
     start: on a full disk it ended the start (the lifespan's exception, a
     traceback and no server). It is left for the next start instead, and not run."""
-    from stockade.service.dispatch import Dispatcher
 
     async def scenario() -> None:
         store = _InterruptedOnAFullDisk()
-        ran, execute = _accepting()
-        dispatcher = Dispatcher(store, execute, adapter.error_columns, workers=1, max_queue_size=5)
-        assert await dispatcher.start() == 1
-        await _drained(dispatcher)
+        ran, dispatcher = await _recovered(store)
         assert ran == ["left-behind"] and store.writes == [("finish", "left-behind")]
         await dispatcher.stop()
 
