@@ -590,20 +590,68 @@ def test_runs_that_do_not_fit_a_warm_box_go_cold(warm_sandbox):
 
 def test_the_next_warm_box_is_built_after_the_run_and_close_finishes_it(warm_sandbox):
     # The replacement box is built once the run's result is out (never on the
-    # run's own path); a close() while it is still building tears it down too.
+    # run's own path), and its used box gone; a close() while it is still
+    # building tears it down too.
     loop = asyncio.new_event_loop()
     try:
         assert loop.run_until_complete(warm_sandbox.prewarm()) == 2
         result = loop.run_until_complete(warm_sandbox.run(["/bin/echo", "warm"]))
         assert result.stdout == b"warm\n" and warm_sandbox.warm_runs == 1
+        # The result is out; the used box is still to go, and nothing is built yet.
+        assert len(warm_sandbox._ending) == 1 and len(warm_sandbox._warm) == 1
+        assert not [task for task in warm_sandbox._warming if not task.done()]
+        loop.run_until_complete(warm_sandbox.settle())
         building = [task for task in warm_sandbox._warming if not task.done()]
-        assert len(building) == 1 and len(warm_sandbox._warm) == 1
+        assert len(building) == 1 and not warm_sandbox._ending
         loop.run_until_complete(asyncio.sleep(0))  # the build starts: slot, /box, cgroup, bwrap
         warm_sandbox.close()
         assert all(task.done() for task in building)
         assert leftovers(warm_sandbox) == []
     finally:
         loop.close()
+
+
+def test_a_run_returns_before_its_box_is_gone_with_all_its_output(sandbox):
+    """The result is made once the launcher has reported the program's end (it
+    has killed and reaped everything else in the box by then); the box is
+    removed after, by a task of its own, which settle() waits for. Nothing
+    written is lost: past a pipe's capacity, and from a child killed as the
+    program ended."""
+    code = ("import os, sys, time\n"
+            "if os.fork() == 0:\n"
+            "    os.write(2, b'child\\n')\n"
+            "    time.sleep(60)\n"
+            "time.sleep(0.3)\n"
+            "sys.stdout.write('x' * 300_000)\n")
+
+    async def go():
+        result = await sandbox.run([PY, "-c", code])
+        ending = len(sandbox._ending)
+        await sandbox.settle()
+        return result, ending, len(sandbox._ending)
+
+    result, ending, after = asyncio.run(go())
+    assert result.status is Status.ok and result.exit_code == 0, result
+    assert result.stdout == b"x" * 300_000 and result.stderr == b"child\n"
+    assert result.wall_time < 10  # (the child's sleep did not hold the run)
+    assert (ending, after) == (1, 0)
+    # run_sync ends its box before it returns (its loop ends with it).
+    assert py(sandbox, "print(1)").stdout == b"1\n" and not sandbox._ending
+
+
+def test_close_in_the_event_loop_removes_the_boxes_still_ending():
+    # A close() from a coroutine that did not await settle(): the boxes whose
+    # ends were deferred go at once, before their slots are let go.
+    box = Sandbox(slots=2)
+
+    async def go():
+        assert (await box.run(["/bin/echo", "hi"])).stdout == b"hi\n"
+        assert len(box._ending) == 1
+        box.close()
+        return len(box._ending)
+
+    assert asyncio.run(go()) == 0
+    assert leftovers(box) == []
 
 
 def test_a_cancelled_run_starts_no_new_warm_box(warm_sandbox):

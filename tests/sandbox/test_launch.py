@@ -384,6 +384,34 @@ def test_cpu_fd_is_not_passed_to_the_program():
     assert str(high) not in done.stdout.split(), done.stdout
 
 
+def test_as_pid_1_it_waits_for_the_supervisors_kill_after_its_report():
+    # In a box the report comes first, and the launcher's exit, which tears the
+    # box's namespaces down, only once the supervisor kills it. (Not as pid 1,
+    # the tests above: it exits with the program's code.)
+    r, w = os.pipe()
+    outer = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", LAUNCHER, f"--status-fd={w}", "--",
+                              "/bin/sh", "-c", "exit 7"], pass_fds=[w], stdout=subprocess.DEVNULL, env={})
+    os.close(w)
+    try:
+        report = b""
+        deadline = time.monotonic() + 30
+        while len(report) < 44 and time.monotonic() < deadline:
+            report += os.read(r, 64)
+        report = _split_report(report)
+        assert os.WIFEXITED(int.from_bytes(report.outcome, sys.byteorder)), report
+        assert os.WEXITSTATUS(int.from_bytes(report.outcome, sys.byteorder)) == 7 and report.peak_rss
+        time.sleep(0.2)
+        assert outer.poll() is None  # its pid 1 is still there
+        with open(f"/proc/{outer.pid}/task/{outer.pid}/children") as f:
+            (launcher,) = map(int, f.read().split())
+        os.kill(launcher, signal.SIGKILL)
+        outer.wait(timeout=30)  # and then it is gone (TimeoutExpired otherwise)
+    finally:
+        outer.kill()
+        outer.wait()
+        os.close(r)
+
+
 def test_status_fd_is_not_passed_to_the_program():
     r, w = os.pipe()
     high = fcntl.fcntl(w, fcntl.F_DUPFD, 50)  # (a number ls's own descriptors never take)

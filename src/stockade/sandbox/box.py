@@ -3,8 +3,11 @@
 One run: take a slot -> make /box -> make the cgroup -> spawn bwrap as the
 slot's uid, in the cgroup, under the run's rlimits, with an empty environment
 -> handshake (the box's pid 1 exists, then unblock) -> supervise on the event
-loop (stdin, bounded output, wall and CPU time) -> kill the whole cgroup ->
-account -> tear down.
+loop (stdin, bounded output, wall and CPU time) -> account -> kill the whole
+cgroup -> tear down. When the box's launcher reports the program's end (it
+has killed and reaped everything else in the box by then), the result is made
+at once and returned, and the box is torn down after, by a task of its own
+(Sandbox.settle waits for those).
 Every way out of `run` goes through the same `finally` blocks."""
 
 from __future__ import annotations
@@ -108,6 +111,10 @@ class _Box:
     exec_w: int = -1  # a warm box's run goes here
     status_r: int = -1  # the launcher's report of the program's wait status (launch.c --status-fd)
     report: bytearray = field(default_factory=bytearray)  # read from status_r so far
+    # The launcher's whole report came before bwrap's exit: the result was made
+    # then, and bwrap is still to be reaped (Sandbox._end).
+    ended_early: bool = False
+    removed: bool = False  # its end has begun (_end_now, or close())
     info_r: int = -1
     info: bytearray = field(default_factory=bytearray)  # read from info_r so far
 
@@ -213,6 +220,7 @@ class Sandbox:
         _check_input(["/bin/true"], {}, {}, self.warm_mounts, b"", bwrap.BOX_DIR)
         self._warm: list[_Box] = []  # built, idle, waiting for a run
         self._warming: set[asyncio.Task] = set()
+        self._ending: dict[asyncio.Task, _Box] = {}  # boxes whose ends were deferred (_end)
         self._exit_hook = False
         # Slot cgroups between runs (cgroup name -> its slot and group), empty: see _group_for.
         self._idle_groups: dict[str, tuple[Slot, cgroup.Cgroup]] = {}
@@ -312,14 +320,12 @@ class Sandbox:
                 return await self._run_warm(box, message, files, mounts, stdin, limits, collect)
             self.cold_runs += 1
             slot = await self._acquire_slot()
-            try:
-                return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd,
-                                               stderr_to_stdout)
-            finally:
-                self._slots.release(slot)
+            return await self._run_in_slot(slot, argv, files, stdin, limits, env, mounts, collect, cwd,
+                                           stderr_to_stdout, defer=_use_warm)
         finally:
             # Replacements are built once the result is out, never on a run's
-            # path; not for a cancelled run (its loop may be shutting down).
+            # path (a box whose end is deferred asks for its own once it is
+            # gone); not for a cancelled run (its loop may be shutting down).
             if _use_warm and not asyncio.current_task().cancelling():
                 self._refill_warm()
 
@@ -345,15 +351,30 @@ class Sandbox:
     async def prewarm(self) -> int:
         """Build warm boxes up to `warm` now, instead of after the next run (a
         server calls it at start); returns how many are ready."""
+        await self.settle()  # (a box on its way out holds a slot, and asks for its replacement)
         self._refill_warm()
         await asyncio.gather(*self._warming, return_exceptions=True)
         return len(self._warm)
 
+    async def settle(self) -> None:
+        """Wait until the boxes of the runs that returned are all gone (their
+        processes reaped, cgroups and directories removed, slots free). A run
+        returns as soon as its program's result is known, and most boxes are
+        removed just after, by a task of their own. A coroutine calls it before
+        close(); a close() outside the event loop waits for them itself."""
+        loop = asyncio.get_running_loop()
+        while mine := [task for task in self._ending if task.get_loop() is loop]:
+            await asyncio.gather(*mine, return_exceptions=True)
+
     def close(self) -> None:
+        """Remove the warm boxes and kept cgroups, and let the slots go. Called
+        from a coroutine, await settle() first: the boxes still on their way
+        out are then removed here, blocking."""
         if self._exit_hook:
             atexit.unregister(self._at_exit)
             self._exit_hook = False
         self._closed = True  # groups of builds cut short are removed, not kept
+        self._finish_ending()
         self._discard_warm()
         self._remove_idle_groups()
         self._slots.close()
@@ -436,7 +457,11 @@ class Sandbox:
         if any(box.loop is not loop for box in self._warm):
             self._discard_warm()  # built on an event loop that has finished
         self._warming = {t for t in self._warming if not t.done() and t.get_loop() is loop}
-        while len(self._warm) + len(self._warming) < self.warm:
+        # A box on its way out asks for its replacement once it is gone (_end):
+        # built now, the replacement would start on the result's way out.
+        me = asyncio.current_task()  # (an end's own task, asking as it finishes)
+        ending = sum(1 for task in self._ending if task.get_loop() is loop and task is not me)
+        while len(self._warm) + len(self._warming) + ending < self.warm:
             task = loop.create_task(self._make_warm())
             self._warming.add(task)
             self._hook_exit()
@@ -487,6 +512,7 @@ class Sandbox:
 
     def _at_exit(self) -> None:
         self._closed = True
+        self._finish_ending()
         self._discard_warm()
         self._remove_idle_groups()
 
@@ -505,6 +531,23 @@ class Sandbox:
                     loop.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
         while self._warm:
             self._teardown_now(self._warm.pop())
+
+    def _finish_ending(self) -> None:
+        """Remove the boxes whose ends were deferred (_end), now: their slots
+        are about to be let go. Outside their event loop it runs their tasks
+        to the end; inside it (a close() without settle()) it removes them
+        itself, blocking, and their tasks find them removed."""
+        if self._ending and not _loop_running():
+            for loop in {task.get_loop() for task in self._ending}:
+                if not loop.is_closed():
+                    mine = [task for task in self._ending if task.get_loop() is loop]
+                    loop.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
+        for task, box in list(self._ending.items()):
+            task.cancel()
+            if not box.removed:
+                box.removed = True
+                self._teardown_now(box)
+        self._ending.clear()
 
     def _teardown_now(self, box: _Box) -> None:
         """Remove a warm box (used or not) and give its slot back."""
@@ -543,17 +586,18 @@ class Sandbox:
                 box.group.set_limits(memory=limits.total_memory, pids=limits.box_processes)
             except (SandboxError, OSError) as exc:
                 return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
-            try:
-                _write_all(box.exec_w, message)
-            except BrokenPipeError:  # the launcher is gone: the box died idle
-                return RunResult(Status.sandbox_error, message="the prepared box ended before the run")
-            box.close(box.exec_w)
-            return await self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
+
+            def start() -> RunResult | None:
+                try:
+                    _write_all(box.exec_w, message)
+                except BrokenPipeError:  # the launcher is gone: the box died idle
+                    return RunResult(Status.sandbox_error, message="the prepared box ended before the run")
+                box.close(box.exec_w)
+                return None
+
+            return await self._collected(box, await self._watch(box, stdin, limits, start), patterns, limits)
         finally:
-            try:
-                await self._remove_after_run(box)
-            finally:
-                self._slots.release(box.slot)
+            await self._end(box, defer=True)
 
     # -- one run -----------------------------------------------------------
 
@@ -614,15 +658,22 @@ class Sandbox:
             finally:
                 group.close()  # our files of it, removed or not
 
-    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd, stderr_to_stdout):
+    async def _run_in_slot(self, slot, argv, files, stdin, limits, env, mounts, patterns, cwd, stderr_to_stdout,
+                           defer=False):
+        """A run in a box built for it, in `slot`, which is given back once the
+        box is gone (`defer`: see _end)."""
         inline = _few(files)
         try:
             box = self._new_box(slot, files if inline else {}, limits)
             box.stderr_to_stdout = stderr_to_stdout
         except (SandboxError, OSError) as exc:  # (LimitError, the caller's, goes on up)
+            self._slots.release(slot)
             # A box that cannot be made (its directory on a full tmpfs, its cgroup)
             # is the box's failure, a result like any other: it was raised out of run().
             return RunResult(Status.sandbox_error, message=f"cannot prepare the box: {exc}")
+        except BaseException:
+            self._slots.release(slot)
+            raise
         try:
             if not inline:
                 try:
@@ -643,12 +694,15 @@ class Sandbox:
             failure = await self._start(box, [*first, *argv], env, mounts, cwd, limits, extra_fds, rlimits=outside)
             if failure is not None:
                 return failure
-            # The wall clock starts when the program may start.
-            _write_all(box.block_w, b"1")
-            box.close(box.block_w)
-            return await self._collected(box, await self._watch(box, stdin, limits), patterns, limits)
+
+            def start() -> None:
+                # The wall clock starts when the program may start.
+                _write_all(box.block_w, b"1")
+                box.close(box.block_w)
+
+            return await self._collected(box, await self._watch(box, stdin, limits, start), patterns, limits)
         finally:
-            await self._remove_after_run(box)
+            await self._end(box, defer)
 
     @staticmethod
     def _report_channel(box: _Box) -> tuple[list[str], tuple[int, ...]]:
@@ -691,6 +745,62 @@ class Sandbox:
             self._stop(box)
         finally:
             self._release_group(box.slot, box.group)
+
+    async def _end(self, box: _Box, defer: bool) -> None:
+        """The end of a box whose run is over, its slot given back after it.
+        A box that ended early (its program's whole report came before bwrap's
+        exit: see _watch) is ended by a task of its own when `defer`, so that its
+        result goes out now, not after bwrap, pid 1 and the box directory are
+        gone; that task then asks for a warm box in its place (_refill_warm)."""
+        if defer and box.ended_early and not self._closed:
+            task = box.loop.create_task(self._end_now(box, refill=True))
+            self._ending[task] = box
+            task.add_done_callback(lambda done: self._ending.pop(done, None))
+            task.add_done_callback(_log_failure)
+            self._hook_exit()
+        else:
+            await self._end_now(box)
+
+    async def _end_now(self, box: _Box, refill: bool = False) -> None:
+        try:
+            try:
+                if box.ended_early:
+                    await self._reap_bwrap(box)
+            finally:
+                if not box.removed:  # (else close() has removed it meanwhile)
+                    box.removed = True
+                    try:
+                        await self._remove_after_run(box)
+                    finally:
+                        self._slots.release(box.slot)
+        finally:
+            # (Not when cancelled, or closed with its loop by close(): no loop runs it.)
+            if refill and _loop_running() and not asyncio.current_task().cancelling():
+                self._refill_warm()
+
+    @staticmethod
+    async def _reap_bwrap(box: _Box) -> None:
+        """End a box that ended early: its pid 1 (the launcher, waiting since its
+        report) is killed, which ends the box's pid namespace; bwrap then exits
+        and is reaped here. Still there after _DRAIN_GRACE, it is killed by
+        _stop, as any box's."""
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
+        loop = box.loop
+        gone = loop.create_future()
+        # (In box.watched: _stop, from close(), may take the reader off first.)
+        loop.add_reader(box.pidfd, lambda: gone.done() or gone.set_result(None))
+        box.watched.add(box.pidfd)
+        timer = loop.call_later(_DRAIN_GRACE, lambda: gone.done() or gone.set_result(None))
+        try:
+            await gone
+        finally:
+            timer.cancel()
+            if box.pidfd in box.watched:
+                loop.remove_reader(box.pidfd)
+                box.watched.discard(box.pidfd)
+        if not box.removed and _exited(box.pidfd):
+            box.proc.returncode = os.waitstatus_to_exitcode(os.waitpid(box.proc.pid, 0)[1])
 
     async def _remove_after_run(self, box: _Box) -> None:
         """_remove for a box whose program ran: its directory is deleted in a
@@ -821,11 +931,11 @@ class Sandbox:
         box.fds.append(box.box_pidfd)
         return None
 
-    async def _watch(self, box: _Box, stdin, limits: Limits) -> RunResult:
-        """Supervise a box whose program may start now, until it ends; account."""
+    async def _watch(self, box: _Box, stdin, limits: Limits, start: Callable[[], RunResult | None]) -> RunResult:
+        """Let the box's program start (`start()`: a RunResult if it cannot),
+        supervise it until it ends, and account."""
         loop = box.loop
         out = _Outcome()
-        started = time.monotonic()
         group, watched, timers = box.group, box.watched, box.timers
 
         def kill(reason: Status | None) -> None:
@@ -843,17 +953,21 @@ class Sandbox:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
 
-        exited = loop.create_future()
+        # Done when bwrap exits, or when the launcher's whole report is in: then
+        # the program has ended, and every other process of the box with it.
+        over = loop.create_future()
 
         def on_exit() -> None:
             # A pidfd stays readable: watched any longer, it would spin the loop.
             loop.remove_reader(box.pidfd)
             watched.discard(box.pidfd)
-            if not exited.done():
-                exited.set_result(None)
+            if not over.done():
+                over.set_result(None)
 
         loop.add_reader(box.pidfd, on_exit)
         watched.add(box.pidfd)
+        if box.status_r != -1:
+            self._report_reader(loop, box, over)
         readers = [self._reader(loop, box.out_r, out, "stdout", limits.output, kill, watched),
                    self._reader(loop, box.err_r, out, "stderr", limits.output, kill, watched)]
         self._writer(loop, box.in_w, stdin, watched, box.close)
@@ -874,7 +988,19 @@ class Sandbox:
             # (Per-process time limits are rlimits: the sum may exceed cpu_time.)
             timers.append(loop.call_later(max(_MIN_CPU_CHECK, limits.cpu_time / self._ncpu), check_cpu))
 
-        await exited
+        # Started last, just before we wait: a pipe's writer wakes its reader on
+        # the writer's own CPU, expecting it to sleep now, and the program's
+        # start waited for whatever we still did here (~80 us of it, once).
+        started = time.monotonic()
+        failure = start()
+        if failure is not None:
+            return failure
+        await over
+        if box.status_r in watched:
+            loop.remove_reader(box.status_r)
+            watched.discard(box.status_r)
+        if len(box.report) == _FULL_REPORT and not _exited(box.pidfd):
+            return self._ended(box, out, readers, limits)
         wall = time.monotonic() - started
         _, status, usage = os.wait4(box.proc.pid, 0)
         box.proc.returncode = os.waitstatus_to_exitcode(status)
@@ -923,6 +1049,49 @@ class Sandbox:
                              limits, (report.started_cpu, report.ended_cpu), peak)
 
     @staticmethod
+    def _report_reader(loop, box: _Box, over: asyncio.Future) -> None:
+        """Read the launcher's report as it comes; `over` is done once it is
+        whole (_FULL_REPORT bytes: the end record is the last, written after
+        every process of the box is reaped)."""
+        os.set_blocking(box.status_r, False)
+
+        def on_report() -> None:
+            try:
+                chunk = os.read(box.status_r, _FULL_REPORT)
+            except BlockingIOError:
+                return
+            box.report += chunk
+            # (No more can come once it is whole; EOF only with bwrap's exit.)
+            if not chunk or len(box.report) >= _FULL_REPORT:
+                loop.remove_reader(box.status_r)
+                box.watched.discard(box.status_r)
+                if not over.done():
+                    over.set_result(None)
+
+        loop.add_reader(box.status_r, on_report)
+        box.watched.add(box.status_r)
+
+    def _ended(self, box: _Box, out: _Outcome, readers, limits: Limits) -> RunResult:
+        """The result of a box whose launcher has reported the program's end
+        while bwrap has not exited yet. The launcher writes that report after
+        it has killed and reaped every other process of the box, and it holds
+        none of the program's pipes: what the box wrote is all in them now
+        (bwrap's monitor still holds their other ends, so there is no EOF to
+        wait for). bwrap is reaped, and the box removed, after (_end)."""
+        for timer in box.timers:
+            timer.cancel()
+        box.loop.remove_reader(box.pidfd)  # (_reap_bwrap waits for bwrap)
+        box.watched.discard(box.pidfd)
+        for eof, read_once in readers:
+            while not eof.done() and read_once():
+                pass
+        box.ended_early = True
+        report = _split_report(bytes(box.report))
+        exit_code, sig = _program_status(report.outcome, 0)
+        return self._account(box.group, out, exit_code, sig, [], (report.ended_at - report.started_at) / 1e9,
+                             limits, (report.started_cpu, report.ended_cpu), report.peak_rss or 0)
+
+    @staticmethod
     def _adopt_box_pid(box: _Box, info: bytes) -> None:
         pid = _child_pid(info)
         if pid is not None:
@@ -940,6 +1109,7 @@ class Sandbox:
                 if fd in box.fds:  # not closed (and maybe reused) already
                     box.loop.remove_reader(fd)
                     box.loop.remove_writer(fd)
+            box.watched.clear()
         try:
             if box.proc is not None and box.proc.returncode is None:
                 # Cancelled, failed mid-run or never used: kill the box and bwrap, then reap.
@@ -1234,6 +1404,7 @@ _XCPU_SLACK = 0.05  # seconds
 _STATUS_SIZE = 4  # an int: launch.c writes the wait status as wait(2) gives it
 _TIMES_SIZE = 16  # two uint64 of ns: launch.c's CPU time and time
 _END_SIZE = _TIMES_SIZE + 8  # and at the end a uint64 of bytes, the peak resident set
+_FULL_REPORT = _TIMES_SIZE + _STATUS_SIZE + _END_SIZE  # a program's start and end, as reported
 _CPU_UNKNOWN = 2**64 - 1  # launch.c's CPU_UNKNOWN (and PEAK_UNKNOWN)
 _LAUNCH_FAILED = (-1).to_bytes(_STATUS_SIZE, sys.byteorder, signed=True)  # launch.c's LAUNCH_FAILED
 

@@ -28,12 +28,17 @@
  *
  * With --status-fd it stays, as the box's pid 1 (bwrap --as-pid-1): the program
  * runs in its child, and once it ends, its wait status (an int, as wait(2)
- * gives it) is written to fd N and the launcher exits, which ends the box's
- * pid namespace. bwrap only reports an exit code, and 128 + N for signal N,
- * so a program's own exit(152) read as death by SIGXCPU. The program cannot
- * forge the report: pid 1 ignores the signals its namespace sends it, and
- * being not dumpable, its memory and descriptors are out of the program's reach
- * (/proc/1/mem, /proc/1/fd; ptrace is refused by seccomp anyway).
+ * gives it) is written to fd N. bwrap only reports an exit code, and 128 + N
+ * for signal N, so a program's own exit(152) read as death by SIGXCPU. The
+ * program cannot forge the report: pid 1 ignores the signals its namespace
+ * sends it, and being not dumpable, its memory and descriptors are out of the
+ * program's reach (/proc/1/mem, /proc/1/fd; ptrace is refused by seccomp anyway).
+ * Then the launcher waits for the supervisor's SIGKILL (nothing in the box can
+ * send it one), which ends the box's pid namespace. Its own exit right away
+ * tore the box's namespaces down (its mounts) on the CPU where the report had
+ * just woken the supervisor, which waited for that: now the supervisor has the
+ * result first, and ends the box after. (Not as pid 1, it exits with the code
+ * bwrap would give.)
  *
  * The report is two records: just before the fork, the CPU time used so far
  * and the time (CLOCK_MONOTONIC), each a uint64 of ns; once the program ends,
@@ -272,7 +277,12 @@ static int run(char **args, int status_fd) {
         pid_t done = wait(&status);
         if (done == child) {
             send_times(status_fd, &status);
-            /* The same code bwrap would give; the supervisor reads the status. */
+            /* As pid 1, until the supervisor's SIGKILL (see --status-fd at the
+             * top): no other signal reaches us. (A supervisor gone: bwrap dies
+             * with it, and its PDEATHSIG kills us.) */
+            while (getpid() == 1)
+                pause();
+            /* The same code bwrap would give. */
             _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         }
         if (done < 0 && errno != EINTR)

@@ -164,6 +164,7 @@ def create_app(settings: Settings, *, engine: Any = None, catalog: Catalog | Non
             await dispatcher.stop()
             await callbacks.close()
             if sandbox is not None:
+                await sandbox.settle()  # the boxes of the last runs, on their way out
                 sandbox.close()  # the warm boxes nobody took
             closer = getattr(engine, "aclose", None) or getattr(engine, "close", None)
             if closer is not None:
