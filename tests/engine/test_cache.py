@@ -50,6 +50,32 @@ def test_miss_then_hit(tmp_path):
     assert (cache.hits, cache.misses) == (1, 1)
 
 
+def test_a_hit_reads_the_entry_again_only_when_it_was_stored_again(tmp_path):
+    # The compile output is kept in memory by meta.json's inode: read once, and
+    # again when another process has stored the entry anew (a new meta.json).
+    import base64
+    import json
+
+    cache = CompileCache(tmp_path / "c", 1 * MiB)
+    asyncio.run(cache.get_or_build(key(1), builder([], product()))).close()
+    meta = tmp_path / "c" / "objects" / key(1) / "meta.json"
+    content = json.loads(meta.read_text())
+    content["compile_output"] = base64.b64encode(b"stored again\n").decode()
+    os.chmod(meta, 0o644)
+    with open(meta, "r+") as fh:  # the same inode: the output known is kept
+        fh.write(json.dumps(content))
+        fh.truncate()
+    same = asyncio.run(cache.get_or_build(key(1), builder([], None)))
+    assert same.compile_output == b"warning: tag\n"
+    same.close()
+    fresh = meta.with_name("meta.new")
+    fresh.write_text(json.dumps(content))
+    os.rename(fresh, meta)  # a new inode, as a new store makes
+    again = asyncio.run(cache.get_or_build(key(1), builder([], None)))
+    assert again.compile_output == b"stored again\n" and again.hit
+    again.close()
+
+
 def test_products_have_no_write_bits(tmp_path):
     cache = CompileCache(tmp_path / "c", 1 * MiB)
     lease = asyncio.run(cache.get_or_build(key(1), builder([], product())))

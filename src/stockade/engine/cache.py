@@ -38,6 +38,9 @@ _STALE_TMP = 3600.0
 # What one file or directory costs the disk beyond its bytes: whole blocks, and an
 # inode. A product of 20000 one-byte (or empty) files is not 20 kB of cache.
 _BLOCK = 4096
+# Compile outputs of entries kept in memory, at most (each is bounded by the
+# engine's compile_output_limit; most are empty).
+_KNOWN_OUTPUTS = 128
 
 
 def _on_disk(size: int) -> int:
@@ -133,6 +136,11 @@ class CompileCache:
         # each with its own loop, are kept apart by the key's flock.
         self._key_locks: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
         self._key_users: dict[tuple[asyncio.AbstractEventLoop, str], int] = {}
+        # key -> (meta.json's inode, the compile output it holds): an entry never
+        # changes once published, and a hit need not read and decode it again.
+        # (An entry evicted and stored again may reuse the inode: the same key
+        # is the same compile, its output the same.)
+        self._outputs: dict[str, tuple[tuple[int, int], bytes]] = {}
         self._clean_tmp()
         self.hits = 0
         self.misses = 0
@@ -274,13 +282,22 @@ class CompileCache:
 
     def _open_entry(self, key: str, fd: int, hit: bool = True) -> Lease | None:
         entry = os.path.join(self._objects, key)
+        meta_path = os.path.join(entry, "meta.json")
         try:
-            with open(os.path.join(entry, "meta.json"), "rb") as fh:
-                meta = json.load(fh)
-            os.utime(os.path.join(entry, "meta.json"))  # the LRU clock
+            st = os.stat(meta_path)
+            known = self._outputs.get(key)
+            if known is not None and known[0] == (st.st_dev, st.st_ino):
+                output = known[1]
+            else:
+                # (A new inode: stored again, by us or another process, since.)
+                with open(meta_path, "rb") as fh:
+                    output = base64.b64decode(json.load(fh).get("compile_output", ""))
+                if len(self._outputs) >= _KNOWN_OUTPUTS:
+                    self._outputs.pop(next(iter(self._outputs)))
+                self._outputs[key] = ((st.st_dev, st.st_ino), output)
+            os.utime(meta_path)  # the LRU clock
         except (FileNotFoundError, ValueError, OSError):
             return None
-        output = base64.b64decode(meta.get("compile_output", ""))
         return Lease(os.path.join(entry, "product"), output, hit=hit, _fd=fd)
 
     def _publish(self, key: str, product: Product) -> Lease | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import logging
 import os
 import stat
@@ -287,8 +288,15 @@ def product_key(runtime: Runtime, options: list[str], files: Mapping[str, File],
         products=list(runtime.products), executables=list(runtime.executables),
         copied=runtime.products_copied, env=sorted(runtime.env.items()), mounts=list(runtime.mounts),
         options=options, files=sorted((name, digest(f.content), f.mode) for name, f in files.items()),
-        limits=asdict(limits),
+        limits=_limits_dict(limits),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _limits_dict(limits: Limits) -> dict:
+    """asdict(limits), once per distinct Limits (frozen): it copies each field
+    deeply, a third of a cached run's key. (Only ever serialized, never changed.)"""
+    return asdict(limits)
 
 
 def _mounts(runtime: Runtime) -> list[Mount]:
