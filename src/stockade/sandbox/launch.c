@@ -40,8 +40,9 @@
  * result first, and ends the box after. (Not as pid 1, it exits with the code
  * bwrap would give.)
  *
- * The report is two records: just before the fork, the CPU time used so far
- * and the time (CLOCK_MONOTONIC), each a uint64 of ns; once the program ends,
+ * The report is two records: the CPU time used so far and the time
+ * (CLOCK_MONOTONIC), each a uint64 of ns, taken just before the fork and sent
+ * just after it; once the program ends,
  * its wait status (an int), then the CPU time and the time again, and the
  * largest resident set of the program and what it started (a uint64 of bytes,
  * RUSAGE_CHILDREN's ru_maxrss once all are reaped: bwrap's own rusage is no
@@ -179,22 +180,16 @@ static uint64_t peak_rss(void) {
     return (uint64_t)usage.ru_maxrss * 1024u;
 }
 
-/* The report's record: `status` (if not NULL), the CPU time, the time
- * (with a status: the program's end, then what it left is ended), and with a
- * status the peak resident set. */
-static void send_times(int fd, const int *status) {
-    char record[sizeof *status + 3 * sizeof(uint64_t)], *at = record;
+/* The report's end record: the program's wait status, the CPU time, the time
+ * of the program's end (what it left is ended after), the peak resident set. */
+static void send_end(int fd, int status) {
+    char record[sizeof status + 3 * sizeof(uint64_t)];
     uint64_t ended_at = now();
-    if (status)
-        end_the_rest();
-    uint64_t values[3] = {cpu_used(), status ? ended_at : now(), status ? peak_rss() : 0};
-    if (status) {
-        memcpy(at, status, sizeof *status);
-        at += sizeof *status;
-    }
-    size_t size = (status ? 3 : 2) * sizeof(uint64_t);
-    memcpy(at, values, size);
-    send_record(fd, record, (size_t)(at - record) + size);
+    end_the_rest();
+    uint64_t values[3] = {cpu_used(), ended_at, peak_rss()};
+    memcpy(record, &status, sizeof status);
+    memcpy(record + sizeof status, values, sizeof values);
+    send_record(fd, record, sizeof record);
 }
 
 static void die(const char *what, const char *detail) {
@@ -256,7 +251,7 @@ static int run(char **args, int status_fd) {
     /* Before the fork: the child's exec makes it dumpable again, we stay not. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0))
         die("prctl(PR_SET_DUMPABLE)", strerror(errno));
-    send_times(status_fd, NULL);
+    uint64_t start[2] = {cpu_used(), now()}; /* the start record */
     pid_t child = fork();
     if (child < 0)
         die("fork", strerror(errno));
@@ -267,6 +262,9 @@ static int run(char **args, int status_fd) {
         status_out = -1; /* from here on, failing is the program's (exec: 126 or 127) */
         _exit(exec_program(args));
     }
+    /* Sent once the program is on its way: the write wakes the supervisor,
+     * which needs it only later, and the program's start waited for that. */
+    send_record(status_fd, start, sizeof start);
     /* The program's pipes end with the program (and what it started), not with us. */
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     for (int fd = 0; fd < 3; fd++)
@@ -276,7 +274,7 @@ static int run(char **args, int status_fd) {
         int status;
         pid_t done = wait(&status);
         if (done == child) {
-            send_times(status_fd, &status);
+            send_end(status_fd, status);
             /* As pid 1, until the supervisor's SIGKILL (see --status-fd at the
              * top): no other signal reaches us. (A supervisor gone: bwrap dies
              * with it, and its PDEATHSIG kills us.) */
