@@ -40,10 +40,10 @@ from stockade.sandbox.workdir import (
     check_relpath,
     collect,
     copy_in,
-    is_small_tree,
     make_box_dir,
     remove_flat_tree,
     remove_tree,
+    small_tree,
     write_files,
 )
 
@@ -577,8 +577,9 @@ class Sandbox:
                     try:
                         # In a thread unless small (a C or C++ program: one file): a
                         # compiled product may be thousands of files, _COPY_MAX bytes.
-                        if is_small_tree(mount.source, _INLINE_FILES, _INLINE_BYTES):
-                            copy_in(box.workdir, mount.source, target, _COPY_MAX)
+                        listing = small_tree(mount.source, _INLINE_FILES, _INLINE_BYTES)
+                        if listing is not None:
+                            copy_in(box.workdir, mount.source, target, _COPY_MAX, listing)
                         else:
                             await _in_thread(copy_in, box.workdir, mount.source, target, _COPY_MAX)
                     except LimitError as exc:  # a product too large to copy

@@ -71,12 +71,14 @@ def write_files(path: str, uid: int, gid: int, files: Mapping[str, bytes | File]
         os.close(dir_fd)
 
 
-def copy_in(path: str, source: str, target: Sequence[str], max_total: int) -> None:
+def copy_in(path: str, source: str, target: Sequence[str], max_total: int,
+            listing: Sequence[os.DirEntry] | None = None) -> None:
     """Copy the tree `source` into the box directory `path` at `target` (parts of
     a relative path that does not exist yet), read-only for the box: everything
     is owned by the supervisor's uid (root), directories 0755, files 0644 or
     0755. Only directories and regular files are copied: a link is never
-    followed, nor copied. LimitError past `max_total` bytes."""
+    followed, nor copied. LimitError past `max_total` bytes. `listing`:
+    `source`'s entries as small_tree found them (not read again)."""
     dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         *parents, leaf = target
@@ -99,7 +101,9 @@ def copy_in(path: str, source: str, target: Sequence[str], max_total: int) -> No
     try:
         while stack:
             src, dst = stack[-1]
-            for entry in os.scandir(src):
+            entries = os.scandir(src) if listing is None else listing  # (the listing: the top's)
+            listing = None
+            for entry in entries:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
                     os.mkdir(entry.name, 0o755, dir_fd=dst)
@@ -314,21 +318,23 @@ def remove_tree(path: str) -> None:
     os.rmdir(path)
 
 
-def is_small_tree(path: str, most: int, max_bytes: int) -> bool:
-    """Whether `path` is a directory of at most `most` regular files (no
-    directory) of at most `max_bytes` in all: quick to copy on the event loop."""
-    total = 0
+def small_tree(path: str, most: int, max_bytes: int) -> list[os.DirEntry] | None:
+    """The entries of `path` when it is a directory of at most `most` regular
+    files (no directory) of at most `max_bytes` in all, quick to copy on the
+    event loop (give them to copy_in); else None."""
+    total, found = 0, []
     try:
         with os.scandir(path) as entries:
-            for count, entry in enumerate(entries, 1):
-                if count > most or not entry.is_file(follow_symlinks=False):
-                    return False
+            for entry in entries:
+                if len(found) == most or not entry.is_file(follow_symlinks=False):
+                    return None
                 total += entry.stat(follow_symlinks=False).st_size
                 if total > max_bytes:
-                    return False
+                    return None
+                found.append(entry)
     except OSError:
-        return False  # (copy_in says what is wrong)
-    return True
+        return None  # (copy_in says what is wrong)
+    return found
 
 
 def remove_flat_tree(path: str, most: int) -> bool:
