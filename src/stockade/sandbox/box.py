@@ -1149,7 +1149,8 @@ class Sandbox:
         """Read `fd` into out.<name> until EOF; past `cap` bytes keep the first
         `cap`, mark it truncated and kill the box (output_limit). A future done
         at EOF, and the read the loop makes when `fd` is readable (True when it
-        read something: there may be more)."""
+        read a whole chunk: there may be more; a pipe's read takes all there is
+        up to the chunk's size, so once the writers are gone, False means drained)."""
         buffer: bytearray = getattr(out, name)
         done = loop.create_future()
         os.set_blocking(fd, False)
@@ -1168,13 +1169,13 @@ class Sandbox:
                     done.set_result(None)
                 return False
             if getattr(out, name + "_truncated"):
-                return True  # already over the limit: drain and drop until EOF
+                return len(chunk) == _READ_CHUNK  # already over the limit: drain and drop until EOF
             room = cap - len(buffer)
             buffer.extend(chunk[:room])
             if len(chunk) > room:
                 setattr(out, name + "_truncated", True)
                 kill(Status.output_limit)
-            return True
+            return len(chunk) == _READ_CHUNK
 
         loop.add_reader(fd, on_readable)
         watched.add(fd)
