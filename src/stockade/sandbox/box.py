@@ -1323,7 +1323,10 @@ async def _in_thread(fn: Callable[..., T], *args) -> T:
         finally:
             finished.set()
 
-    future = loop.run_in_executor(None, call)
+    try:
+        future = loop.run_in_executor(None, call)
+    except RuntimeError:  # its executor is shut down (the interpreter is exiting): here, then
+        return fn(*args)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
