@@ -293,7 +293,7 @@ class CompileCache:
                 with open(meta_path, "rb") as fh:
                     output = base64.b64decode(json.load(fh).get("compile_output", ""))
                 if len(self._outputs) >= _KNOWN_OUTPUTS:
-                    self._outputs.pop(next(iter(self._outputs)))
+                    self._outputs.clear()  # (simply: safe from any thread)
                 self._outputs[key] = ((st.st_dev, st.st_ino), output)
             os.utime(meta_path)  # the LRU clock
         except (FileNotFoundError, ValueError, OSError):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import functools
 import logging
 import os
 import stat
@@ -282,21 +281,30 @@ def product_key(runtime: Runtime, options: list[str], files: Mapping[str, File],
     another product (a multi-file script whose file was cut at the file size
     limit, whose second compiler could not fork), and the same sources under
     other limits must not get it."""
-    return cache_key(
+    inputs = sorted((name, digest(f.content), f.mode) for name, f in files.items())
+    # (Made once per runtime object and inputs: the same program run again, a
+    # judge's every submission of it, skips the JSON and its hash.)
+    memo = (id(runtime), tuple(options), tuple(inputs), limits)
+    known = _KEYS.get(memo)
+    if known is not None and known[0] is runtime:
+        return known[1]
+    key = cache_key(
         runtime=runtime.key, version=runtime.version, toolchain=runtime.toolchain,
         compile=list(runtime.compile_argv or ()),
         products=list(runtime.products), executables=list(runtime.executables),
         copied=runtime.products_copied, env=sorted(runtime.env.items()), mounts=list(runtime.mounts),
-        options=options, files=sorted((name, digest(f.content), f.mode) for name, f in files.items()),
-        limits=_limits_dict(limits),
+        options=options, files=inputs, limits=asdict(limits),
     )
+    if len(_KEYS) >= _KEYS_KEPT:
+        _KEYS.clear()
+    _KEYS[memo] = (runtime, key)
+    return key
 
 
-@functools.lru_cache(maxsize=64)
-def _limits_dict(limits: Limits) -> dict:
-    """asdict(limits), once per distinct Limits (frozen): it copies each field
-    deeply, a third of a cached run's key. (Only ever serialized, never changed.)"""
-    return asdict(limits)
+# product_key's memo: (id(runtime), options, inputs, limits) -> (runtime, key).
+# The runtime is kept so that its id, checked with it, cannot be another's.
+_KEYS: dict[tuple, tuple[Runtime, str]] = {}
+_KEYS_KEPT = 256
 
 
 def _mounts(runtime: Runtime) -> list[Mount]:
