@@ -1206,3 +1206,14 @@ def test_a_limits_kill_signals_and_never_waits_on_the_loop(sandbox, monkeypatch,
     result = py(sandbox, code, limits=Limits(wall_time=0.5, processes=300))
     assert result.status is Status.wall_time_limit
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_work_meant_for_a_thread_runs_in_place_once_the_executor_is_shut_down():
+    # At interpreter exit (atexit: a box's deferred end) the default executor
+    # refuses new work; the box directory must still go.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        assert loop.run_until_complete(box_module._in_thread(lambda a, b: a + b, 2, 3)) == 5
+    finally:
+        loop.close()
