@@ -654,6 +654,28 @@ def test_close_in_the_event_loop_removes_the_boxes_still_ending():
     assert leftovers(box) == []
 
 
+def test_a_deferred_end_cut_short_still_ends_its_box():
+    # asyncio.run cancels what is left when its coroutine returns: a box on its
+    # way out is ended at once. And a task cancelled before its first step runs
+    # none of its coroutine: its box is ended all the same.
+    box = Sandbox(slots=2)
+    try:
+        assert asyncio.run(box.run(["/bin/echo", "hi"])).stdout == b"hi\n"
+        assert not box._ending and not box.slot_in_use(0) and leftovers(box) == []
+
+        async def cancelled_at_once():
+            await box.run(["/bin/true"])
+            (task,) = list(box._ending)
+            task.cancel()  # (before it ever ran)
+            await asyncio.sleep(0.05)
+            return list(box._ending)
+
+        assert asyncio.run(cancelled_at_once()) == []
+        assert not box.slot_in_use(0) and leftovers(box) == []
+    finally:
+        box.close()
+
+
 def test_a_cancelled_run_starts_no_new_warm_box(warm_sandbox):
     async def cancelled():
         await warm_sandbox.prewarm()

@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import functools
 import json
 import logging
 import os
@@ -363,7 +364,7 @@ class Sandbox:
         removed just after, by a task of their own. A coroutine calls it before
         close(); a close() outside the event loop waits for them itself."""
         loop = asyncio.get_running_loop()
-        while mine := [task for task in self._ending if task.get_loop() is loop]:
+        while mine := [task for task in list(self._ending) if task.get_loop() is loop]:
             await asyncio.gather(*mine, return_exceptions=True)
 
     def close(self) -> None:
@@ -460,7 +461,7 @@ class Sandbox:
         # A box on its way out asks for its replacement once it is gone (_end):
         # built now, the replacement would start on the result's way out.
         me = asyncio.current_task()  # (an end's own task, asking as it finishes)
-        ending = sum(1 for task in self._ending if task.get_loop() is loop and task is not me)
+        ending = sum(1 for task in list(self._ending) if task.get_loop() is loop and task is not me)
         while len(self._warm) + len(self._warming) + ending < self.warm:
             task = loop.create_task(self._make_warm())
             self._warming.add(task)
@@ -538,14 +539,15 @@ class Sandbox:
         to the end; inside it (a close() without settle()) it removes them
         itself, blocking, and their tasks find them removed."""
         if self._ending and not _loop_running():
-            for loop in {task.get_loop() for task in self._ending}:
+            for loop in {task.get_loop() for task in list(self._ending)}:
                 if not loop.is_closed():
-                    mine = [task for task in self._ending if task.get_loop() is loop]
+                    mine = [task for task in list(self._ending) if task.get_loop() is loop]
                     loop.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
         for task, box in list(self._ending.items()):
             task.cancel()
             if not box.removed:
                 box.removed = True
+                _end_box_now(box)
                 self._teardown_now(box)
         self._ending.clear()
 
@@ -756,8 +758,8 @@ class Sandbox:
         if defer and box.ended_early and not self._closed:
             task = box.loop.create_task(self._end_now(box, refill=True))
             self._ending[task] = box
-            task.add_done_callback(lambda done: self._ending.pop(done, None))
             task.add_done_callback(_log_failure)
+            task.add_done_callback(functools.partial(self._end_task_done, box))
             self._hook_exit()
         else:
             await self._end_now(box)
@@ -776,6 +778,8 @@ class Sandbox:
                 if not box.removed:  # (else close() has removed it meanwhile)
                     box.removed = True
                     try:
+                        if box.ended_early:
+                            _end_box_now(box)  # (cut short, cancelled: at once, blocking)
                         await self._remove_after_run(box)
                     finally:
                         self._slots.release(box.slot)
@@ -784,12 +788,21 @@ class Sandbox:
             if refill and _loop_running() and not asyncio.current_task().cancelling():
                 self._refill_warm()
 
+    def _end_task_done(self, box: _Box, task: asyncio.Task) -> None:
+        self._ending.pop(task, None)
+        if not box.removed:
+            # Cancelled before its first step (a loop shutting down): its
+            # coroutine never ran, nor its `finally`.
+            box.removed = True
+            _end_box_now(box)
+            self._teardown_now(box)
+
     @staticmethod
     async def _reap_bwrap(box: _Box) -> None:
         """End a box that ended early: its pid 1 (the launcher, waiting since its
         report) is killed, which ends the box's pid namespace; bwrap then exits
-        and is reaped here. Still there after _DRAIN_GRACE, it is killed by
-        _stop, as any box's."""
+        and is reaped here, and pid 1 too if bwrap left it to us. Still there
+        after _DRAIN_GRACE, bwrap is killed by _stop, as any box's."""
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
         loop = box.loop
@@ -805,8 +818,8 @@ class Sandbox:
             if box.pidfd in box.watched:
                 loop.remove_reader(box.pidfd)
                 box.watched.discard(box.pidfd)
-        if not box.removed and _exited(box.pidfd):
-            box.proc.returncode = os.waitstatus_to_exitcode(os.waitpid(box.proc.pid, 0)[1])
+        if not box.removed:
+            _reap_ended_box(box)
 
     async def _remove_after_run(self, box: _Box) -> None:
         """_remove for a box whose program ran: its directory is deleted in a
@@ -1123,7 +1136,7 @@ class Sandbox:
         try:
             if box.proc is not None and box.proc.returncode is None:
                 # Cancelled, failed mid-run or never used: kill the box and bwrap, then reap.
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, SandboxError):  # (survivors: removing the group says so)
                     box.group.kill()
                 with contextlib.suppress(OSError):
                     # Not proc.kill(): Popen would reap bwrap behind our back.
@@ -1565,6 +1578,28 @@ def _reap_orphan(pid: int, pidfd: int, block: bool = False):
     except ChildProcessError:
         return None
     return os.wait4(pid, 0)[2]
+
+
+def _end_box_now(box: _Box) -> None:
+    """Sandbox._reap_bwrap without the event loop, blocking (at most
+    _DRAIN_GRACE): for a box that ended early whose end was cut short."""
+    if box.proc is None or box.proc.returncode is not None or box.pidfd not in box.fds:
+        return
+    with contextlib.suppress(OSError):
+        signal.pidfd_send_signal(box.box_pidfd, signal.SIGKILL)
+    poller = select.poll()
+    poller.register(box.pidfd, select.POLLIN)
+    poller.poll(_DRAIN_GRACE * 1000)
+    _reap_ended_box(box)
+
+
+def _reap_ended_box(box: _Box) -> None:
+    """Reap bwrap of a box whose pid 1 was killed, once it has exited (else
+    _stop kills it), and pid 1 if bwrap left it to us."""
+    if _exited(box.pidfd):
+        box.proc.returncode = os.waitstatus_to_exitcode(os.waitpid(box.proc.pid, 0)[1])
+        if box.box_pidfd != -1:
+            _reap_orphan(box.box_pid, box.box_pidfd, block=True)
 
 
 def _reap_orphans_of(uid: int) -> None:
