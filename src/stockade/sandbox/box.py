@@ -545,11 +545,15 @@ class Sandbox:
                     loop.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
         for task, box in list(self._ending.items()):
             task.cancel()
-            if not box.removed:
-                box.removed = True
-                _end_box_now(box)
-                self._teardown_now(box)
+            self._end_at_once(box)
         self._ending.clear()
+
+    def _end_at_once(self, box: _Box) -> None:
+        """A deferred end, done here and now (blocking), unless begun already."""
+        if not box.removed:
+            box.removed = True
+            _end_box_now(box)
+            self._teardown_now(box)
 
     def _teardown_now(self, box: _Box) -> None:
         """Remove a warm box (used or not) and give its slot back."""
@@ -790,12 +794,9 @@ class Sandbox:
 
     def _end_task_done(self, box: _Box, task: asyncio.Task) -> None:
         self._ending.pop(task, None)
-        if not box.removed:
-            # Cancelled before its first step (a loop shutting down): its
-            # coroutine never ran, nor its `finally`.
-            box.removed = True
-            _end_box_now(box)
-            self._teardown_now(box)
+        # (Cancelled before its first step, a loop shutting down: its coroutine
+        # never ran, nor its `finally`.)
+        self._end_at_once(box)
 
     @staticmethod
     async def _reap_bwrap(box: _Box) -> None:
