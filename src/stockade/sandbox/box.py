@@ -523,13 +523,8 @@ class Sandbox:
         for task in building:
             task.cancel()
         # A build cut short tears down what it had started (bwrap, cgroup, /box)
-        # once its loop runs it again: when nothing runs that loop now (a sync
-        # close() after run_until_complete), run it until they have.
-        if building and not _loop_running():
-            for loop in {task.get_loop() for task in building}:
-                if not loop.is_closed():
-                    mine = [task for task in building if task.get_loop() is loop]
-                    loop.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
+        # once its loop runs it again.
+        _run_out(building)
         while self._warm:
             self._teardown_now(self._warm.pop())
 
@@ -538,11 +533,7 @@ class Sandbox:
         are about to be let go. Outside their event loop it runs their tasks
         to the end; inside it (a close() without settle()) it removes them
         itself, blocking, and their tasks find them removed."""
-        if self._ending and not _loop_running():
-            for loop in {task.get_loop() for task in list(self._ending)}:
-                if not loop.is_closed():
-                    mine = [task for task in list(self._ending) if task.get_loop() is loop]
-                    loop.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
+        _run_out(list(self._ending))
         for task, box in list(self._ending.items()):
             task.cancel()
             self._end_at_once(box)
@@ -1357,6 +1348,16 @@ async def _in_thread(fn: Callable[..., T], *args) -> T:
 def _log_failure(future: asyncio.Future) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("teardown after a cancelled run failed: %s", future.exception())
+
+
+def _run_out(tasks: list[asyncio.Task]) -> None:
+    """Run `tasks` to their end on their own event loops, when none runs here
+    (a sync close() after run_until_complete); a closed loop's are left."""
+    if tasks and not _loop_running():
+        for loop in {task.get_loop() for task in tasks}:
+            if not loop.is_closed():
+                mine = [task for task in tasks if task.get_loop() is loop]
+                loop.run_until_complete(asyncio.gather(*mine, return_exceptions=True))
 
 
 def _loop_running() -> bool:
